@@ -1,0 +1,248 @@
+// Package i18n holds the error catalog of the self-service API and the
+// language support around it: a go-i18n bundle loaded from the embedded
+// locales, request-language matching with golang.org/x/text/language, and
+// error bodies rendered once per language at start-up.
+//
+// Quick start:
+//
+//	b := i18n.Default()                       // English and Chinese, English by default
+//	loc := b.Match(r.Header.Get("X-L"), r.Header.Get("Accept-Language"))
+//	w.Write(loc.ErrorBody(i18n.ErrUserNotFound)) // {"error_code":"IDAAS.SDK.USER.0001","error_msg":"..."}
+package i18n
+
+import (
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io/fs"
+	"strings"
+	"sync"
+
+	goi18n "github.com/nicksnyder/go-i18n/v2/i18n"
+	"golang.org/x/text/language"
+
+	"github.com/ciamkit/selfservice/locales"
+)
+
+// maxTagLen bounds the X-L value that reaches the parser: real tags are short
+// and a long one only costs parsing time.
+const maxTagLen = 64
+
+// Bundle is a loaded set of languages. It is immutable after NewBundle and
+// safe for concurrent use.
+type Bundle struct {
+	bundle  *goi18n.Bundle
+	locales []*Locale // locales[0] is the default
+	matcher language.Matcher
+	exact   map[string]*Locale // X-L values answered without parsing
+}
+
+// Locale is one supported language with everything a request needs from it,
+// prepared once: its localizer and its rendered error bodies.
+type Locale struct {
+	Tag       language.Tag
+	Localizer *goi18n.Localizer
+	header    []string          // Content-Language value, shared read-only
+	bodies    map[string][]byte // error code -> JSON body
+}
+
+// Options configures NewBundle.
+type Options struct {
+	// Files holds go-i18n message files named active.<tag>.json.
+	// Default: the embedded locales (English and Chinese).
+	Files fs.FS
+	// Default is the language used when neither X-L nor Accept-Language
+	// matches a supported one. It must be one of the loaded languages.
+	// Default: English.
+	Default language.Tag
+}
+
+// ErrConfig reports an unusable Options value.
+var ErrConfig = errors.New("i18n: invalid configuration")
+
+// NewBundle loads the message files and prepares every locale. It fails if a
+// file does not parse, if the default language is not loaded, or if any
+// catalog code lacks a message in any loaded language.
+func NewBundle(opts Options) (*Bundle, error) {
+	files := opts.Files
+	if files == nil {
+		files = locales.FS
+	}
+	def := opts.Default
+	if def == language.Und {
+		def = language.English
+	}
+	gb := goi18n.NewBundle(def)
+	if err := gb.AddMessages(language.English, Messages...); err != nil {
+		return nil, fmt.Errorf("%w: %w", ErrConfig, err)
+	}
+	names, err := fs.Glob(files, "active.*.json")
+	if err != nil || len(names) == 0 {
+		return nil, fmt.Errorf("%w: no active.*.json message files", ErrConfig)
+	}
+	for _, name := range names {
+		if _, err := gb.LoadMessageFileFS(files, name); err != nil {
+			return nil, fmt.Errorf("%w: %s: %w", ErrConfig, name, err)
+		}
+	}
+
+	b := &Bundle{bundle: gb, exact: make(map[string]*Locale)}
+	tags := gb.LanguageTags()
+	// The default goes first: the matcher falls back to its first tag.
+	ordered := []language.Tag{def}
+	for _, t := range tags {
+		if t != def {
+			ordered = append(ordered, t)
+		}
+	}
+	if !containsTag(tags, def) {
+		return nil, fmt.Errorf("%w: default language %s has no message file", ErrConfig, def)
+	}
+	for _, t := range ordered {
+		loc, err := newLocale(gb, t)
+		if err != nil {
+			return nil, err
+		}
+		b.locales = append(b.locales, loc)
+		base, _ := t.Base()
+		for _, k := range []string{t.String(), base.String()} {
+			b.exact[k] = loc
+			b.exact[strings.ToLower(k)] = loc
+		}
+	}
+	b.matcher = language.NewMatcher(ordered)
+	return b, nil
+}
+
+func containsTag(tags []language.Tag, t language.Tag) bool {
+	for _, x := range tags {
+		if x == t {
+			return true
+		}
+	}
+	return false
+}
+
+func newLocale(gb *goi18n.Bundle, tag language.Tag) (*Locale, error) {
+	loc := &Locale{
+		Tag:       tag,
+		Localizer: goi18n.NewLocalizer(gb, tag.String()),
+		header:    []string{tag.String()},
+		bodies:    make(map[string][]byte, len(Catalog)),
+	}
+	for _, e := range Catalog {
+		// Only this language's own file counts: falling back to English
+		// would hide a missing translation.
+		msg, got, err := loc.Localizer.LocalizeWithTag(&goi18n.LocalizeConfig{MessageID: e.Code})
+		if err != nil || got != tag {
+			return nil, fmt.Errorf("%w: no %s message for %s", ErrConfig, tag, e.Code)
+		}
+		loc.bodies[e.Code] = renderBody(e.Code, msg)
+	}
+	return loc, nil
+}
+
+func renderBody(code, msg string) []byte {
+	body, err := json.Marshal(struct {
+		Code string `json:"error_code"`
+		Msg  string `json:"error_msg"`
+	}{code, msg})
+	if err != nil {
+		// Two strings always marshal.
+		panic(err)
+	}
+	return append(body, '\n')
+}
+
+// Message returns the text of message id in this language, or "" when there
+// is none.
+func (l *Locale) Message(id string) string {
+	s, err := l.Localizer.Localize(&goi18n.LocalizeConfig{MessageID: id})
+	if err != nil {
+		return ""
+	}
+	return s
+}
+
+// ErrorBody returns the JSON body {"error_code","error_msg"} for e in this
+// language. Catalog errors are answered from bodies rendered at start-up; an
+// integrator's own *Error is localised on the fly and falls back to its code
+// as the message. The returned slice must not be modified.
+func (l *Locale) ErrorBody(e *Error) []byte {
+	if b, ok := l.bodies[e.Code]; ok {
+		return b
+	}
+	msg := l.Message(e.Code)
+	if msg == "" {
+		msg = e.Code
+	}
+	return renderBody(e.Code, msg)
+}
+
+// ContentLanguage returns the Content-Language header value for this locale
+// as a one-element slice that callers may assign to a header map but must not
+// modify.
+func (l *Locale) ContentLanguage() []string { return l.header }
+
+// Locales returns the supported languages, the default first.
+func (b *Bundle) Locales() []*Locale { return b.locales }
+
+// DefaultLocale returns the locale used when nothing matches.
+func (b *Bundle) DefaultLocale() *Locale { return b.locales[0] }
+
+// Match picks the locale for a request from its X-L header, then its
+// Accept-Language header, then the default. X-L takes a BCP 47 tag and is
+// forgiving about the underscore form (zh_CN); regional and script forms
+// (zh-CN, zh-Hans, en-US) match their language.
+func (b *Bundle) Match(xl, acceptLanguage string) *Locale {
+	if xl != "" {
+		if loc, ok := b.exact[xl]; ok {
+			return loc
+		}
+		if loc := b.matchTag(xl); loc != nil {
+			return loc
+		}
+	}
+	if acceptLanguage != "" && len(acceptLanguage) <= 4*maxTagLen {
+		tags, _, err := language.ParseAcceptLanguage(acceptLanguage)
+		if err == nil && len(tags) > 0 {
+			if _, i, c := b.matcher.Match(tags...); c != language.No {
+				return b.locales[i]
+			}
+		}
+	}
+	return b.locales[0]
+}
+
+func (b *Bundle) matchTag(s string) *Locale {
+	if len(s) > maxTagLen {
+		return nil
+	}
+	t, err := language.Parse(strings.ReplaceAll(strings.TrimSpace(s), "_", "-"))
+	if err != nil {
+		return nil
+	}
+	if _, i, c := b.matcher.Match(t); c != language.No {
+		return b.locales[i]
+	}
+	return nil
+}
+
+var (
+	defaultOnce   sync.Once
+	defaultBundle *Bundle
+)
+
+// Default returns the bundle of the embedded locales with English as the
+// default language, loaded on first use.
+func Default() *Bundle {
+	defaultOnce.Do(func() {
+		b, err := NewBundle(Options{})
+		if err != nil {
+			// The embedded files are tested; failing here means a broken build.
+			panic(err)
+		}
+		defaultBundle = b
+	})
+	return defaultBundle
+}
