@@ -1,0 +1,367 @@
+// Package selfservice is an embeddable net/http implementation of a CIAM
+// self-service "change my email" API: POST /api/v2/sdk/email/send mails a
+// verification code to a new address, and POST
+// /api/v2/sdk/profile/update-email lets a signed-in user (a Bearer id_token
+// checked against the issuer's JWKS) replace their email with that address.
+// Errors are {"error_code","error_msg"} in English or Chinese, as X-L asks.
+//
+// The pieces compose: storage is four interfaces (package store, with an
+// in-memory implementation in store/memstore); the four middlewares that
+// check device headers, X-client-id, X-L and the bearer token live in package
+// middleware; Service's handlers expect them in front. Mount wires all of it
+// onto a ServeMux in one call:
+//
+//	verifier, err := middleware.NewVerifier(middleware.VerifierOptions{
+//		Issuer:  "https://id.example.com",
+//		JWKSURL: "https://id.example.com/api/v1/oauth2/keys",
+//	})
+//	if err != nil { ... }
+//	defer verifier.Close()
+//	_, err = selfservice.Mount(mux, selfservice.Config{
+//		Users: users, Codes: codes, Limiter: limiter, Clients: clients,
+//		Verifier: verifier, Mailer: mailer, Captcha: captcha,
+//		CodeSecret: secret, // 32 random bytes, the same on every replica
+//	})
+package selfservice
+
+import (
+	"errors"
+	"fmt"
+	"log/slog"
+	"net/http"
+	"strings"
+	"time"
+
+	"github.com/ciamkit/selfservice/i18n"
+	"github.com/ciamkit/selfservice/middleware"
+	"github.com/ciamkit/selfservice/store"
+)
+
+// The endpoints' paths, as the API family publishes them.
+const (
+	UpdateEmailPath = "/api/v2/sdk/profile/update-email"
+	SendCodePath    = "/api/v2/sdk/email/send"
+)
+
+// PurposeUpdateEmail is the send type whose codes update-email accepts.
+const PurposeUpdateEmail = "UPDATE_EMAIL_EMS"
+
+// MinCodeSecretLen is the least length of Config.CodeSecret, in bytes.
+const MinCodeSecretLen = 32
+
+// ErrConfig reports an unusable Config.
+var ErrConfig = errors.New("selfservice: invalid configuration")
+
+// ErrCaptchaRejected is what a CaptchaVerifier wraps when it refuses a
+// token; it is answered with IDAAS.SDK.CAPTCHA.9202.
+var ErrCaptchaRejected = errors.New("selfservice: captcha rejected")
+
+// Config configures a Service. The stores, the mailer, the captcha verifier
+// and the code secret are required: a missing one is a configuration error,
+// not a silent pass. Clients and Verifier are required by Mount and Handler,
+// which put the middlewares in front.
+type Config struct {
+	Users   store.UserStore
+	Codes   store.CodeStore
+	Limiter store.SendLimiter
+	Clients store.ClientRegistry
+	// Verifier checks the bearer id_token of update-email.
+	Verifier *middleware.Verifier
+	Mailer   Mailer
+	// Captcha checks send requests; AllowAllCaptcha for development.
+	Captcha CaptchaVerifier
+
+	// CodeSecret keys the hash under which codes are stored. At least
+	// MinCodeSecretLen random bytes, the same on every replica; changing
+	// it voids the codes in flight.
+	CodeSecret []byte
+	// CodeTTL is how long a code stays valid. Default: 10m.
+	CodeTTL time.Duration
+	// MaxTries is how many wrong codes kill a code. Default: 5.
+	MaxTries int
+	// SendInterval is the least time between two codes mailed to one
+	// address. Default: 60s.
+	SendInterval time.Duration
+	// DailySends caps the codes mailed to one address in 24 hours.
+	// Default: 10.
+	DailySends int
+	// MaxBodyBytes caps request bodies. Default: 4096.
+	MaxBodyBytes int64
+
+	// Bundle holds the error messages. Default: i18n.Default().
+	Bundle *i18n.Bundle
+	// Logger receives internal failures, never addresses or codes.
+	// Default: slog.Default().
+	Logger *slog.Logger
+	// Now is the clock. Default: time.Now.
+	Now func() time.Time
+}
+
+// Service serves the two endpoints. It is safe for concurrent use.
+type Service struct {
+	cfg    Config
+	limits store.SendLimits
+}
+
+// New validates cfg, fills in its defaults and returns the Service.
+func New(cfg Config) (*Service, error) {
+	var missing []string
+	for name, ok := range map[string]bool{
+		"Users": cfg.Users != nil, "Codes": cfg.Codes != nil, "Limiter": cfg.Limiter != nil,
+		"Mailer": cfg.Mailer != nil, "Captcha": cfg.Captcha != nil,
+	} {
+		if !ok {
+			missing = append(missing, name)
+		}
+	}
+	if len(missing) > 0 {
+		return nil, fmt.Errorf("%w: missing %s", ErrConfig, strings.Join(missing, ", "))
+	}
+	if len(cfg.CodeSecret) < MinCodeSecretLen {
+		return nil, fmt.Errorf("%w: CodeSecret must hold at least %d bytes", ErrConfig, MinCodeSecretLen)
+	}
+	if cfg.CodeTTL == 0 {
+		cfg.CodeTTL = 10 * time.Minute
+	}
+	if cfg.MaxTries == 0 {
+		cfg.MaxTries = 5
+	}
+	if cfg.SendInterval == 0 {
+		cfg.SendInterval = time.Minute
+	}
+	if cfg.DailySends == 0 {
+		cfg.DailySends = 10
+	}
+	if cfg.MaxBodyBytes == 0 {
+		cfg.MaxBodyBytes = 4096
+	}
+	if cfg.CodeTTL < 0 || cfg.MaxTries < 0 || cfg.SendInterval < 0 || cfg.DailySends < 0 || cfg.MaxBodyBytes < 0 {
+		return nil, fmt.Errorf("%w: negative limit", ErrConfig)
+	}
+	if cfg.Bundle == nil {
+		cfg.Bundle = i18n.Default()
+	}
+	if cfg.Logger == nil {
+		cfg.Logger = slog.Default()
+	}
+	if cfg.Now == nil {
+		cfg.Now = time.Now
+	}
+	cfg.CodeSecret = append([]byte(nil), cfg.CodeSecret...)
+	return &Service{
+		cfg: cfg,
+		limits: store.SendLimits{
+			Interval: cfg.SendInterval,
+			Daily:    cfg.DailySends,
+			Window:   24 * time.Hour,
+		},
+	}, nil
+}
+
+// Mount validates cfg and registers both endpoints on mux behind the
+// standard middleware chain (see Service.Handler).
+func Mount(mux *http.ServeMux, cfg Config) (*Service, error) {
+	s, err := New(cfg)
+	if err != nil {
+		return nil, err
+	}
+	if err := s.register(mux); err != nil {
+		return nil, err
+	}
+	return s, nil
+}
+
+// Handler returns both endpoints on a ServeMux of their own, each behind the
+// standard chain: Localize, POST only, DeviceHeaders, RequireClientID and,
+// for update-email, RequireBearer. It fails if Config.Clients or
+// Config.Verifier is missing.
+func (s *Service) Handler() (http.Handler, error) {
+	mux := http.NewServeMux()
+	if err := s.register(mux); err != nil {
+		return nil, err
+	}
+	return mux, nil
+}
+
+func (s *Service) register(mux *http.ServeMux) error {
+	if s.cfg.Clients == nil || s.cfg.Verifier == nil {
+		return fmt.Errorf("%w: the middleware chain needs Clients and Verifier", ErrConfig)
+	}
+	front := func(h http.Handler) http.Handler {
+		return middleware.Localize(s.cfg.Bundle)(
+			postOnly(middleware.DeviceHeaders(
+				middleware.RequireClientID(s.cfg.Clients)(h))))
+	}
+	mux.Handle(UpdateEmailPath, front(middleware.RequireBearer(s.cfg.Verifier)(s.UpdateEmail())))
+	mux.Handle(SendCodePath, front(s.SendCode()))
+	return nil
+}
+
+// postOnly answers every method but POST with IDAAS.SDK.REQ.9101.
+func postOnly(next http.Handler) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.Method != http.MethodPost {
+			w.Header().Set("Allow", http.MethodPost)
+			middleware.WriteError(w, r, i18n.ErrMethodNotAllowed)
+			return
+		}
+		next.ServeHTTP(w, r)
+	})
+}
+
+// UpdateEmail returns the update-email handler. It expects RequireBearer in
+// front (and the other middlewares for localised errors and device info);
+// without verified claims in the context it answers an internal failure.
+// After the middlewares, checks run in the contract's order: body, empty
+// verify_code, email rules, user exists, code correct, email free, update.
+func (s *Service) UpdateEmail() http.Handler { return http.HandlerFunc(s.updateEmail) }
+
+func (s *Service) updateEmail(w http.ResponseWriter, r *http.Request) {
+	if err := s.changeEmail(w, r); err != nil {
+		s.fail(w, r, err)
+		return
+	}
+	ok(w)
+}
+
+func (s *Service) changeEmail(w http.ResponseWriter, r *http.Request) error {
+	ctx := r.Context()
+	claims := middleware.ClaimsFromContext(ctx)
+	if claims == nil {
+		return i18n.ErrInternal.WithCause(errors.New("selfservice: UpdateEmail served without RequireBearer"))
+	}
+	body, err := readBody(w, r, s.cfg.MaxBodyBytes)
+	if err != nil {
+		return err
+	}
+	var rawEmail, code string
+	if err := decodeFields(body, map[string]*string{"email": &rawEmail, "verify_code": &code}); err != nil {
+		return err
+	}
+	if strings.TrimSpace(code) == "" {
+		return i18n.ErrCodeEmpty
+	}
+	email, canonical, err := CanonicalEmail(rawEmail)
+	if err != nil {
+		return err
+	}
+	user, err := s.cfg.Users.User(ctx, claims.Subject)
+	if err != nil {
+		return storeError(err, i18n.ErrUserNotFound)
+	}
+	if user.CanonicalEmail == canonical {
+		// Already done, perhaps by this very request retried: succeed
+		// without spending anyone's code.
+		return nil
+	}
+	if !wellFormedCode(code) {
+		return i18n.ErrCodeIncorrect
+	}
+	key := store.CodeKey{Purpose: PurposeUpdateEmail, Email: canonical}
+	hash := hashCode(s.cfg.CodeSecret, key.Purpose, key.Email, code)
+	if err := s.cfg.Codes.Verify(ctx, key, hash, s.cfg.MaxTries, s.cfg.Now()); err != nil {
+		if errors.Is(err, store.ErrCodeInvalid) {
+			return i18n.ErrCodeIncorrect
+		}
+		return i18n.ErrInternal.WithCause(err)
+	}
+	if err := s.cfg.Users.UpdateEmail(ctx, user.ID, email, canonical); err != nil {
+		if errors.Is(err, store.ErrEmailExists) {
+			return i18n.ErrEmailExists
+		}
+		return storeError(err, i18n.ErrUserNotFound)
+	}
+	return nil
+}
+
+// SendCode returns the send-code handler. It expects RequireClientID and
+// DeviceHeaders in front (Localize for localised errors). Checks run in this
+// order: body, type, email rules, captcha, send limits, then the code is
+// stored and mailed. The answer does not depend on whether the address
+// belongs to anyone.
+func (s *Service) SendCode() http.Handler { return http.HandlerFunc(s.sendCode) }
+
+func (s *Service) sendCode(w http.ResponseWriter, r *http.Request) {
+	if err := s.mailCode(w, r); err != nil {
+		s.fail(w, r, err)
+		return
+	}
+	ok(w)
+}
+
+// mailCode serves PurposeUpdateEmail only: the family's other send types
+// (REGISTER_EMS, LOGIN_EMS, ...) get IDAAS.SDK.PARAM.9203 like unknown ones.
+func (s *Service) mailCode(w http.ResponseWriter, r *http.Request) error {
+	ctx := r.Context()
+	body, err := readBody(w, r, s.cfg.MaxBodyBytes)
+	if err != nil {
+		return err
+	}
+	var rawEmail, purpose, captcha string
+	if err := decodeFields(body, map[string]*string{"email": &rawEmail, "type": &purpose, "captcha_token": &captcha}); err != nil {
+		return err
+	}
+	if purpose != PurposeUpdateEmail {
+		return i18n.ErrCodeTypeUnsupport
+	}
+	email, canonical, err := CanonicalEmail(rawEmail)
+	if err != nil {
+		return err
+	}
+	if strings.TrimSpace(captcha) == "" {
+		return i18n.ErrCaptchaFailed
+	}
+	if err := s.cfg.Captcha.VerifyCaptcha(ctx, captcha); err != nil {
+		if errors.Is(err, ErrCaptchaRejected) {
+			return i18n.ErrCaptchaFailed.WithCause(err)
+		}
+		return i18n.ErrInternal.WithCause(err)
+	}
+	now := s.cfg.Now()
+	if err := s.cfg.Limiter.Reserve(ctx, purpose+"\x00"+canonical, s.limits, now); err != nil {
+		if errors.Is(err, store.ErrRateLimited) {
+			return i18n.ErrSendRateLimited
+		}
+		return i18n.ErrInternal.WithCause(err)
+	}
+	code := newCode()
+	key := store.CodeKey{Purpose: purpose, Email: canonical}
+	if err := s.cfg.Codes.Put(ctx, key, hashCode(s.cfg.CodeSecret, purpose, canonical, code), now.Add(s.cfg.CodeTTL)); err != nil {
+		return i18n.ErrInternal.WithCause(err)
+	}
+	lang := s.cfg.Bundle.DefaultLocale().Tag
+	if loc := middleware.LocaleFromContext(ctx); loc != nil {
+		lang = loc.Tag
+	}
+	msg := Message{Type: purpose, To: email, Code: code, ExpiresIn: s.cfg.CodeTTL, Language: lang}
+	if err := s.cfg.Mailer.Send(ctx, msg); err != nil {
+		return i18n.ErrSendFailed.WithCause(err)
+	}
+	return nil
+}
+
+// storeError maps a store failure: not-found to notFound, anything else to
+// the internal-error code with the cause kept for the log.
+func storeError(err error, notFound *i18n.Error) error {
+	if errors.Is(err, store.ErrNotFound) {
+		return notFound
+	}
+	return i18n.ErrInternal.WithCause(err)
+}
+
+// fail logs what the client will not see and writes the error.
+func (s *Service) fail(w http.ResponseWriter, r *http.Request, err error) {
+	var e *i18n.Error
+	if !errors.As(err, &e) || e.Status >= http.StatusInternalServerError {
+		s.cfg.Logger.ErrorContext(r.Context(), "selfservice: request failed",
+			"path", r.URL.Path, "error", err)
+	}
+	middleware.WriteError(w, r, err)
+}
+
+var jsonContentType = []string{"application/json"}
+
+func ok(w http.ResponseWriter) {
+	w.Header()["Content-Type"] = jsonContentType
+	w.WriteHeader(http.StatusOK)
+}

@@ -1,0 +1,86 @@
+package selfservice
+
+import (
+	"context"
+	"encoding/json"
+	"io"
+	"sync"
+	"time"
+
+	"golang.org/x/text/language"
+)
+
+// Message is one mail the package asks a Mailer to deliver.
+type Message struct {
+	// Type is what the mail is for: the send type, e.g. "UPDATE_EMAIL_EMS",
+	// for a verification code.
+	Type string
+	// To is the recipient as the user typed it (see CanonicalEmail).
+	To string
+	// Code is the verification code to deliver.
+	Code string
+	// ExpiresIn is how long the code stays valid.
+	ExpiresIn time.Duration
+	// Language is the request's language, for the mail's text.
+	Language language.Tag
+}
+
+// Mailer delivers messages. Send must not keep msg.Code after it returns,
+// and must return when ctx is done.
+type Mailer interface {
+	Send(ctx context.Context, msg Message) error
+}
+
+// MailerFunc adapts a function to Mailer.
+type MailerFunc func(ctx context.Context, msg Message) error
+
+// Send calls f.
+func (f MailerFunc) Send(ctx context.Context, msg Message) error { return f(ctx, msg) }
+
+// LogMailer is the development Mailer: it writes every message to W as one
+// JSON line {"type","to","code","language","expires_in_seconds"} and
+// delivers nothing. It prints codes in clear, so it has no place in
+// production.
+type LogMailer struct {
+	mu sync.Mutex
+	w  io.Writer
+}
+
+// NewLogMailer returns a LogMailer writing to w.
+func NewLogMailer(w io.Writer) *LogMailer { return &LogMailer{w: w} }
+
+// Send implements Mailer.
+func (m *LogMailer) Send(_ context.Context, msg Message) error {
+	line, err := json.Marshal(struct {
+		Type      string `json:"type"`
+		To        string `json:"to"`
+		Code      string `json:"code"`
+		Language  string `json:"language"`
+		ExpiresIn int64  `json:"expires_in_seconds"`
+	}{msg.Type, msg.To, msg.Code, msg.Language.String(), int64(msg.ExpiresIn / time.Second)})
+	if err != nil {
+		return err
+	}
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	_, err = m.w.Write(append(line, '\n'))
+	return err
+}
+
+// CaptchaVerifier checks the captcha_token of a send request against the
+// integrator's human-check service. VerifyCaptcha returns nil for a pass,
+// an error wrapping ErrCaptchaRejected for a refused token, and any other
+// error when the service could not answer (answered as an internal failure).
+type CaptchaVerifier interface {
+	VerifyCaptcha(ctx context.Context, token string) error
+}
+
+// CaptchaFunc adapts a function to CaptchaVerifier.
+type CaptchaFunc func(ctx context.Context, token string) error
+
+// VerifyCaptcha calls f.
+func (f CaptchaFunc) VerifyCaptcha(ctx context.Context, token string) error { return f(ctx, token) }
+
+// AllowAllCaptcha passes every non-empty token. It exists for development
+// and tests and must be chosen explicitly: Config has no default verifier.
+var AllowAllCaptcha CaptchaVerifier = CaptchaFunc(func(context.Context, string) error { return nil })

@@ -1,0 +1,52 @@
+package middleware
+
+import (
+	"errors"
+	"log/slog"
+	"net/http"
+	"strings"
+
+	"github.com/ciamkit/selfservice/i18n"
+	"github.com/ciamkit/selfservice/store"
+)
+
+// MaxClientIDLen bounds X-client-id; a longer value is answered as not
+// registered without asking the registry.
+const MaxClientIDLen = 256
+
+// RequireClientID returns a middleware that requires X-client-id and looks it
+// up in reg: blank is IDAAS.SDK.PARAM.0002, unknown is IDAAS.SDK.PARAM.0003,
+// a registry failure is the internal-error code (logged with slog's default
+// logger). The store.Client found goes into the request context. Panics if
+// reg is nil: a missing registry is a configuration error, not a pass.
+func RequireClientID(reg store.ClientRegistry) func(http.Handler) http.Handler {
+	if reg == nil {
+		panic("middleware: RequireClientID: nil ClientRegistry")
+	}
+	return func(next http.Handler) http.Handler {
+		return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+			id := strings.TrimSpace(headerValue(r.Header, "X-Client-Id"))
+			if id == "" {
+				WriteError(w, r, i18n.ErrClientIDEmpty)
+				return
+			}
+			if len(id) > MaxClientIDLen {
+				WriteError(w, r, i18n.ErrClientUnknown)
+				return
+			}
+			c, err := reg.Client(r.Context(), id)
+			switch {
+			case errors.Is(err, store.ErrNotFound):
+				WriteError(w, r, i18n.ErrClientUnknown)
+				return
+			case err != nil:
+				slog.ErrorContext(r.Context(), "selfservice: client registry failed", "error", err)
+				WriteError(w, r, i18n.ErrInternal.WithCause(err))
+				return
+			}
+			r, st := withState(r)
+			st.client, st.hasClient = c, true
+			next.ServeHTTP(w, r)
+		})
+	}
+}

@@ -1,0 +1,94 @@
+package middleware
+
+import (
+	"net/http"
+	"net/netip"
+	"strings"
+
+	"github.com/ciamkit/selfservice/i18n"
+)
+
+// Device is what the client says about itself in the device headers.
+type Device struct {
+	OSVersion   string     // X-operating-sys-version
+	Fingerprint string     // X-device-fingerprint
+	Agent       string     // X-agent
+	IP          netip.Addr // X-device-ip; the zero Addr when absent
+}
+
+// Length limits of the device headers, in bytes. Real values are far
+// shorter; the limits keep logs and stores safe from padding.
+const (
+	MaxOSVersionLen   = 128
+	MaxFingerprintLen = 256
+	MaxAgentLen       = 512
+	maxIPLen          = 64
+)
+
+// DeviceHeaders is a middleware that requires X-operating-sys-version,
+// X-device-fingerprint and X-agent (non-blank, within their length limits,
+// no control characters, one value each) and, when present, an X-device-ip
+// that parses as an IPv4 or IPv6 address. Anything else is answered with
+// IDAAS.SDK.PARAM.0001. The parsed Device goes into the request context.
+func DeviceHeaders(next http.Handler) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		d, ok := parseDevice(r.Header)
+		if !ok {
+			WriteError(w, r, i18n.ErrDeviceIncomplete)
+			return
+		}
+		r, st := withState(r)
+		st.device, st.hasDevice = d, true
+		next.ServeHTTP(w, r)
+	})
+}
+
+func parseDevice(h http.Header) (Device, bool) {
+	var d Device
+	var ok bool
+	if d.OSVersion, ok = deviceField(h, "X-Operating-Sys-Version", MaxOSVersionLen, true); !ok {
+		return Device{}, false
+	}
+	if d.Fingerprint, ok = deviceField(h, "X-Device-Fingerprint", MaxFingerprintLen, true); !ok {
+		return Device{}, false
+	}
+	if d.Agent, ok = deviceField(h, "X-Agent", MaxAgentLen, true); !ok {
+		return Device{}, false
+	}
+	ip, ok := deviceField(h, "X-Device-Ip", maxIPLen, false)
+	if !ok {
+		return Device{}, false
+	}
+	if ip != "" {
+		addr, err := netip.ParseAddr(ip)
+		if err != nil {
+			return Device{}, false
+		}
+		d.IP = addr
+	}
+	return d, true
+}
+
+// deviceField returns the trimmed single value of header key. ok is false
+// when the header repeats, is too long, holds a control character, or is
+// required and blank.
+func deviceField(h http.Header, key string, maxLen int, required bool) (string, bool) {
+	vs := h[key]
+	switch len(vs) {
+	case 0:
+		return "", !required
+	case 1:
+	default:
+		return "", false
+	}
+	v := strings.TrimSpace(vs[0])
+	if len(v) > maxLen || (required && v == "") {
+		return "", false
+	}
+	for i := 0; i < len(v); i++ {
+		if c := v[i]; c < 0x20 || c == 0x7f {
+			return "", false
+		}
+	}
+	return v, true
+}
