@@ -76,6 +76,17 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	defer stop()
 	logger := slog.New(slog.NewTextHandler(stderr, nil))
 
+	users, clients := memstore.NewUserStore(), memstore.NewClientRegistry()
+	seed := defaultSeed
+	if f.seed != "" {
+		if seed, err = readSeed(f.seed); err != nil {
+			return err
+		}
+	}
+	if err := seed.apply(ctx, users, clients); err != nil {
+		return err
+	}
+
 	ln, err := net.Listen("tcp", f.addr)
 	if err != nil {
 		return err
@@ -93,6 +104,9 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	}
 	serveErr := make(chan error, 1)
 	go func() { serveErr <- srv.Serve(ln) }()
+	// A set-up failure below still closes the listener; after a graceful
+	// Shutdown this does nothing.
+	defer srv.Close()
 
 	// The built-in issuer is served first, so the verifier's first JWKS
 	// fetch below finds it over real HTTP like any integrator's would.
@@ -114,17 +128,6 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 		return err
 	}
 	defer verifier.Close()
-
-	users, clients := memstore.NewUserStore(), memstore.NewClientRegistry()
-	seed := defaultSeed
-	if f.seed != "" {
-		if seed, err = readSeed(f.seed); err != nil {
-			return err
-		}
-	}
-	if err := seed.apply(ctx, users, clients); err != nil {
-		return err
-	}
 
 	secret := make([]byte, selfservice.MinCodeSecretLen)
 	_, _ = rand.Read(secret)

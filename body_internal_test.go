@@ -1,0 +1,130 @@
+package selfservice
+
+import (
+	"errors"
+	"strings"
+	"testing"
+
+	"github.com/ciamkit/selfservice/i18n"
+)
+
+func TestDecodeFields(t *testing.T) {
+	t.Parallel()
+	cases := []struct {
+		name, body       string
+		wantErr          bool
+		wantEmail, wantC string
+	}{
+		{name: "both", body: `{"email":"a@b.co","verify_code":"123456"}`, wantEmail: "a@b.co", wantC: "123456"},
+		{name: "white space around", body: " \n{ \"email\" : \"a@b.co\" }\n ", wantEmail: "a@b.co"},
+		{name: "empty object", body: `{}`},
+		{name: "null members", body: `{"email":null,"verify_code":null}`},
+		{name: "escapes", body: `{"email":"a\u0040b.co"}`, wantEmail: "a@b.co"},
+		{name: "null", body: `null`, wantErr: true},
+		{name: "array", body: `[]`, wantErr: true},
+		{name: "string", body: `"x"`, wantErr: true},
+		{name: "empty", body: ``, wantErr: true},
+		{name: "unknown field", body: `{"email":"a@b.co","admin":"true"}`, wantErr: true},
+		{name: "field name in another case", body: `{"Email":"a@b.co"}`, wantErr: true},
+		{name: "duplicate field", body: `{"email":"a@b.co","email":"c@d.co"}`, wantErr: true},
+		{name: "number", body: `{"verify_code":123456}`, wantErr: true},
+		{name: "bool", body: `{"email":true}`, wantErr: true},
+		{name: "nested", body: `{"email":{"x":"y"}}`, wantErr: true},
+		{name: "trailing object", body: `{}{}`, wantErr: true},
+		{name: "trailing garbage", body: `{"email":"a@b.co"} x`, wantErr: true},
+		{name: "truncated", body: `{"email":"a@b.co"`, wantErr: true},
+		{name: "invalid UTF-8", body: "{\"email\":\"\xff@b.co\"}", wantErr: true},
+		{name: "trailing comma", body: `{"email":"a@b.co",}`, wantErr: true},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			var email, code string
+			err := decodeFields([]byte(tc.body), map[string]*string{"email": &email, "verify_code": &code})
+			if tc.wantErr {
+				if !errors.Is(err, i18n.ErrBodyMalformed) {
+					t.Fatalf("err = %v, want REQ.9104", err)
+				}
+				return
+			}
+			if err != nil || email != tc.wantEmail || code != tc.wantC {
+				t.Fatalf("got %q %q %v, want %q %q", email, code, err, tc.wantEmail, tc.wantC)
+			}
+		})
+	}
+}
+
+func TestIsJSON(t *testing.T) {
+	t.Parallel()
+	for ct, want := range map[string]bool{
+		"application/json":                  true,
+		"application/json; charset=utf-8":   true,
+		"Application/JSON; Charset=UTF-8":   true,
+		"application/json;charset=latin1":   false,
+		"application/json; boundary=x":      false,
+		"text/plain":                        false,
+		"application/x-www-form-urlencoded": false,
+		"":                                  false,
+		"application/json, text/plain":      false,
+	} {
+		if got := isJSON(ct); got != want {
+			t.Errorf("isJSON(%q) = %v, want %v", ct, got, want)
+		}
+	}
+}
+
+func FuzzDecodeFields(f *testing.F) {
+	for _, s := range []string{`{"email":"a@b.co","verify_code":"123456"}`, `{}`, `null`, `[]`, `{"email":1}`, `{"a":"b"}{}`, "{\"email\":\"\xff\"}"} {
+		f.Add([]byte(s))
+	}
+	f.Fuzz(func(t *testing.T, body []byte) {
+		var email, code string
+		err := decodeFields(body, map[string]*string{"email": &email, "verify_code": &code})
+		if err != nil && !errors.Is(err, i18n.ErrBodyMalformed) {
+			t.Fatalf("error %v is not REQ.9104", err)
+		}
+		if err == nil && !strings.HasPrefix(strings.TrimLeft(string(body), " \t\r\n"), "{") {
+			t.Fatalf("accepted a body that is not an object: %q", body)
+		}
+	})
+}
+
+func TestCodes(t *testing.T) {
+	t.Parallel()
+	if codeBound%codeSpace != 0 || codeBound+codeSpace <= 1<<32 {
+		t.Fatalf("codeBound %d is not the largest multiple of %d below 2^32", codeBound, codeSpace)
+	}
+	seen := map[string]bool{}
+	for range 1000 {
+		c := newCode()
+		if !wellFormedCode(c) {
+			t.Fatalf("newCode() = %q", c)
+		}
+		seen[c] = true
+	}
+	// 1000 draws from a million: a repeat or two is possible, dozens are not.
+	if len(seen) < 990 {
+		t.Fatalf("only %d distinct codes in 1000 draws", len(seen))
+	}
+	for in, want := range map[uint32]string{0: "000000", 7: "000007", 999999: "999999", 123456: "123456"} {
+		if got := formatCode(in); got != want {
+			t.Errorf("formatCode(%d) = %q", in, got)
+		}
+	}
+	for _, bad := range []string{"", "12345", "1234567", "12345a", " 12345", "１２３４５６", "+12345", "12 345"} {
+		if wellFormedCode(bad) {
+			t.Errorf("wellFormedCode(%q) = true", bad)
+		}
+	}
+	secret := []byte("0123456789abcdef0123456789abcdef")
+	a := hashCode(secret, "UPDATE_EMAIL_EMS", "a@b.co", "123456")
+	for _, other := range [][]byte{
+		hashCode(secret, "UPDATE_EMAIL_EMS", "a@b.co", "123457"),
+		hashCode(secret, "UPDATE_EMAIL_EMS", "a@b.com", "123456"),
+		hashCode(secret, "REGISTER_EMS", "a@b.co", "123456"),
+		hashCode([]byte("another secret of thirty-two b.."), "UPDATE_EMAIL_EMS", "a@b.co", "123456"),
+	} {
+		if string(other) == string(a) {
+			t.Fatal("different inputs share a code hash")
+		}
+	}
+}

@@ -1,0 +1,184 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"io"
+	"net/http"
+	"os"
+	"path/filepath"
+	"regexp"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+)
+
+// syncBuffer is a bytes.Buffer the server goroutine writes while the test
+// reads.
+type syncBuffer struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+func (s *syncBuffer) Write(p []byte) (int, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.Write(p)
+}
+
+func (s *syncBuffer) String() string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.String()
+}
+
+var (
+	tokenLine = regexp.MustCompile(`export TOKEN=(\S+)`)
+	sendLine  = regexp.MustCompile(`curl -i -X POST (http://\S+)/api/v2/sdk/email/send`)
+	clientHdr = regexp.MustCompile(`X-client-id: ([^']+)'`)
+)
+
+// started is a running example server as a user sees it: the walkthrough it
+// printed and the mails on its stdout.
+type started struct {
+	base, token, client string
+	stdout              *syncBuffer
+}
+
+func start(t *testing.T, args ...string) started {
+	t.Helper()
+	ctx, cancel := context.WithCancel(context.Background())
+	stdout, stderr := &syncBuffer{}, &syncBuffer{}
+	done := make(chan error, 1)
+	go func() { done <- run(ctx, append([]string{"-addr", "127.0.0.1:0"}, args...), stdout, stderr) }()
+	t.Cleanup(func() {
+		cancel()
+		select {
+		case err := <-done:
+			if err != nil {
+				t.Errorf("run returned %v after shutdown", err)
+			}
+		case <-time.After(15 * time.Second):
+			t.Error("server did not shut down within 15s")
+		}
+	})
+	deadline := time.Now().Add(20 * time.Second)
+	for time.Now().Before(deadline) {
+		out := stderr.String()
+		if tok := tokenLine.FindStringSubmatch(out); tok != nil {
+			return started{
+				base:   sendLine.FindStringSubmatch(out)[1],
+				token:  tok[1],
+				client: clientHdr.FindStringSubmatch(out)[1],
+				stdout: stdout,
+			}
+		}
+		select {
+		case err := <-done:
+			t.Fatalf("run ended early: %v\n%s", err, out)
+		case <-time.After(20 * time.Millisecond):
+		}
+	}
+	t.Fatalf("no walkthrough printed:\n%s", stderr.String())
+	return started{}
+}
+
+func (s started) post(t *testing.T, path, token, body string) (int, string) {
+	t.Helper()
+	req, _ := http.NewRequest(http.MethodPost, s.base+path, strings.NewReader(body))
+	req.Header.Set("Content-Type", "application/json")
+	req.Header.Set("X-operating-sys-version", "linux6.1")
+	req.Header.Set("X-device-fingerprint", "demo-device-1")
+	req.Header.Set("X-agent", "go test")
+	req.Header.Set("X-client-id", s.client)
+	if token != "" {
+		req.Header.Set("Authorization", "Bearer "+token)
+	}
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	b, _ := io.ReadAll(resp.Body)
+	return resp.StatusCode, string(b)
+}
+
+// mailedCode returns the code of the last mail printed to to.
+func (s started) mailedCode(t *testing.T, to string) string {
+	t.Helper()
+	for _, line := range strings.Split(strings.TrimSpace(s.stdout.String()), "\n") {
+		var m struct{ To, Type, Code string }
+		if err := json.Unmarshal([]byte(line), &m); err != nil {
+			t.Fatalf("stdout line %q is not JSON: %v", line, err)
+		}
+		if m.To == to && m.Type == "UPDATE_EMAIL_EMS" && len(m.Code) == 6 {
+			return m.Code
+		}
+	}
+	t.Fatalf("no code mailed to %s in:\n%s", to, s.stdout.String())
+	return ""
+}
+
+// TestWalkthrough does what the printed curl commands do.
+func TestWalkthrough(t *testing.T) {
+	s := start(t)
+	if st, body := s.post(t, "/api/v2/sdk/email/send", "", `{"email":"new.address@example.com","type":"UPDATE_EMAIL_EMS","captcha_token":"dev"}`); st != 200 {
+		t.Fatalf("send: %d %s", st, body)
+	}
+	code := s.mailedCode(t, "new.address@example.com")
+	if st, body := s.post(t, "/api/v2/sdk/profile/update-email", s.token, `{"email":"new.address@example.com","verify_code":"`+code+`"}`); st != 200 {
+		t.Fatalf("update: %d %s", st, body)
+	}
+	// Retrying the request that succeeded stays harmless.
+	if st, body := s.post(t, "/api/v2/sdk/profile/update-email", s.token, `{"email":"New.Address@example.com","verify_code":"`+code+`"}`); st != 200 {
+		t.Fatalf("retry: %d %s", st, body)
+	}
+	if st, body := s.post(t, "/api/v2/sdk/profile/update-email", "", `{}`); st != 400 || !strings.Contains(body, "IDAAS.SDK.PARAM.0015") {
+		t.Fatalf("no token: %d %s", st, body)
+	}
+	resp, err := http.Get(s.base + "/readyz")
+	if err != nil || resp.StatusCode != 200 {
+		t.Fatalf("readyz: %v %v", resp, err)
+	}
+	resp.Body.Close()
+}
+
+func TestSeedFile(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "seed.json")
+	seed := `{"clients":[{"client_id":"my-app"}],"users":[{"id":"u-42","email":"Me@Example.com"},{"id":"u-43","email":"me@example.com"}]}`
+	if err := os.WriteFile(path, []byte(seed), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	// Two users with one address cannot both be seeded.
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	defer cancel()
+	if err := run(ctx, []string{"-addr", "127.0.0.1:0", "-seed", path}, io.Discard, io.Discard); err == nil {
+		t.Fatal("a seed with a duplicate address was accepted")
+	}
+
+	seed = `{"clients":[{"client_id":"my-app"}],"users":[{"id":"u-42","email":"Me@Example.com"}]}`
+	if err := os.WriteFile(path, []byte(seed), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	s := start(t, "-seed", path)
+	if s.client != "my-app" {
+		t.Fatalf("walkthrough uses client %q", s.client)
+	}
+	if st, body := s.post(t, "/api/v2/sdk/profile/update-email", s.token, `{"email":"me@example.com","verify_code":"000000"}`); st != 200 {
+		t.Fatalf("own address again: %d %s", st, body)
+	}
+}
+
+func TestFlags(t *testing.T) {
+	for _, args := range [][]string{
+		{"-issuer", "https://id.example.com"},
+		{"-jwks-url", "https://id.example.com/keys"},
+		{"-nope"},
+	} {
+		if _, err := parseFlags(args, io.Discard); err == nil {
+			t.Errorf("parseFlags(%q) accepted", args)
+		}
+	}
+}
