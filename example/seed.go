@@ -48,14 +48,15 @@ func readSeed(path string) (seedData, error) {
 	return s, nil
 }
 
-// seedTarget is what seeding needs from the stores: their create methods,
-// which the store interfaces leave out.
-type (
-	userCreator   interface{ CreateUser(context.Context, store.User) error }
-	clientCreator interface {
-		CreateClient(context.Context, store.Client) error
-	}
-)
+// userCreator and clientCreator are what seeding needs from the stores:
+// their create methods, which the store interfaces leave out.
+type userCreator interface {
+	CreateUser(context.Context, store.User) error
+}
+
+type clientCreator interface {
+	CreateClient(context.Context, store.Client) error
+}
 
 // apply inserts the clients and users that are missing and leaves existing
 // ones as they are.
