@@ -25,12 +25,16 @@
 package selfservice
 
 import (
+	"context"
 	"errors"
 	"fmt"
 	"log/slog"
 	"net/http"
 	"strings"
+	"sync"
 	"time"
+
+	"golang.org/x/text/language"
 
 	"github.com/ciamkit/selfservice/i18n"
 	"github.com/ciamkit/selfservice/middleware"
@@ -88,10 +92,20 @@ type Config struct {
 	// MaxBodyBytes caps request bodies. Default: 4096.
 	MaxBodyBytes int64
 
+	// NoticeTimeout bounds the notice mailed to the old address after a
+	// change; the notice runs after the response, so it never delays or
+	// undoes the change. Default: 30s.
+	NoticeTimeout time.Duration
+
+	// OnEvent, when set, receives every audit Event, synchronously on the
+	// request's goroutine (or the notice's, for EventNoticeFailed): keep
+	// it fast or hand the event off.
+	OnEvent func(context.Context, Event)
+
 	// Bundle holds the error messages. Default: i18n.Default().
 	Bundle *i18n.Bundle
-	// Logger receives internal failures, never addresses or codes.
-	// Default: slog.Default().
+	// Logger receives audit records and internal failures, with
+	// addresses masked and never a code. Default: slog.Default().
 	Logger *slog.Logger
 	// Now is the clock. Default: time.Now.
 	Now func() time.Time
@@ -99,8 +113,9 @@ type Config struct {
 
 // Service serves the two endpoints. It is safe for concurrent use.
 type Service struct {
-	cfg    Config
-	limits store.SendLimits
+	cfg     Config
+	limits  store.SendLimits
+	notices sync.WaitGroup // notices mailed after responses
 }
 
 // New validates cfg, fills in its defaults and returns the Service.
@@ -135,6 +150,9 @@ func New(cfg Config) (*Service, error) {
 	if cfg.MaxBodyBytes == 0 {
 		cfg.MaxBodyBytes = 4096
 	}
+	if cfg.NoticeTimeout == 0 {
+		cfg.NoticeTimeout = 30 * time.Second
+	}
 	if cfg.CodeTTL < 0 || cfg.MaxTries < 0 || cfg.SendInterval < 0 || cfg.DailySends < 0 || cfg.MaxBodyBytes < 0 {
 		return nil, fmt.Errorf("%w: negative limit", ErrConfig)
 	}
@@ -156,6 +174,22 @@ func New(cfg Config) (*Service, error) {
 			Window:   24 * time.Hour,
 		},
 	}, nil
+}
+
+// Shutdown waits until the notices still being mailed after responses are
+// done, or ctx is. Call it after http.Server.Shutdown.
+func (s *Service) Shutdown(ctx context.Context) error {
+	done := make(chan struct{})
+	go func() {
+		s.notices.Wait()
+		close(done)
+	}()
+	select {
+	case <-done:
+		return nil
+	case <-ctx.Done():
+		return ctx.Err()
+	}
 }
 
 // Mount validates cfg and registers both endpoints on mux behind the
@@ -261,6 +295,7 @@ func (s *Service) changeEmail(w http.ResponseWriter, r *http.Request) error {
 	hash := hashCode(s.cfg.CodeSecret, key.Purpose, key.Email, code)
 	if err := s.cfg.Codes.Verify(ctx, key, hash, s.cfg.MaxTries, s.cfg.Now()); err != nil {
 		if errors.Is(err, store.ErrCodeInvalid) {
+			s.event(ctx, Event{Kind: EventCodeRejected, UserID: user.ID, Email: MaskEmail(email)})
 			return i18n.ErrCodeIncorrect
 		}
 		return i18n.ErrInternal.WithCause(err)
@@ -271,7 +306,54 @@ func (s *Service) changeEmail(w http.ResponseWriter, r *http.Request) error {
 		}
 		return storeError(err, i18n.ErrUserNotFound)
 	}
+	s.event(ctx, Event{Kind: EventEmailChanged, UserID: user.ID, Email: MaskEmail(email), OldEmail: MaskEmail(user.Email)})
+	if user.Email != "" {
+		s.notifyOldAddress(ctx, user, email)
+	}
 	return nil
+}
+
+// notifyOldAddress mails the notice of a committed change to the user's old
+// address, after the response and detached from the request, so that it
+// can neither delay nor undo the change. A failure is logged (addresses
+// masked) and reported as EventNoticeFailed, never to the client.
+func (s *Service) notifyOldAddress(ctx context.Context, user store.User, newEmail string) {
+	msg := Message{
+		Type:      TypeEmailChanged,
+		To:        user.Email,
+		Language:  s.language(ctx),
+		NewEmail:  MaskEmail(newEmail),
+		ChangedAt: s.cfg.Now(),
+	}
+	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), s.cfg.NoticeTimeout)
+	s.notices.Go(func() {
+		defer cancel()
+		if err := s.cfg.Mailer.Send(ctx, msg); err != nil {
+			s.cfg.Logger.ErrorContext(ctx, "selfservice: notice to the old address failed",
+				"user", user.ID, "error", redact(err, user.Email, user.CanonicalEmail))
+			s.event(ctx, Event{Kind: EventNoticeFailed, UserID: user.ID, Email: MaskEmail(user.Email)})
+		}
+	})
+}
+
+// language is the request's language, or the bundle's default.
+func (s *Service) language(ctx context.Context) language.Tag {
+	if loc := middleware.LocaleFromContext(ctx); loc != nil {
+		return loc.Tag
+	}
+	return s.cfg.Bundle.DefaultLocale().Tag
+}
+
+// redact returns err's text with the given addresses masked: a mail
+// server's error often quotes the recipient.
+func redact(err error, addrs ...string) string {
+	text := err.Error()
+	for _, a := range addrs {
+		if a != "" {
+			text = strings.ReplaceAll(text, a, MaskEmail(a))
+		}
+	}
+	return text
 }
 
 // SendCode returns the send-code handler. It expects RequireClientID and
@@ -329,14 +411,11 @@ func (s *Service) mailCode(w http.ResponseWriter, r *http.Request) error {
 	if err := s.cfg.Codes.Put(ctx, key, hashCode(s.cfg.CodeSecret, purpose, canonical, code), now.Add(s.cfg.CodeTTL)); err != nil {
 		return i18n.ErrInternal.WithCause(err)
 	}
-	lang := s.cfg.Bundle.DefaultLocale().Tag
-	if loc := middleware.LocaleFromContext(ctx); loc != nil {
-		lang = loc.Tag
-	}
-	msg := Message{Type: purpose, To: email, Code: code, ExpiresIn: s.cfg.CodeTTL, Language: lang}
+	msg := Message{Type: purpose, To: email, Code: code, ExpiresIn: s.cfg.CodeTTL, Language: s.language(ctx)}
 	if err := s.cfg.Mailer.Send(ctx, msg); err != nil {
-		return i18n.ErrSendFailed.WithCause(err)
+		return i18n.ErrSendFailed.WithCause(errors.New(redact(err, email, canonical)))
 	}
+	s.event(ctx, Event{Kind: EventCodeSent, Email: MaskEmail(email)})
 	return nil
 }
 

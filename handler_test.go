@@ -48,8 +48,8 @@ type specCase struct {
 	body   string
 	// bodyFor, when set, makes the body from the fixture instead.
 	bodyFor func(t *testing.T, f *fixture) string
-	status int
-	code   string // "" for success
+	status  int
+	code    string // "" for success
 }
 
 func auth(tok string) func(http.Header) {
@@ -133,7 +133,9 @@ func TestSpec(t *testing.T) {
 		{name: "send: type unsupported", path: selfservice.SendCodePath, body: send("new@example.com", "REGISTER_EMS", "ok"), status: 400, code: "IDAAS.SDK.PARAM.9203"},
 		{name: "send: email malformed", path: selfservice.SendCodePath, body: send("Alice <a@example.com>", "UPDATE_EMAIL_EMS", "ok"), status: 400, code: "IDAAS.SDK.USER.0021"},
 		{name: "send: captcha empty", path: selfservice.SendCodePath, body: send("new@example.com", "UPDATE_EMAIL_EMS", ""), status: 400, code: "IDAAS.SDK.CAPTCHA.9202"},
-		{name: "send: captcha rejected", path: selfservice.SendCodePath, setup: func(t *testing.T, f *fixture) { f.captcha.set(fmt.Errorf("score 0.1: %w", selfservice.ErrCaptchaRejected)) }, body: send("new@example.com", "UPDATE_EMAIL_EMS", "bot"), status: 400, code: "IDAAS.SDK.CAPTCHA.9202"},
+		{name: "send: captcha rejected", path: selfservice.SendCodePath, setup: func(t *testing.T, f *fixture) {
+			f.captcha.set(fmt.Errorf("score 0.1: %w", selfservice.ErrCaptchaRejected))
+		}, body: send("new@example.com", "UPDATE_EMAIL_EMS", "bot"), status: 400, code: "IDAAS.SDK.CAPTCHA.9202"},
 		{name: "send: captcha service down", path: selfservice.SendCodePath, setup: func(t *testing.T, f *fixture) { f.captcha.set(errors.New("captcha: timeout")) }, body: send("new@example.com", "UPDATE_EMAIL_EMS", "ok"), status: 500, code: "IDAAS.SDK.SYS.9001"},
 		{name: "send: too often", path: selfservice.SendCodePath, setup: sendFirst("new@example.com"), body: send("new@example.com", "UPDATE_EMAIL_EMS", "ok"), status: 429, code: "IDAAS.SDK.CAPTCHA.9201"},
 		{name: "send: mailer down", path: selfservice.SendCodePath, setup: func(t *testing.T, f *fixture) { f.mail.err = errors.New("smtp: 451") }, body: send("new@example.com", "UPDATE_EMAIL_EMS", "ok"), status: 500, code: "IDAAS.SDK.CAPTCHA.0006"},

@@ -10,19 +10,29 @@ import (
 	"golang.org/x/text/language"
 )
 
+// TypeEmailChanged is the Message.Type of the notice mailed to the old
+// address after a change.
+const TypeEmailChanged = "EMAIL_CHANGED"
+
 // Message is one mail the package asks a Mailer to deliver.
 type Message struct {
-	// Type is what the mail is for: the send type, e.g. "UPDATE_EMAIL_EMS",
-	// for a verification code.
+	// Type is what the mail is for: the send type of a verification code
+	// (PurposeUpdateEmail) or TypeEmailChanged for the notice.
 	Type string
 	// To is the recipient as the user typed it (see CanonicalEmail).
 	To string
-	// Code is the verification code to deliver.
-	Code string
-	// ExpiresIn is how long the code stays valid.
-	ExpiresIn time.Duration
 	// Language is the request's language, for the mail's text.
 	Language language.Tag
+
+	// Code is the verification code to deliver (codes only).
+	Code string
+	// ExpiresIn is how long the code stays valid (codes only).
+	ExpiresIn time.Duration
+
+	// NewEmail is the new address, masked (notices only).
+	NewEmail string
+	// ChangedAt is when the change was committed (notices only).
+	ChangedAt time.Time
 }
 
 // Mailer delivers messages. Send must not keep msg.Code after it returns,
@@ -37,9 +47,8 @@ type MailerFunc func(ctx context.Context, msg Message) error
 // Send calls f.
 func (f MailerFunc) Send(ctx context.Context, msg Message) error { return f(ctx, msg) }
 
-// LogMailer is the development Mailer: it writes every message to W as one
-// JSON line {"type","to","code","language","expires_in_seconds"} and
-// delivers nothing. It prints codes in clear, so it has no place in
+// LogMailer is the development Mailer: it writes every message to w as one
+// JSON line {"type","to","code","language",...} and delivers nothing. It prints codes in clear, so it has no place in
 // production.
 type LogMailer struct {
 	mu sync.Mutex
@@ -51,20 +60,31 @@ func NewLogMailer(w io.Writer) *LogMailer { return &LogMailer{w: w} }
 
 // Send implements Mailer.
 func (m *LogMailer) Send(_ context.Context, msg Message) error {
-	line, err := json.Marshal(struct {
-		Type      string `json:"type"`
-		To        string `json:"to"`
-		Code      string `json:"code"`
-		Language  string `json:"language"`
-		ExpiresIn int64  `json:"expires_in_seconds"`
-	}{msg.Type, msg.To, msg.Code, msg.Language.String(), int64(msg.ExpiresIn / time.Second)})
+	line := logLine{Type: msg.Type, To: msg.To, Code: msg.Code, Language: msg.Language.String(), NewEmail: msg.NewEmail}
+	if msg.Code != "" {
+		line.ExpiresIn = int64(msg.ExpiresIn / time.Second)
+	}
+	if !msg.ChangedAt.IsZero() {
+		line.ChangedAt = msg.ChangedAt.UTC().Format(time.RFC3339)
+	}
+	b, err := json.Marshal(line)
 	if err != nil {
 		return err
 	}
 	m.mu.Lock()
 	defer m.mu.Unlock()
-	_, err = m.w.Write(append(line, '\n'))
+	_, err = m.w.Write(append(b, '\n'))
 	return err
+}
+
+type logLine struct {
+	Type      string `json:"type"`
+	To        string `json:"to"`
+	Code      string `json:"code,omitempty"`
+	Language  string `json:"language"`
+	ExpiresIn int64  `json:"expires_in_seconds,omitempty"`
+	NewEmail  string `json:"new_email,omitempty"`
+	ChangedAt string `json:"changed_at,omitempty"`
 }
 
 // CaptchaVerifier checks the captcha_token of a send request against the

@@ -131,7 +131,7 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 
 	secret := make([]byte, selfservice.MinCodeSecretLen)
 	_, _ = rand.Read(secret)
-	_, err = selfservice.Mount(mux, selfservice.Config{
+	svc, err := selfservice.Mount(mux, selfservice.Config{
 		Users:      users,
 		Codes:      memstore.NewCodeStore(),
 		Limiter:    memstore.NewSendLimiter(),
@@ -176,7 +176,7 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	if err := <-serveErr; !errors.Is(err, http.ErrServerClosed) {
 		return err
 	}
-	return nil
+	return svc.Shutdown(shutdownCtx)
 }
 
 func printWalkthrough(w io.Writer, base, clientID, token string) {
