@@ -132,11 +132,18 @@ var (
 // WriteError answers err as {"error_code","error_msg"} in the request's
 // language (English when Localize did not run). An error that is not an
 // *i18n.Error, or wraps none, is answered as i18n.ErrInternal: a Go error
-// string never reaches the client.
+// string never reaches the client. An *i18n.Error whose Status is not a 4xx
+// or 5xx code is answered with its code and HTTP 500.
 func WriteError(w http.ResponseWriter, r *http.Request, err error) {
 	var e *i18n.Error
 	if !errors.As(err, &e) {
 		e = i18n.ErrInternal
+	}
+	status := e.Status
+	if status < 400 || status > 599 {
+		// An integrator's *i18n.Error built without a failure status
+		// must neither panic in WriteHeader (0) nor answer as a success.
+		status = http.StatusInternalServerError
 	}
 	loc := LocaleFromContext(r.Context())
 	if loc == nil {
@@ -145,6 +152,6 @@ func WriteError(w http.ResponseWriter, r *http.Request, err error) {
 	h := w.Header()
 	h["Content-Type"] = jsonContentType
 	h["Cache-Control"] = noStore
-	w.WriteHeader(e.Status)
+	w.WriteHeader(status)
 	_, _ = w.Write(loc.ErrorBody(e))
 }

@@ -1,0 +1,228 @@
+package i18n_test
+
+import (
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io/fs"
+	"net/http"
+	"slices"
+	"strings"
+	"testing"
+	"unicode"
+
+	"github.com/ciamkit/selfservice/i18n"
+	"github.com/ciamkit/selfservice/locales"
+)
+
+// seedMessages are the seed page's codes and texts, verbatim: they are the
+// wire contract and must never drift.
+var seedMessages = []struct {
+	code, en, zh string
+}{
+	{"IDAAS.SDK.PARAM.0001", "Device information is incomplete", "设备信息不完整"},
+	{"IDAAS.SDK.PARAM.0002", "clientId cannot be empty", "clientId不能为空"},
+	{"IDAAS.SDK.PARAM.0003", "The app is not registered, please register the app first", "应用未注册,请先注册应用"},
+	{"IDAAS.SDK.PARAM.0015", "IdToken cannot be empty", "IdToken不能为空"},
+	{"IDAAS.SDK.PARAM.0016", "IdToken is invalid or expired", "IdToken无效或已过期"},
+	{"IDAAS.SDK.PARAM.0009", "Verification code cannot be empty", "验证码不能为空"},
+	{"IDAAS.SDK.CAPTCHA.0007", "Incorrect verification code", "验证码不正确"},
+	{"IDAAS.SDK.USER.0021", "The e-mail does not meet the verification rules", "邮箱不符合校验规则"},
+	{"IDAAS.SDK.USER.0036", "E-mail already exists", "邮箱已存在"},
+	{"IDAAS.SDK.USER.0001", "User not found", "用户未找到"},
+}
+
+// readLocaleFile decodes one embedded go-i18n file in its flat form
+// (message id -> text).
+func readLocaleFile(t *testing.T, name string) map[string]string {
+	t.Helper()
+	raw, err := fs.ReadFile(locales.FS, name)
+	if err != nil {
+		t.Fatalf("read %s: %v", name, err)
+	}
+	var m map[string]string
+	if err := json.Unmarshal(raw, &m); err != nil {
+		t.Fatalf("%s is not a flat id -> text JSON object: %v", name, err)
+	}
+	return m
+}
+
+func catalogCodes() []string {
+	codes := make([]string, len(i18n.Catalog))
+	for i, e := range i18n.Catalog {
+		codes[i] = e.Code
+	}
+	return codes
+}
+
+func TestLocaleFilesCoverCatalog(t *testing.T) {
+	t.Parallel()
+	codes := catalogCodes()
+	for _, name := range []string{"active.en.json", "active.zh.json"} {
+		t.Run(name, func(t *testing.T) {
+			t.Parallel()
+			msgs := readLocaleFile(t, name)
+			for _, code := range codes {
+				if strings.TrimSpace(msgs[code]) == "" {
+					t.Errorf("%s: no message for catalog code %s", name, code)
+				}
+			}
+			for id := range msgs {
+				if !slices.Contains(codes, id) {
+					t.Errorf("%s: message %s is not a catalog code", name, id)
+				}
+			}
+		})
+	}
+}
+
+func TestLocaleFilesAreTheOnlyOnes(t *testing.T) {
+	t.Parallel()
+	names, err := fs.Glob(locales.FS, "active.*.json")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if want := []string{"active.en.json", "active.zh.json"}; !slices.Equal(names, want) {
+		t.Errorf("embedded message files = %v, want %v", names, want)
+	}
+}
+
+func TestChineseMessagesAreTranslated(t *testing.T) {
+	t.Parallel()
+	en := readLocaleFile(t, "active.en.json")
+	zh := readLocaleFile(t, "active.zh.json")
+	for _, code := range catalogCodes() {
+		if zh[code] == en[code] {
+			t.Errorf("%s: Chinese message equals the English one %q", code, en[code])
+		}
+		if !strings.ContainsFunc(zh[code], func(r rune) bool { return unicode.Is(unicode.Han, r) }) {
+			t.Errorf("%s: Chinese message %q has no Chinese character", code, zh[code])
+		}
+	}
+}
+
+func TestEnglishFileMatchesGoLiterals(t *testing.T) {
+	t.Parallel()
+	file := readLocaleFile(t, "active.en.json")
+	seen := make(map[string]bool)
+	for _, m := range i18n.Messages {
+		t.Run(m.ID, func(t *testing.T) {
+			if seen[m.ID] {
+				t.Fatalf("message %s is declared twice", m.ID)
+			}
+			seen[m.ID] = true
+			if got, ok := file[m.ID]; !ok {
+				t.Errorf("active.en.json lacks %s", m.ID)
+			} else if got != m.Other {
+				t.Errorf("active.en.json %s = %q, Go literal = %q", m.ID, got, m.Other)
+			}
+			if m.Description == "" {
+				t.Errorf("%s has no Description for translators", m.ID)
+			}
+		})
+	}
+	if len(file) != len(i18n.Messages) {
+		t.Errorf("active.en.json has %d messages, i18n.Messages %d", len(file), len(i18n.Messages))
+	}
+}
+
+func TestMessagesFollowCatalog(t *testing.T) {
+	t.Parallel()
+	ids := make([]string, len(i18n.Messages))
+	for i, m := range i18n.Messages {
+		ids[i] = m.ID
+	}
+	if codes := catalogCodes(); !slices.Equal(ids, codes) {
+		t.Errorf("Messages IDs = %v\nCatalog codes = %v", ids, codes)
+	}
+	seen := make(map[string]bool)
+	for _, e := range i18n.Catalog {
+		if seen[e.Code] {
+			t.Errorf("code %s appears twice in Catalog", e.Code)
+		}
+		seen[e.Code] = true
+		if !strings.HasPrefix(e.Code, "IDAAS.SDK.") {
+			t.Errorf("code %s lacks the IDAAS.SDK. prefix", e.Code)
+		}
+		if e.Status < 400 || e.Status > 599 {
+			t.Errorf("code %s has status %d, want 4xx or 5xx", e.Code, e.Status)
+		}
+	}
+}
+
+func TestSeedMessages(t *testing.T) {
+	t.Parallel()
+	b := i18n.Default()
+	en, zh := b.Match("en", ""), b.Match("zh", "")
+	enFile := readLocaleFile(t, "active.en.json")
+	zhFile := readLocaleFile(t, "active.zh.json")
+	for _, s := range seedMessages {
+		t.Run(s.code, func(t *testing.T) {
+			t.Parallel()
+			if got := enFile[s.code]; got != s.en {
+				t.Errorf("active.en.json = %q, want %q", got, s.en)
+			}
+			if got := zhFile[s.code]; got != s.zh {
+				t.Errorf("active.zh.json = %q, want %q", got, s.zh)
+			}
+			if got := en.Message(s.code); got != s.en {
+				t.Errorf("English bundle message = %q, want %q", got, s.en)
+			}
+			if got := zh.Message(s.code); got != s.zh {
+				t.Errorf("Chinese bundle message = %q, want %q", got, s.zh)
+			}
+		})
+	}
+}
+
+// The seed page answers all its codes with HTTP 400.
+func TestSeedCodesAreBadRequest(t *testing.T) {
+	t.Parallel()
+	byCode := make(map[string]*i18n.Error)
+	for _, e := range i18n.Catalog {
+		byCode[e.Code] = e
+	}
+	for _, s := range seedMessages {
+		e, ok := byCode[s.code]
+		switch {
+		case !ok:
+			t.Errorf("%s is not in Catalog", s.code)
+		case e.Status != http.StatusBadRequest:
+			t.Errorf("%s has status %d, want 400", s.code, e.Status)
+		}
+	}
+	if i18n.ErrInternal.Status != http.StatusInternalServerError {
+		t.Errorf("ErrInternal status = %d, want 500", i18n.ErrInternal.Status)
+	}
+}
+
+func TestError(t *testing.T) {
+	t.Parallel()
+	cause := errors.New("db: connection refused")
+	wrapped := i18n.ErrUserNotFound.WithCause(cause)
+
+	tests := []struct {
+		name string
+		got  bool
+		want bool
+	}{
+		{"copy with cause is the catalog error", errors.Is(wrapped, i18n.ErrUserNotFound), true},
+		{"copy with cause unwraps to the cause", errors.Is(wrapped, cause), true},
+		{"wrapped twice is still the catalog error", errors.Is(fmt.Errorf("update: %w", wrapped), i18n.ErrUserNotFound), true},
+		{"another code is another error", errors.Is(wrapped, i18n.ErrEmailExists), false},
+		{"catalog value keeps no cause", i18n.ErrUserNotFound.Unwrap() == nil, true},
+		{"copy keeps the status", wrapped.Status == i18n.ErrUserNotFound.Status, true},
+		{"copy is a new value", wrapped != i18n.ErrUserNotFound, true},
+	}
+	for _, tt := range tests {
+		if tt.got != tt.want {
+			t.Errorf("%s: got %v, want %v", tt.name, tt.got, tt.want)
+		}
+	}
+	if got, want := wrapped.Error(), "IDAAS.SDK.USER.0001: db: connection refused"; got != want {
+		t.Errorf("Error() = %q, want %q", got, want)
+	}
+	if got, want := i18n.ErrUserNotFound.Error(), "IDAAS.SDK.USER.0001"; got != want {
+		t.Errorf("Error() = %q, want %q", got, want)
+	}
+}

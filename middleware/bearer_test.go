@@ -1,0 +1,504 @@
+package middleware_test
+
+import (
+	"context"
+	"crypto/x509"
+	"encoding/base64"
+	"encoding/pem"
+	"errors"
+	"net/http"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/MicahParks/jwkset"
+	"github.com/golang-jwt/jwt/v5"
+
+	"github.com/ciamkit/selfservice/i18n"
+	"github.com/ciamkit/selfservice/middleware"
+	"github.com/ciamkit/selfservice/store"
+)
+
+func TestVerifier(t *testing.T) {
+	t.Parallel()
+	k := keys(t)
+	srv := newJWKSServer(t, jwksJSON(t, standardSet(k)...))
+	v := newVerifier(t, func(o *middleware.VerifierOptions) { o.JWKSURL = srv.URL })
+
+	pubDER, err := x509.MarshalPKIXPublicKey(&k.rs.PublicKey)
+	if err != nil {
+		t.Fatal(err)
+	}
+	pubPEM := pem.EncodeToMemory(&pem.Block{Type: "PUBLIC KEY", Bytes: pubDER})
+	header := func(key string, value any) func(map[string]any) {
+		return func(h map[string]any) { h[key] = value }
+	}
+	dropHeader := func(key string) func(map[string]any) {
+		return func(h map[string]any) { delete(h, key) }
+	}
+	ago := func(d time.Duration) int64 { return testNow.Add(-d).Unix() }
+	in := func(d time.Duration) int64 { return testNow.Add(d).Unix() }
+
+	tests := []struct {
+		name  string
+		token func(t *testing.T) string
+		cause error // for a refused token, when the reason has a sentinel
+		ok    bool
+	}{
+		{name: "RS256", ok: true, token: func(t *testing.T) string { return rs256(k).sign(t, claims()) }},
+		{name: "ES256", ok: true, token: func(t *testing.T) string { return es256(k).sign(t, claims()) }},
+		{name: "EdDSA", ok: true, token: func(t *testing.T) string { return eddsa(k).sign(t, claims()) }},
+		{name: "PS256", ok: true, token: func(t *testing.T) string { return ps256(k).sign(t, claims()) }},
+		{name: "no typ header", ok: true, token: func(t *testing.T) string { return rs256(k).sign(t, claims(), dropHeader("typ")) }},
+		{name: "typ in lower case", ok: true, token: func(t *testing.T) string { return rs256(k).sign(t, claims(), header("typ", "jwt")) }},
+		{name: "no nbf", ok: true, token: func(t *testing.T) string { return rs256(k).sign(t, claims(dropClaim("nbf"))) }},
+		{name: "expired within leeway", ok: true, token: func(t *testing.T) string {
+			return rs256(k).sign(t, claims(setClaim("exp", ago(10*time.Second))))
+		}},
+		{name: "nbf in the future within leeway", ok: true, token: func(t *testing.T) string {
+			return rs256(k).sign(t, claims(setClaim("nbf", in(10*time.Second))))
+		}},
+		{name: "iat in the future within leeway", ok: true, token: func(t *testing.T) string {
+			return rs256(k).sign(t, claims(setClaim("iat", in(10*time.Second))))
+		}},
+		{name: "audience list of one", ok: true, token: func(t *testing.T) string {
+			return rs256(k).sign(t, claims(setClaim("aud", []string{testClient})))
+		}},
+		{name: "audience list with azp of this client", ok: true, token: func(t *testing.T) string {
+			return rs256(k).sign(t, claims(setClaim("aud", []string{testClient, "other-app"}), setClaim("azp", testClient)))
+		}},
+		{name: "single audience with azp of this client", ok: true, token: func(t *testing.T) string {
+			return rs256(k).sign(t, claims(setClaim("azp", testClient)))
+		}},
+
+		{name: "expired", cause: jwt.ErrTokenExpired, token: func(t *testing.T) string {
+			return rs256(k).sign(t, claims(setClaim("exp", ago(2*time.Minute))))
+		}},
+		{name: "nbf in the future beyond leeway", cause: jwt.ErrTokenNotValidYet, token: func(t *testing.T) string {
+			return rs256(k).sign(t, claims(setClaim("nbf", in(2*time.Minute))))
+		}},
+		{name: "iat in the future beyond leeway", cause: jwt.ErrTokenUsedBeforeIssued, token: func(t *testing.T) string {
+			return rs256(k).sign(t, claims(setClaim("iat", in(2*time.Minute))))
+		}},
+		{name: "exp not a number", token: func(t *testing.T) string {
+			return rs256(k).sign(t, claims(setClaim("exp", "tomorrow")))
+		}},
+		{name: "missing iat", cause: middleware.ErrTokenNoIssuedAt, token: func(t *testing.T) string {
+			return rs256(k).sign(t, claims(dropClaim("iat")))
+		}},
+		{name: "missing exp", cause: jwt.ErrTokenRequiredClaimMissing, token: func(t *testing.T) string {
+			return rs256(k).sign(t, claims(dropClaim("exp")))
+		}},
+		{name: "wrong issuer", cause: jwt.ErrTokenInvalidIssuer, token: func(t *testing.T) string {
+			return rs256(k).sign(t, claims(setClaim("iss", "https://evil.example.com")))
+		}},
+		{name: "issuer with a trailing slash", cause: jwt.ErrTokenInvalidIssuer, token: func(t *testing.T) string {
+			return rs256(k).sign(t, claims(setClaim("iss", testIssuer+"/")))
+		}},
+		{name: "missing issuer", token: func(t *testing.T) string { return rs256(k).sign(t, claims(dropClaim("iss"))) }},
+		{name: "wrong audience", cause: middleware.ErrTokenAudience, token: func(t *testing.T) string {
+			return rs256(k).sign(t, claims(setClaim("aud", "other-app")))
+		}},
+		{name: "missing audience", cause: middleware.ErrTokenAudience, token: func(t *testing.T) string {
+			return rs256(k).sign(t, claims(dropClaim("aud")))
+		}},
+		{name: "audience list without azp", cause: middleware.ErrTokenAudience, token: func(t *testing.T) string {
+			return rs256(k).sign(t, claims(setClaim("aud", []string{testClient, "other-app"})))
+		}},
+		{name: "audience list with azp of another client", cause: middleware.ErrTokenAudience, token: func(t *testing.T) string {
+			return rs256(k).sign(t, claims(setClaim("aud", []string{testClient, "other-app"}), setClaim("azp", "other-app")))
+		}},
+		{name: "single audience with azp of another client", cause: middleware.ErrTokenAudience, token: func(t *testing.T) string {
+			return rs256(k).sign(t, claims(setClaim("azp", "other-app")))
+		}},
+		{name: "missing sub", cause: middleware.ErrTokenNoSubject, token: func(t *testing.T) string {
+			return rs256(k).sign(t, claims(dropClaim("sub")))
+		}},
+		{name: "empty sub", cause: middleware.ErrTokenNoSubject, token: func(t *testing.T) string {
+			return rs256(k).sign(t, claims(setClaim("sub", "")))
+		}},
+		{name: "alg none", cause: jwt.ErrTokenSignatureInvalid, token: func(t *testing.T) string {
+			return signer{jwt.SigningMethodNone, jwt.UnsafeAllowNoneSignatureType, "rs-1"}.sign(t, claims())
+		}},
+		{name: "HS256 keyed with the RSA public key PEM", cause: jwt.ErrTokenSignatureInvalid, token: func(t *testing.T) string {
+			return signer{jwt.SigningMethodHS256, pubPEM, "rs-1"}.sign(t, claims())
+		}},
+		{name: "HS256 keyed with the RSA public key DER", cause: jwt.ErrTokenSignatureInvalid, token: func(t *testing.T) string {
+			return signer{jwt.SigningMethodHS256, pubDER, "rs-1"}.sign(t, claims())
+		}},
+		{name: "RS384, not in the allow-list", cause: jwt.ErrTokenSignatureInvalid, token: func(t *testing.T) string {
+			return signer{jwt.SigningMethodRS384, k.rs, "rs-1"}.sign(t, claims())
+		}},
+		{name: "unknown kid", cause: jwkset.ErrKeyNotFound, token: func(t *testing.T) string {
+			return signer{jwt.SigningMethodRS256, k.rs, "no-such-kid"}.sign(t, claims())
+		}},
+		{name: "missing kid", token: func(t *testing.T) string {
+			return signer{jwt.SigningMethodRS256, k.rs, ""}.sign(t, claims())
+		}},
+		{name: "kid not a string", token: func(t *testing.T) string {
+			return rs256(k).sign(t, claims(), header("kid", 1))
+		}},
+		{name: "tampered payload", cause: jwt.ErrTokenSignatureInvalid, token: func(t *testing.T) string {
+			return tamper(t, rs256(k).sign(t, claims()), setClaim("sub", "admin"))
+		}},
+		{name: "tampered payload, EdDSA", cause: jwt.ErrTokenSignatureInvalid, token: func(t *testing.T) string {
+			return tamper(t, eddsa(k).sign(t, claims()), setClaim("aud", "other-app"))
+		}},
+		{name: "signature of another key under the same kid", cause: jwt.ErrTokenSignatureInvalid, token: func(t *testing.T) string {
+			return signer{jwt.SigningMethodRS256, k.other, "rs-1"}.sign(t, claims())
+		}},
+		{name: "signature of another token", token: func(t *testing.T) string {
+			a := strings.Split(rs256(k).sign(t, claims()), ".")
+			b := strings.Split(rs256(k).sign(t, claims(setClaim("sub", "admin"))), ".")
+			return a[0] + "." + b[1] + "." + a[2]
+		}},
+		{name: "PS256 under a key published for RS256", token: func(t *testing.T) string {
+			return signer{jwt.SigningMethodPS256, k.rs, "rs-1"}.sign(t, claims())
+		}},
+		{name: "ES256 under the kid of an RSA key", token: func(t *testing.T) string {
+			return signer{jwt.SigningMethodES256, k.es, "rs-1"}.sign(t, claims())
+		}},
+		{name: "key published for encryption", token: func(t *testing.T) string {
+			return signer{jwt.SigningMethodES256, k.enc, "enc-1"}.sign(t, claims())
+		}},
+		{name: "typ at+jwt", cause: middleware.ErrTokenType, token: func(t *testing.T) string {
+			return rs256(k).sign(t, claims(), header("typ", "at+jwt"))
+		}},
+		{name: "typ application/at+jwt", cause: middleware.ErrTokenType, token: func(t *testing.T) string {
+			return rs256(k).sign(t, claims(), header("typ", "application/at+jwt"))
+		}},
+		{name: "typ not a string", cause: middleware.ErrTokenType, token: func(t *testing.T) string {
+			return rs256(k).sign(t, claims(), header("typ", 7))
+		}},
+		{name: "crit header", cause: middleware.ErrTokenCrit, token: func(t *testing.T) string {
+			return rs256(k).sign(t, claims(), header("crit", []string{"exp"}))
+		}},
+		{name: "larger than MaxTokenBytes", cause: middleware.ErrTokenTooLarge, token: func(t *testing.T) string {
+			return rs256(k).sign(t, claims(setClaim("nonce", strings.Repeat("n", 8<<10))))
+		}},
+		{name: "garbage a.b.c", cause: jwt.ErrTokenMalformed, token: func(*testing.T) string { return "a.b.c" }},
+		{name: "garbage ....", cause: jwt.ErrTokenMalformed, token: func(*testing.T) string { return "...." }},
+		{name: "empty", cause: jwt.ErrTokenMalformed, token: func(*testing.T) string { return "" }},
+		{name: "two parts", cause: jwt.ErrTokenMalformed, token: func(*testing.T) string { return "eyJhbGciOiJSUzI1NiJ9.e30" }},
+		{name: "five parts (JWE)", cause: jwt.ErrTokenMalformed, token: func(*testing.T) string { return "a.b.c.d.e" }},
+		{name: "empty JSON objects", token: func(*testing.T) string { return "e30.e30.e30" }},
+		{name: "header without alg", token: func(*testing.T) string {
+			enc := base64.RawURLEncoding.EncodeToString
+			return enc([]byte(`{"kid":"rs-1"}`)) + "." + enc([]byte(`{"sub":"x"}`)) + ".c2ln"
+		}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			t.Parallel()
+			raw := tt.token(t)
+
+			got, err := v.Verify(context.Background(), raw, testClient)
+			switch {
+			case tt.ok && err != nil:
+				t.Fatalf("Verify: %v", err)
+			case tt.ok && (got == nil || got.Subject != testUser):
+				t.Fatalf("Verify claims = %+v, want subject %q", got, testUser)
+			case !tt.ok && err == nil:
+				t.Fatalf("Verify accepted the token: %+v", got)
+			case !tt.ok && !errors.Is(err, i18n.ErrTokenInvalid):
+				t.Errorf("Verify error %v is not ErrTokenInvalid", err)
+			case !tt.ok && tt.cause != nil && !errors.Is(err, tt.cause):
+				t.Errorf("Verify error %v does not wrap %v", err, tt.cause)
+			}
+
+			next := &recorder{}
+			w := serve(middleware.RequireBearer(v)(next), bearerRequest(raw))
+			if !tt.ok {
+				if raw == "" {
+					assertError(t, w, next, http.StatusBadRequest, codeTokenEmpty, msgTokenEmpty)
+				} else {
+					assertError(t, w, next, http.StatusBadRequest, codeTokenInvalid, msgTokenInvalid)
+				}
+				return
+			}
+			assertPassed(t, w, next)
+			if c := middleware.ClaimsFromContext(next.context(t)); c == nil || c.Subject != testUser {
+				t.Errorf("ClaimsFromContext = %+v, want subject %q", c, testUser)
+			}
+		})
+	}
+}
+
+// staticVerifier verifies against one EdDSA key without any JWKS.
+func staticVerifier(t testing.TB, k *testKeys, edit func(*middleware.VerifierOptions)) *middleware.Verifier {
+	t.Helper()
+	pub := k.ed.Public()
+	return newVerifier(t, func(o *middleware.VerifierOptions) {
+		o.Keyfunc = func(*jwt.Token) (any, error) { return pub, nil }
+		if edit != nil {
+			edit(o)
+		}
+	})
+}
+
+func TestVerifierClaims(t *testing.T) {
+	t.Parallel()
+	k := keys(t)
+	v := staticVerifier(t, k, nil)
+	raw := eddsa(k).sign(t, claims(
+		setClaim("azp", testClient),
+		setClaim("nonce", "n-0S6_WzA2Mj"),
+		setClaim("auth_time", testNow.Add(-time.Hour).Unix()),
+		setClaim("jti", "id-1"),
+	))
+	c, err := v.Verify(context.Background(), raw, testClient)
+	if err != nil {
+		t.Fatalf("Verify: %v", err)
+	}
+	if c.Subject != testUser || c.Issuer != testIssuer || c.AuthorizedParty != testClient ||
+		c.Nonce != "n-0S6_WzA2Mj" || c.ID != "id-1" ||
+		c.AuthTime == nil || !c.AuthTime.Equal(testNow.Add(-time.Hour)) ||
+		c.ExpiresAt == nil || !c.ExpiresAt.Equal(testNow.Add(10*time.Minute)) {
+		t.Errorf("claims = %+v", c)
+	}
+}
+
+func TestVerifierMaxTokenBytes(t *testing.T) {
+	t.Parallel()
+	k := keys(t)
+	raw := eddsa(k).sign(t, claims(setClaim("nonce", strings.Repeat("n", 1000))))
+	tests := []struct {
+		name  string
+		limit int
+		ok    bool
+	}{
+		{"limit equals the length", len(raw), true},
+		{"limit one byte short", len(raw) - 1, false},
+		{"default limit", 0, true},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			t.Parallel()
+			v := staticVerifier(t, k, func(o *middleware.VerifierOptions) { o.MaxTokenBytes = tt.limit })
+			_, err := v.Verify(context.Background(), raw, testClient)
+			if tt.ok && err != nil {
+				t.Errorf("Verify: %v", err)
+			}
+			if !tt.ok && !errors.Is(err, middleware.ErrTokenTooLarge) {
+				t.Errorf("Verify error = %v, want ErrTokenTooLarge", err)
+			}
+		})
+	}
+}
+
+func TestVerifierOptions(t *testing.T) {
+	t.Parallel()
+	k := keys(t)
+	tests := []struct {
+		name  string
+		edit  func(*middleware.VerifierOptions)
+		token func(t *testing.T) string
+		ok    bool
+	}{
+		{"allow-list RS256 only refuses EdDSA", func(o *middleware.VerifierOptions) { o.Algorithms = []string{"RS256"} },
+			func(t *testing.T) string { return eddsa(k).sign(t, claims()) }, false},
+		{"allow-list EdDSA only accepts EdDSA", func(o *middleware.VerifierOptions) { o.Algorithms = []string{"EdDSA"} },
+			func(t *testing.T) string { return eddsa(k).sign(t, claims()) }, true},
+		{"longer leeway accepts a token expired a minute ago", func(o *middleware.VerifierOptions) { o.Leeway = 2 * time.Minute },
+			func(t *testing.T) string {
+				return eddsa(k).sign(t, claims(setClaim("exp", testNow.Add(-time.Minute).Unix())))
+			}, true},
+		{"default leeway refuses a token expired a minute ago", func(*middleware.VerifierOptions) {},
+			func(t *testing.T) string {
+				return eddsa(k).sign(t, claims(setClaim("exp", testNow.Add(-time.Minute).Unix())))
+			}, false},
+		{"the clock is Now", func(o *middleware.VerifierOptions) { o.Now = func() time.Time { return testNow.Add(time.Hour) } },
+			func(t *testing.T) string { return eddsa(k).sign(t, claims()) }, false},
+		{"default clock is the real time", func(o *middleware.VerifierOptions) { o.Now = nil },
+			func(t *testing.T) string {
+				now := time.Now()
+				return eddsa(k).sign(t, claims(
+					setClaim("iat", now.Unix()), setClaim("nbf", now.Unix()), setClaim("exp", now.Add(time.Minute).Unix())))
+			}, true},
+		{"default clock refuses a token of the fixed test time", func(o *middleware.VerifierOptions) { o.Now = nil },
+			func(t *testing.T) string {
+				return eddsa(k).sign(t, claims(setClaim("iat", time.Now().Add(-time.Hour).Unix()),
+					setClaim("nbf", time.Now().Add(-time.Hour).Unix()), setClaim("exp", time.Now().Add(-time.Hour).Unix())))
+			}, false},
+		{"Keyfunc error refuses", func(o *middleware.VerifierOptions) {
+			o.Keyfunc = func(*jwt.Token) (any, error) { return nil, errors.New("no key") }
+		}, func(t *testing.T) string { return eddsa(k).sign(t, claims()) }, false},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			t.Parallel()
+			v := staticVerifier(t, k, tt.edit)
+			_, err := v.Verify(context.Background(), tt.token(t), testClient)
+			if tt.ok && err != nil {
+				t.Errorf("Verify: %v", err)
+			}
+			if !tt.ok && !errors.Is(err, i18n.ErrTokenInvalid) {
+				t.Errorf("Verify error = %v, want ErrTokenInvalid", err)
+			}
+		})
+	}
+}
+
+func TestNewVerifierConfigErrors(t *testing.T) {
+	t.Parallel()
+	kf := func(*jwt.Token) (any, error) { return nil, errors.New("unused") }
+	tests := []struct {
+		name string
+		opts middleware.VerifierOptions
+	}{
+		{"empty Issuer", middleware.VerifierOptions{Keyfunc: kf}},
+		{"blank Issuer", middleware.VerifierOptions{Issuer: "  ", Keyfunc: kf}},
+		{"neither JWKSURL nor Keyfunc", middleware.VerifierOptions{Issuer: testIssuer}},
+		{"both JWKSURL and Keyfunc", middleware.VerifierOptions{Issuer: testIssuer, Keyfunc: kf, JWKSURL: "http://127.0.0.1:1/keys"}},
+		{"HS256 allowed", middleware.VerifierOptions{Issuer: testIssuer, Keyfunc: kf, Algorithms: []string{"RS256", "HS256"}}},
+		{"HS512 allowed", middleware.VerifierOptions{Issuer: testIssuer, Keyfunc: kf, Algorithms: []string{"HS512"}}},
+		{"none allowed", middleware.VerifierOptions{Issuer: testIssuer, Keyfunc: kf, Algorithms: []string{"none"}}},
+		{"JWKSURL not a URL", middleware.VerifierOptions{Issuer: testIssuer, JWKSURL: "not a url"}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			t.Parallel()
+			v, err := middleware.NewVerifier(tt.opts)
+			if v != nil {
+				v.Close()
+			}
+			if !errors.Is(err, middleware.ErrConfig) {
+				t.Errorf("NewVerifier error = %v, want ErrConfig", err)
+			}
+		})
+	}
+}
+
+func TestVerifierWithKeyfuncIsReady(t *testing.T) {
+	t.Parallel()
+	v := staticVerifier(t, keys(t), nil)
+	if err := v.Ready(context.Background()); err != nil {
+		t.Errorf("Ready = %v, want nil", err)
+	}
+	v.Close()
+	v.Close() // more than once is fine
+}
+
+func TestRequireBearerAuthorizationHeader(t *testing.T) {
+	t.Parallel()
+	k := keys(t)
+	v := staticVerifier(t, k, nil)
+	good := eddsa(k).sign(t, claims())
+	tests := []struct {
+		name          string
+		authorization []string // nil: no header
+		status        int
+		code, msg     string
+	}{
+		{"Bearer", []string{"Bearer " + good}, http.StatusOK, "", ""},
+		{"lower-case scheme", []string{"bearer " + good}, http.StatusOK, "", ""},
+		{"upper-case scheme", []string{"BEARER " + good}, http.StatusOK, "", ""},
+		{"tab after the scheme", []string{"Bearer\t" + good}, http.StatusOK, "", ""},
+		{"several spaces and padding", []string{"  Bearer    " + good + "  "}, http.StatusOK, "", ""},
+		{"missing", nil, http.StatusBadRequest, codeTokenEmpty, msgTokenEmpty},
+		{"empty", []string{""}, http.StatusBadRequest, codeTokenEmpty, msgTokenEmpty},
+		{"scheme only", []string{"Bearer"}, http.StatusBadRequest, codeTokenEmpty, msgTokenEmpty},
+		{"scheme and spaces", []string{"Bearer    "}, http.StatusBadRequest, codeTokenEmpty, msgTokenEmpty},
+		{"Basic", []string{"Basic xxx"}, http.StatusBadRequest, codeTokenEmpty, msgTokenEmpty},
+		{"Basic with a token", []string{"Basic " + good}, http.StatusBadRequest, codeTokenEmpty, msgTokenEmpty},
+		{"token without a scheme", []string{good}, http.StatusBadRequest, codeTokenEmpty, msgTokenEmpty},
+		{"no space after the scheme", []string{"Bearer" + good}, http.StatusBadRequest, codeTokenEmpty, msgTokenEmpty},
+		{"short", []string{"Bear"}, http.StatusBadRequest, codeTokenEmpty, msgTokenEmpty},
+		{"garbage token", []string{"Bearer a.b.c"}, http.StatusBadRequest, codeTokenInvalid, msgTokenInvalid},
+		{"two tokens", []string{"Bearer " + good + " " + good}, http.StatusBadRequest, codeTokenInvalid, msgTokenInvalid},
+		{"first of repeated headers counts", []string{"Bearer " + good, "Basic xxx"}, http.StatusOK, "", ""},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			t.Parallel()
+			h := http.Header{"X-Client-Id": {testClient}}
+			if tt.authorization != nil {
+				h["Authorization"] = tt.authorization
+			}
+			next := &recorder{}
+			w := serve(middleware.RequireBearer(v)(next), newRequest(h))
+			if tt.status != http.StatusOK {
+				assertError(t, w, next, tt.status, tt.code, tt.msg)
+				return
+			}
+			assertPassed(t, w, next)
+			if c := middleware.ClaimsFromContext(next.context(t)); c == nil || c.Subject != testUser {
+				t.Errorf("ClaimsFromContext = %+v", c)
+			}
+		})
+	}
+}
+
+// The audience is the client RequireClientID found when it ran, else the
+// X-client-id header.
+func TestRequireBearerAudienceSource(t *testing.T) {
+	t.Parallel()
+	k := keys(t)
+	v := staticVerifier(t, k, nil)
+	// The registry folds case, so the client it finds ("app-1") differs
+	// from the header ("APP-1").
+	folding := foldingRegistry{map[string]store.Client{testClient: {ID: testClient}}}
+	forApp := eddsa(k).sign(t, claims())
+	forUpper := eddsa(k).sign(t, claims(setClaim("aud", "APP-1")))
+
+	standalone := func(next http.Handler) http.Handler { return middleware.RequireBearer(v)(next) }
+	chained := func(next http.Handler) http.Handler {
+		return middleware.RequireClientID(folding)(middleware.RequireBearer(v)(next))
+	}
+	tests := []struct {
+		name     string
+		chain    func(http.Handler) http.Handler
+		clientID []string
+		token    string
+		ok       bool
+	}{
+		{"standalone, header is the audience", standalone, []string{testClient}, forApp, true},
+		{"standalone, padded header", standalone, []string{" " + testClient + " "}, forApp, true},
+		{"standalone, header of another client", standalone, []string{"other-app"}, forApp, false},
+		{"standalone, no header", standalone, nil, forApp, false},
+		{"standalone, blank header", standalone, []string{"  "}, forApp, false},
+		{"chained, registry client is the audience", chained, []string{"APP-1"}, forApp, true},
+		{"chained, header is not the audience", chained, []string{"APP-1"}, forUpper, false},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			t.Parallel()
+			h := http.Header{"Authorization": {"Bearer " + tt.token}}
+			if tt.clientID != nil {
+				h["X-Client-Id"] = tt.clientID
+			}
+			next := &recorder{}
+			w := serve(tt.chain(next), newRequest(h))
+			if !tt.ok {
+				assertError(t, w, next, http.StatusBadRequest, codeTokenInvalid, msgTokenInvalid)
+				return
+			}
+			assertPassed(t, w, next)
+		})
+	}
+}
+
+func TestRequireBearerLocalised(t *testing.T) {
+	t.Parallel()
+	v := staticVerifier(t, keys(t), nil)
+	tests := []struct {
+		name, authorization, code, msg string
+	}{
+		{"empty", "", codeTokenEmpty, msgTokenEmptyZH},
+		{"invalid", "Bearer x.y.z", codeTokenInvalid, msgTokenInvalidZH},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			t.Parallel()
+			next := &recorder{}
+			h := middleware.Localize(i18n.Default())(middleware.RequireBearer(v)(next))
+			r := newRequest(http.Header{"Authorization": {tt.authorization}, "X-L": {"zh"}, "X-Client-Id": {testClient}})
+			assertError(t, serve(h, r), next, http.StatusBadRequest, tt.code, tt.msg)
+		})
+	}
+}
+
+func TestRequireBearerPanicsOnNilVerifier(t *testing.T) {
+	t.Parallel()
+	assertPanics(t, "RequireBearer(nil)", func() { middleware.RequireBearer(nil) })
+}

@@ -1,0 +1,116 @@
+package middleware_test
+
+import (
+	"errors"
+	"net/http"
+	"testing"
+
+	"golang.org/x/text/language"
+
+	"github.com/ciamkit/selfservice/i18n"
+	"github.com/ciamkit/selfservice/middleware"
+	"github.com/ciamkit/selfservice/store"
+	"github.com/ciamkit/selfservice/store/memstore"
+)
+
+// chain is the standard order of the package doc.
+func chain(reg store.ClientRegistry, v *middleware.Verifier, next http.Handler) http.Handler {
+	return middleware.Localize(i18n.Default())(
+		middleware.DeviceHeaders(
+			middleware.RequireClientID(reg)(
+				middleware.RequireBearer(v)(next))))
+}
+
+// The first failing check answers, in the order device -> client empty ->
+// client registered -> token empty -> token valid, whatever else is wrong.
+func TestChainOrder(t *testing.T) {
+	t.Parallel()
+	k := keys(t)
+	v := staticVerifier(t, k, nil)
+	good := "Bearer " + eddsa(k).sign(t, claims())
+	expired := "Bearer " + eddsa(k).sign(t, claims(setClaim("exp", 1)))
+
+	type faults struct {
+		noDevice bool
+		clientID string
+		auth     string
+	}
+	tests := []struct {
+		name     string
+		faults   faults
+		status   int
+		code     string
+		en, zh   string
+		lookups  int32
+		reaching bool // the request reaches the handler
+	}{
+		{"every fault: device first", faults{true, "", ""}, 400, codeDevice, msgDevice, msgDeviceZH, 0, false},
+		{"device, unknown client and bad token: device", faults{true, "nope", expired}, 400, codeDevice, msgDevice, msgDeviceZH, 0, false},
+		{"device only", faults{true, testClient, good}, 400, codeDevice, msgDevice, msgDeviceZH, 0, false},
+		{"empty client and no token: client empty", faults{false, "", ""}, 400, codeClientEmpty, msgClientEmpty, msgClientEmptyZH, 0, false},
+		{"empty client and bad token: client empty", faults{false, "", expired}, 400, codeClientEmpty, msgClientEmpty, msgClientEmptyZH, 0, false},
+		{"unknown client and no token: client registered", faults{false, "nope", ""}, 400, codeClientUnknown, msgClientUnknown, msgClientUnknownZH, 1, false},
+		{"unknown client and bad token: client registered", faults{false, "nope", expired}, 400, codeClientUnknown, msgClientUnknown, msgClientUnknownZH, 1, false},
+		{"no token", faults{false, testClient, ""}, 400, codeTokenEmpty, msgTokenEmpty, msgTokenEmptyZH, 1, false},
+		{"Basic instead of Bearer", faults{false, testClient, "Basic dXNlcjpwYXNz"}, 400, codeTokenEmpty, msgTokenEmpty, msgTokenEmptyZH, 1, false},
+		{"expired token", faults{false, testClient, expired}, 400, codeTokenInvalid, msgTokenInvalid, msgTokenInvalidZH, 1, false},
+		{"no fault", faults{false, testClient, good}, 200, "", "", "", 1, true},
+	}
+	for _, tt := range tests {
+		for _, lang := range []struct {
+			xl  string
+			tag language.Tag
+			msg string
+		}{{"en", language.English, tt.en}, {"zh", language.Chinese, tt.zh}} {
+			t.Run(tt.name+"/"+lang.xl, func(t *testing.T) {
+				t.Parallel()
+				reg := &countingRegistry{ClientRegistry: memstore.NewClientRegistry(store.Client{ID: testClient, Name: "App One"})}
+				next := &recorder{}
+				h := deviceHeaders()
+				if tt.faults.noDevice {
+					h = http.Header{}
+				}
+				h.Set("X-L", lang.xl)
+				h.Set("X-Client-Id", tt.faults.clientID)
+				h.Set("Authorization", tt.faults.auth)
+
+				w := serve(chain(reg, v, next), newRequest(h))
+				if got := w.Header().Get("Content-Language"); got != lang.tag.String() {
+					t.Errorf("Content-Language = %q, want %q", got, lang.tag)
+				}
+				if got := reg.calls.Load(); got != tt.lookups {
+					t.Errorf("registry called %d times, want %d", got, tt.lookups)
+				}
+				if !tt.reaching {
+					assertError(t, w, next, tt.status, tt.code, lang.msg)
+					return
+				}
+				assertPassed(t, w, next)
+				ctx := next.context(t)
+				if loc := middleware.LocaleFromContext(ctx); loc == nil || loc.Tag != lang.tag {
+					t.Errorf("LocaleFromContext = %v, want %v", loc, lang.tag)
+				}
+				if d, ok := middleware.DeviceFromContext(ctx); !ok || d.OSVersion != "windows10.1.1" {
+					t.Errorf("DeviceFromContext = %+v, %v", d, ok)
+				}
+				if c, ok := middleware.ClientFromContext(ctx); !ok || c.Name != "App One" {
+					t.Errorf("ClientFromContext = %+v, %v", c, ok)
+				}
+				if c := middleware.ClaimsFromContext(ctx); c == nil || c.Subject != testUser {
+					t.Errorf("ClaimsFromContext = %+v", c)
+				}
+			})
+		}
+	}
+}
+
+// A registry that is down answers before the token is looked at.
+func TestChainRegistryDown(t *testing.T) {
+	t.Parallel()
+	v := staticVerifier(t, keys(t), nil)
+	next := &recorder{}
+	h := deviceHeaders()
+	h.Set("X-Client-Id", testClient)
+	w := serve(chain(failingRegistry{errors.New("registry down")}, v, next), newRequest(h))
+	assertError(t, w, next, http.StatusInternalServerError, codeInternal, msgInternal)
+}

@@ -1,0 +1,132 @@
+package middleware_test
+
+import (
+	"errors"
+	"fmt"
+	"net/http"
+	"strings"
+	"testing"
+
+	"github.com/ciamkit/selfservice/i18n"
+	"github.com/ciamkit/selfservice/middleware"
+	"github.com/ciamkit/selfservice/store"
+	"github.com/ciamkit/selfservice/store/memstore"
+)
+
+func TestRequireClientID(t *testing.T) {
+	t.Parallel()
+	atLimit := strings.Repeat("c", middleware.MaxClientIDLen)
+	overLimit := strings.Repeat("c", middleware.MaxClientIDLen+1)
+	clients := []store.Client{
+		{ID: "app-1", Name: "App One"},
+		{ID: atLimit, Name: "Long"},
+		{ID: overLimit, Name: "Too long to ever be looked up"},
+	}
+
+	tests := []struct {
+		name      string
+		header    []string // nil: no X-client-id
+		status    int
+		code, msg string
+		lookups   int32
+		want      store.Client // when let through
+	}{
+		{"registered", []string{"app-1"}, http.StatusOK, "", "", 1, clients[0]},
+		{"registered, padded", []string{"  app-1\t"}, http.StatusOK, "", "", 1, clients[0]},
+		{"registered, at the length limit", []string{atLimit}, http.StatusOK, "", "", 1, clients[1]},
+		{"missing", nil, http.StatusBadRequest, codeClientEmpty, msgClientEmpty, 0, store.Client{}},
+		{"empty", []string{""}, http.StatusBadRequest, codeClientEmpty, msgClientEmpty, 0, store.Client{}},
+		{"blank", []string{" \t "}, http.StatusBadRequest, codeClientEmpty, msgClientEmpty, 0, store.Client{}},
+		{"unknown", []string{"app-2"}, http.StatusBadRequest, codeClientUnknown, msgClientUnknown, 1, store.Client{}},
+		{"case differs", []string{"APP-1"}, http.StatusBadRequest, codeClientUnknown, msgClientUnknown, 1, store.Client{}},
+		{"too long, even if registered", []string{overLimit}, http.StatusBadRequest, codeClientUnknown, msgClientUnknown, 0, store.Client{}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			t.Parallel()
+			reg := &countingRegistry{ClientRegistry: memstore.NewClientRegistry(clients...)}
+			next := &recorder{}
+			hdr := http.Header{}
+			if tt.header != nil {
+				hdr["X-Client-Id"] = tt.header
+			}
+			w := serve(middleware.RequireClientID(reg)(next), newRequest(hdr))
+			if got := reg.calls.Load(); got != tt.lookups {
+				t.Errorf("registry called %d times, want %d", got, tt.lookups)
+			}
+			if tt.status != http.StatusOK {
+				assertError(t, w, next, tt.status, tt.code, tt.msg)
+				return
+			}
+			assertPassed(t, w, next)
+			c, ok := middleware.ClientFromContext(next.context(t))
+			if !ok || c != tt.want {
+				t.Errorf("ClientFromContext = %+v, %v; want %+v, true", c, ok, tt.want)
+			}
+		})
+	}
+}
+
+func TestRequireClientIDRegistryFailure(t *testing.T) {
+	t.Parallel()
+	const secret = "dial tcp 10.1.2.3:5432: connection refused (password=hunter2)"
+	tests := []struct {
+		name string
+		err  error
+		xl   string
+		msg  string
+	}{
+		{"plain error", errors.New(secret), "", msgInternal},
+		{"wrapped error", fmt.Errorf("clients: %w", errors.New(secret)), "", msgInternal},
+		{"other sentinel", fmt.Errorf("%s: %w", secret, store.ErrRateLimited), "", msgInternal},
+		{"in Chinese", errors.New(secret), "zh", msgInternalZH},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			t.Parallel()
+			next := &recorder{}
+			h := middleware.Localize(i18n.Default())(middleware.RequireClientID(failingRegistry{tt.err})(next))
+			w := serve(h, newRequest(http.Header{"X-Client-Id": {"app-1"}, "X-L": {tt.xl}}))
+			assertError(t, w, next, http.StatusInternalServerError, codeInternal, tt.msg)
+			for _, leak := range []string{"hunter2", "10.1.2.3", "connection refused", "clients:"} {
+				if strings.Contains(w.Body.String(), leak) {
+					t.Errorf("body %s leaks %q", w.Body, leak)
+				}
+			}
+		})
+	}
+}
+
+// A registry may wrap ErrNotFound with its own context.
+func TestRequireClientIDWrappedNotFound(t *testing.T) {
+	t.Parallel()
+	next := &recorder{}
+	reg := failingRegistry{fmt.Errorf("sql registry: client %q: %w", "x", store.ErrNotFound)}
+	w := serve(middleware.RequireClientID(reg)(next), newRequest(http.Header{"X-Client-Id": {"x"}}))
+	assertError(t, w, next, http.StatusBadRequest, codeClientUnknown, msgClientUnknown)
+}
+
+func TestRequireClientIDLocalised(t *testing.T) {
+	t.Parallel()
+	reg := memstore.NewClientRegistry(store.Client{ID: "app-1"})
+	tests := []struct {
+		name, id, code, msg string
+	}{
+		{"empty", "", codeClientEmpty, msgClientEmptyZH},
+		{"unknown", "nope", codeClientUnknown, msgClientUnknownZH},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			t.Parallel()
+			next := &recorder{}
+			h := middleware.Localize(i18n.Default())(middleware.RequireClientID(reg)(next))
+			w := serve(h, newRequest(http.Header{"X-Client-Id": {tt.id}, "X-L": {"zh_CN"}}))
+			assertError(t, w, next, http.StatusBadRequest, tt.code, tt.msg)
+		})
+	}
+}
+
+func TestRequireClientIDPanicsOnNilRegistry(t *testing.T) {
+	t.Parallel()
+	assertPanics(t, "RequireClientID(nil)", func() { middleware.RequireClientID(nil) })
+}

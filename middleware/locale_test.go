@@ -1,0 +1,117 @@
+package middleware_test
+
+import (
+	"context"
+	"net/http"
+	"testing"
+
+	"golang.org/x/text/language"
+
+	"github.com/ciamkit/selfservice/i18n"
+	"github.com/ciamkit/selfservice/middleware"
+)
+
+func TestLocalize(t *testing.T) {
+	t.Parallel()
+	tests := []struct {
+		name           string
+		xl, acceptLang string
+		want           language.Tag
+	}{
+		{"no language header", "", "", language.English},
+		{"X-L zh", "zh", "", language.Chinese},
+		{"X-L zh_CN", "zh_CN", "", language.Chinese},
+		{"X-L en-US over Accept-Language zh", "en-US", "zh", language.English},
+		{"Accept-Language zh-CN", "", "zh-CN,zh;q=0.9", language.Chinese},
+		{"X-L unsupported, Accept-Language zh", "fr", "zh", language.Chinese},
+		{"nothing supported", "fr", "de", language.English},
+	}
+	h := middleware.Localize(i18n.Default())
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			t.Parallel()
+			next := &recorder{}
+			hdr := http.Header{}
+			if tt.xl != "" {
+				hdr.Set("X-L", tt.xl)
+			}
+			if tt.acceptLang != "" {
+				hdr.Set("Accept-Language", tt.acceptLang)
+			}
+			w := serve(h(next), newRequest(hdr))
+			assertPassed(t, w, next)
+			if got := w.Header().Get("Content-Language"); got != tt.want.String() {
+				t.Errorf("Content-Language = %q, want %q", got, tt.want)
+			}
+			ctx := next.context(t)
+			loc := middleware.LocaleFromContext(ctx)
+			if loc == nil || loc.Tag != tt.want {
+				t.Fatalf("LocaleFromContext = %v, want %v", loc, tt.want)
+			}
+			if middleware.LocalizerFromContext(ctx) != loc.Localizer || loc.Localizer == nil {
+				t.Error("LocalizerFromContext is not the chosen locale's localizer")
+			}
+		})
+	}
+}
+
+// Localize on its own: a handler behind it answers errors in the request's
+// language through WriteError.
+func TestLocalizeStandalone(t *testing.T) {
+	t.Parallel()
+	h := middleware.Localize(i18n.Default())(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		middleware.WriteError(w, r, i18n.ErrTokenInvalid)
+	}))
+	tests := []struct {
+		name, xl, msg string
+	}{
+		{"English", "en", msgTokenInvalid},
+		{"Chinese", "zh-Hans", msgTokenInvalidZH},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			t.Parallel()
+			w := serve(h, newRequest(http.Header{"X-L": {tt.xl}}))
+			assertError(t, w, nil, http.StatusBadRequest, codeTokenInvalid, tt.msg)
+		})
+	}
+}
+
+func TestLocalizeWithOwnBundle(t *testing.T) {
+	t.Parallel()
+	b, err := i18n.NewBundle(i18n.Options{Default: language.Chinese})
+	if err != nil {
+		t.Fatal(err)
+	}
+	next := &recorder{}
+	w := serve(middleware.Localize(b)(next), newRequest(http.Header{"X-L": {"fr"}}))
+	assertPassed(t, w, next)
+	if got := w.Header().Get("Content-Language"); got != "zh" {
+		t.Errorf("Content-Language = %q, want the bundle's default zh", got)
+	}
+}
+
+func TestLocalizePanicsOnNilBundle(t *testing.T) {
+	t.Parallel()
+	assertPanics(t, "Localize(nil)", func() { middleware.Localize(nil) })
+}
+
+func TestGettersOnEmptyContext(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	if middleware.LocaleFromContext(ctx) != nil {
+		t.Error("LocaleFromContext is not nil")
+	}
+	if middleware.LocalizerFromContext(ctx) != nil {
+		t.Error("LocalizerFromContext is not nil")
+	}
+	if d, ok := middleware.DeviceFromContext(ctx); ok || d != (middleware.Device{}) {
+		t.Errorf("DeviceFromContext = %v, %v; want zero, false", d, ok)
+	}
+	if c, ok := middleware.ClientFromContext(ctx); ok || c.ID != "" {
+		t.Errorf("ClientFromContext = %v, %v; want zero, false", c, ok)
+	}
+	if middleware.ClaimsFromContext(ctx) != nil {
+		t.Error("ClaimsFromContext is not nil")
+	}
+}
