@@ -24,9 +24,11 @@
 //	}
 //
 // Expiry and send-limit checks sleep for a few hundred milliseconds of real
-// time and always pass time.Now() as now, so that a store which reads its
-// own clock (Redis TTLs, a database's now()) is held to the same contract as
-// one that trusts the caller's.
+// time and pass time.Now() as now, so that a store which also keeps time by
+// its own clock (Redis TTLs, a database's now()) passes them as well as one
+// that trusts the caller's. One check passes now equal to a code's
+// expiresAt, since the contract names that instant as the code's death.
+// The whole suite takes about a second per store.
 package storetest
 
 import (

@@ -1,0 +1,327 @@
+package sqlstore_test
+
+import (
+	"context"
+	"crypto/rand"
+	"database/sql"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"sync"
+	"testing"
+
+	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgconn"
+	"github.com/jackc/pgx/v5/stdlib"
+	"modernc.org/sqlite"
+
+	"github.com/ciamkit/selfservice/internal/testenv"
+	"github.com/ciamkit/selfservice/store"
+	"github.com/ciamkit/selfservice/store/sqlstore"
+	"github.com/ciamkit/selfservice/store/storetest"
+)
+
+// The stores read error codes through these methods; a driver release that
+// dropped them would turn every unique violation into an internal error.
+var (
+	_ interface{ SQLState() string } = (*pgconn.PgError)(nil)
+	_ interface{ Code() int }        = (*sqlite.Error)(nil)
+)
+
+// engine is one database the tests run against.
+type engine struct {
+	name    string
+	dialect sqlstore.Dialect
+	// open returns a fresh, empty database that no other call shares,
+	// closed and removed when t ends.
+	open func(t *testing.T) *sql.DB
+}
+
+var engines = []engine{
+	{name: "SQLite", dialect: sqlstore.SQLite, open: openSQLite},
+	{name: "Postgres", dialect: sqlstore.Postgres, open: openPostgres},
+}
+
+// forEachEngine runs f as a parallel subtest per engine, skipping the
+// engines whose service is not configured.
+func forEachEngine(t *testing.T, f func(t *testing.T, e engine)) {
+	t.Helper()
+	for _, e := range engines {
+		t.Run(e.name, func(t *testing.T) {
+			if e.dialect == sqlstore.Postgres {
+				testenv.Lookup(t, testenv.Postgres)
+			}
+			t.Parallel()
+			f(t, e)
+		})
+	}
+}
+
+// openSQLite opens a database file in t's temporary directory, with the
+// pragmas the package doc asks for.
+func openSQLite(t *testing.T) *sql.DB {
+	t.Helper()
+	dsn := "file:" + filepath.Join(t.TempDir(), "test.db") +
+		"?_pragma=busy_timeout(5000)&_pragma=journal_mode(WAL)"
+	db, err := sql.Open("sqlite", dsn)
+	if err != nil {
+		t.Fatalf("open SQLite: %v", err)
+	}
+	t.Cleanup(func() { db.Close() })
+	// The first connection switches the new file to WAL; connections that
+	// open concurrently with that switch fail with SQLITE_BUSY.
+	if err := db.PingContext(t.Context()); err != nil {
+		t.Fatalf("open SQLite: %v", err)
+	}
+	return db
+}
+
+// openPostgres creates a schema of its own in the database named by
+// SELFSERVICE_TEST_POSTGRES, returns a pool whose search_path is that
+// schema, and drops the schema when t ends, so that parallel tests and runs
+// never collide.
+func openPostgres(t *testing.T) *sql.DB {
+	t.Helper()
+	url := testenv.Lookup(t, testenv.Postgres)
+	config := func() *pgx.ConnConfig {
+		t.Helper()
+		c, err := pgx.ParseConfig(url)
+		if err != nil {
+			t.Fatalf("%s: %v", testenv.Postgres, err)
+		}
+		return c
+	}
+	suffix := make([]byte, 8)
+	rand.Read(suffix)
+	schema := "selfservice_test_" + hex.EncodeToString(suffix)
+
+	admin := stdlib.OpenDB(*config())
+	if _, err := admin.ExecContext(t.Context(), "CREATE SCHEMA "+schema); err != nil {
+		admin.Close()
+		t.Fatalf("create schema: %v", err)
+	}
+	c := config()
+	c.RuntimeParams["search_path"] = schema
+	db := stdlib.OpenDB(*c)
+	t.Cleanup(func() {
+		db.Close()
+		if _, err := admin.ExecContext(context.Background(), "DROP SCHEMA "+schema+" CASCADE"); err != nil {
+			t.Errorf("drop schema %s: %v", schema, err)
+		}
+		admin.Close()
+	})
+	return db
+}
+
+// openMigrated opens a fresh database of engine e with the schema applied.
+func openMigrated(t *testing.T, e engine) *sql.DB {
+	t.Helper()
+	db := e.open(t)
+	if err := sqlstore.Migrate(t.Context(), db, e.dialect); err != nil {
+		t.Fatalf("Migrate: %v", err)
+	}
+	return db
+}
+
+func TestUserStore(t *testing.T) {
+	forEachEngine(t, func(t *testing.T, e engine) {
+		storetest.TestUserStore(t, func(t *testing.T, seed []store.User) store.UserStore {
+			s := sqlstore.NewUserStore(openMigrated(t, e), e.dialect)
+			for _, u := range seed {
+				if err := s.CreateUser(t.Context(), u); err != nil {
+					t.Fatalf("seed CreateUser(%+v): %v", u, err)
+				}
+			}
+			return s
+		})
+	})
+}
+
+func TestClientRegistry(t *testing.T) {
+	forEachEngine(t, func(t *testing.T, e engine) {
+		storetest.TestClientRegistry(t, func(t *testing.T, seed []store.Client) store.ClientRegistry {
+			r := sqlstore.NewClientRegistry(openMigrated(t, e), e.dialect)
+			for _, c := range seed {
+				if err := r.CreateClient(t.Context(), c); err != nil {
+					t.Fatalf("seed CreateClient(%+v): %v", c, err)
+				}
+			}
+			return r
+		})
+	})
+}
+
+func TestCreateUser(t *testing.T) {
+	alice := store.User{ID: "u-alice", Email: "Alice@Example.com", CanonicalEmail: "alice@example.com"}
+	tests := []struct {
+		name string
+		user store.User
+		want error
+	}{
+		{"new user", store.User{ID: "u-bob", Email: "Bob@Example.com", CanonicalEmail: "bob@example.com"}, nil},
+		{"new user without an address", store.User{ID: "u-nomail"}, nil},
+		{"taken id", store.User{ID: alice.ID, Email: "other@example.com", CanonicalEmail: "other@example.com"}, store.ErrAlreadyExists},
+		{"taken id and address", alice, store.ErrAlreadyExists},
+		{"taken address", store.User{ID: "u-bob", Email: "ALICE@example.com", CanonicalEmail: alice.CanonicalEmail}, store.ErrEmailExists},
+	}
+	forEachEngine(t, func(t *testing.T, e engine) {
+		db := openMigrated(t, e)
+		for _, tt := range tests {
+			t.Run(tt.name, func(t *testing.T) {
+				s := sqlstore.NewUserStore(db, e.dialect)
+				if _, err := db.ExecContext(t.Context(), "DELETE FROM selfservice_users"); err != nil {
+					t.Fatal(err)
+				}
+				ctx := t.Context()
+				if err := s.CreateUser(ctx, alice); err != nil {
+					t.Fatalf("CreateUser(alice): %v", err)
+				}
+				err := s.CreateUser(ctx, tt.user)
+				if !errors.Is(err, tt.want) {
+					t.Fatalf("CreateUser(%+v) = %v, want %v", tt.user, err, tt.want)
+				}
+				want := tt.user
+				if tt.want != nil {
+					want = alice
+				}
+				if got, err := s.User(ctx, want.ID); err != nil || got != want {
+					t.Errorf("User(%q) = %+v, %v; want %+v", want.ID, got, err, want)
+				}
+			})
+		}
+	})
+}
+
+func TestCreateClient(t *testing.T) {
+	forEachEngine(t, func(t *testing.T, e engine) {
+		r := sqlstore.NewClientRegistry(openMigrated(t, e), e.dialect)
+		ctx := t.Context()
+		web := store.Client{ID: "app-web", Name: "Web shop"}
+		if err := r.CreateClient(ctx, web); err != nil {
+			t.Fatalf("CreateClient: %v", err)
+		}
+		err := r.CreateClient(ctx, store.Client{ID: web.ID, Name: "Impostor"})
+		if !errors.Is(err, store.ErrAlreadyExists) {
+			t.Errorf("CreateClient(taken id) = %v, want %v", err, store.ErrAlreadyExists)
+		}
+		if got, err := r.Client(ctx, web.ID); err != nil || got != web {
+			t.Errorf("Client(%q) = %+v, %v; want %+v", web.ID, got, err, web)
+		}
+	})
+}
+
+// A failure that is not a constraint's (here a cancelled context) must
+// surface as itself, never as one of the sentinels the handlers answer
+// with a client error.
+func TestUpdateEmailFailureIsNotASentinel(t *testing.T) {
+	forEachEngine(t, func(t *testing.T, e engine) {
+		s := sqlstore.NewUserStore(openMigrated(t, e), e.dialect)
+		if err := s.CreateUser(t.Context(), store.User{ID: "u-1"}); err != nil {
+			t.Fatal(err)
+		}
+		ctx, cancel := context.WithCancel(t.Context())
+		cancel()
+		err := s.UpdateEmail(ctx, "u-1", "a@example.com", "a@example.com")
+		if err == nil || errors.Is(err, store.ErrEmailExists) || errors.Is(err, store.ErrNotFound) {
+			t.Errorf("UpdateEmail(cancelled) = %v, want an error that is neither sentinel", err)
+		}
+	})
+}
+
+func TestMigrate(t *testing.T) {
+	forEachEngine(t, func(t *testing.T, e engine) {
+		db := e.open(t)
+		// Processes starting together all migrate; none may fail.
+		var wg sync.WaitGroup
+		errs := make([]error, 4)
+		for i := range errs {
+			wg.Go(func() { errs[i] = sqlstore.Migrate(t.Context(), db, e.dialect) })
+		}
+		wg.Wait()
+		for i, err := range errs {
+			if err != nil {
+				t.Errorf("concurrent Migrate #%d: %v", i, err)
+			}
+		}
+		if err := sqlstore.Migrate(t.Context(), db, e.dialect); err != nil {
+			t.Errorf("Migrate again: %v", err)
+		}
+
+		var version, rows int
+		err := db.QueryRowContext(t.Context(),
+			`SELECT MAX(version), COUNT(*) FROM selfservice_schema_version`).Scan(&version, &rows)
+		if err != nil {
+			t.Fatalf("read schema version: %v", err)
+		}
+		files := schemaFiles(t, e.dialect)
+		if want := latestVersion(t, files); version != want || rows != len(files) {
+			t.Errorf("schema version %d in %d rows, want %d in %d (does each file record its version?)",
+				version, rows, want, len(files))
+		}
+	})
+}
+
+func TestMigrateRejectsBadInput(t *testing.T) {
+	if err := sqlstore.Migrate(t.Context(), nil, sqlstore.SQLite); err == nil {
+		t.Error("Migrate(nil db) succeeded")
+	}
+	if err := sqlstore.Migrate(t.Context(), openSQLite(t), sqlstore.Dialect(0)); err == nil {
+		t.Error("Migrate(zero Dialect) succeeded")
+	}
+}
+
+func TestConstructorsPanic(t *testing.T) {
+	db := openSQLite(t)
+	tests := []struct {
+		name string
+		f    func()
+	}{
+		{"NewUserStore(nil db)", func() { sqlstore.NewUserStore(nil, sqlstore.SQLite) }},
+		{"NewUserStore(zero Dialect)", func() { sqlstore.NewUserStore(db, 0) }},
+		{"NewClientRegistry(nil db)", func() { sqlstore.NewClientRegistry(nil, sqlstore.Postgres) }},
+		{"NewClientRegistry(zero Dialect)", func() { sqlstore.NewClientRegistry(db, 0) }},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			defer func() {
+				if recover() == nil {
+					t.Errorf("%s did not panic", tt.name)
+				}
+			}()
+			tt.f()
+		})
+	}
+}
+
+// schemaFiles returns the names of the dialect's schema files.
+func schemaFiles(t *testing.T, d sqlstore.Dialect) []string {
+	t.Helper()
+	files, err := filepath.Glob(filepath.Join("schema", d.String(), "*.sql"))
+	if err != nil || len(files) == 0 {
+		t.Fatalf("no schema files for %v: %v", d, err)
+	}
+	return files
+}
+
+// latestVersion returns the highest NNNN among files named NNNN_name.sql.
+func latestVersion(t *testing.T, files []string) int {
+	t.Helper()
+	latest := 0
+	for _, f := range files {
+		prefix, _, _ := strings.Cut(filepath.Base(f), "_")
+		v, err := strconv.Atoi(prefix)
+		if err != nil {
+			t.Fatalf("schema file %s: %v", f, err)
+		}
+		latest = max(latest, v)
+	}
+	return latest
+}
+
+func ExampleDialect() {
+	fmt.Println(sqlstore.Postgres, sqlstore.SQLite)
+	// Output: postgres sqlite
+}
