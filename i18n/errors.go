@@ -29,7 +29,7 @@ func (e *Error) Unwrap() error { return e.cause }
 // errors.Is(err, i18n.ErrUserNotFound) holds for every wrapped copy.
 func (e *Error) Is(target error) bool {
 	t, ok := target.(*Error)
-	return ok && t.Code == e.Code
+	return ok && t != nil && t.Code == e.Code
 }
 
 // WithCause returns a copy of e that wraps cause. The original is left as it

@@ -56,7 +56,8 @@ type VerifierOptions struct {
 	// Algorithms is the allow-list of "alg" values. HMAC algorithms and
 	// "none" are refused even if listed. Default: RS256, PS256, ES256, EdDSA.
 	Algorithms []string
-	// Leeway is the clock skew allowed on exp, nbf and iat. Default: 30s.
+	// Leeway is the clock skew allowed on exp, nbf and iat. Default: 30s;
+	// a negative value means none.
 	Leeway time.Duration
 	// MaxTokenBytes refuses longer tokens before any parsing. Default: 8 KiB.
 	MaxTokenBytes int
@@ -72,7 +73,8 @@ type VerifierOptions struct {
 	// tokens naming an unknown kid. Default: 10s.
 	UnknownKIDInterval time.Duration
 
-	// Logger receives JWKS fetch failures. Default: slog.Default().
+	// Logger receives JWKS fetch failures and key outages. Default:
+	// slog.Default().
 	Logger *slog.Logger
 	// Now is the clock. Default: time.Now.
 	Now func() time.Time
@@ -87,10 +89,11 @@ type Verifier struct {
 	jwks   *jwksKeys // nil when Keyfunc is given
 }
 
-// NewVerifier validates opts and, with JWKSURL, starts fetching keys. A JWKS
-// that cannot be reached at start is not an error: requests are answered as
-// internal failures until keys arrive (see Ready). Call Close to stop the
-// background refresh.
+// NewVerifier validates opts and, with JWKSURL, fetches the keys once before
+// it returns (waiting at most HTTPTimeout) and then in the background. A
+// JWKS that cannot be reached at start is not an error: requests are
+// answered as internal failures until keys arrive (see Ready). Call Close to
+// stop the background refresh.
 func NewVerifier(opts VerifierOptions) (*Verifier, error) {
 	if strings.TrimSpace(opts.Issuer) == "" {
 		return nil, fmt.Errorf("%w: Issuer is required", ErrConfig)
@@ -106,8 +109,11 @@ func NewVerifier(opts VerifierOptions) (*Verifier, error) {
 			return nil, fmt.Errorf("%w: algorithm %q is not allowed for id_tokens", ErrConfig, alg)
 		}
 	}
-	if opts.Leeway == 0 {
+	switch {
+	case opts.Leeway == 0:
 		opts.Leeway = defaultLeeway
+	case opts.Leeway < 0:
+		opts.Leeway = 0
 	}
 	if opts.MaxTokenBytes == 0 {
 		opts.MaxTokenBytes = defaultMaxTokenBytes
@@ -262,7 +268,7 @@ func RequireBearer(v *Verifier) func(http.Handler) http.Handler {
 			claims, err := v.Verify(r.Context(), raw, clientID)
 			if err != nil {
 				if errors.Is(err, i18n.ErrInternal) {
-					slog.ErrorContext(r.Context(), "selfservice: token keys unavailable", "error", err)
+					v.opts.Logger.ErrorContext(r.Context(), "selfservice: token keys unavailable", "error", err)
 				}
 				WriteError(w, r, err)
 				return
