@@ -56,9 +56,10 @@ type UserStore interface {
 
 	// UpdateEmail sets the user's address to email (as typed) and canonical
 	// (its canonical form) in one atomic step. It returns an error wrapping
-	// ErrNotFound if the user does not exist and ErrEmailExists if another
-	// user's canonical address equals canonical; in both cases nothing
-	// changes. Setting a user's own canonical address again succeeds.
+	// ErrNotFound if the user does not exist (whether or not the address
+	// is taken) and ErrEmailExists if another user's canonical address
+	// equals canonical; in both cases nothing changes. An empty canonical
+	// address is no address and never conflicts. Ids compare exactly. Setting a user's own canonical address again succeeds.
 	// Uniqueness must be decided by the store itself (a unique index, a
 	// lock): of concurrent calls for one canonical address by different
 	// users exactly one succeeds and the others get ErrEmailExists, and no
@@ -97,7 +98,7 @@ type CodeStore interface {
 type SendLimits struct {
 	// Interval is the least time between two sends.
 	Interval time.Duration
-	// Daily is how many sends a window of Window allows.
+	// Daily is how many sends a window of Window allows; 0 allows none.
 	Daily int
 	// Window is the length of the daily window, which starts at the
 	// first send in it.

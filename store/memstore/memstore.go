@@ -89,7 +89,9 @@ func (s *UserStore) UpdateEmail(_ context.Context, id, email, canonical string) 
 	if !ok {
 		return store.ErrNotFound
 	}
-	if holder, ok := s.byCanonical[canonical]; ok && holder != id {
+	// An empty canonical address is no address: any number of users may
+	// have none.
+	if holder, ok := s.byCanonical[canonical]; ok && holder != id && canonical != "" {
 		return store.ErrEmailExists
 	}
 	if u.CanonicalEmail != "" {
@@ -97,7 +99,9 @@ func (s *UserStore) UpdateEmail(_ context.Context, id, email, canonical string) 
 	}
 	u.Email, u.CanonicalEmail = email, canonical
 	s.byID[id] = u
-	s.byCanonical[canonical] = id
+	if canonical != "" {
+		s.byCanonical[canonical] = id
+	}
 	return nil
 }
 
@@ -219,11 +223,14 @@ type ClientRegistry struct {
 	clients map[string]store.Client
 }
 
-// NewClientRegistry returns a registry holding clients.
+// NewClientRegistry returns a registry holding clients; it panics if two of
+// them share an id, since that is a mistake in the caller's data.
 func NewClientRegistry(clients ...store.Client) *ClientRegistry {
 	r := &ClientRegistry{}
 	for _, c := range clients {
-		_ = r.CreateClient(context.Background(), c)
+		if err := r.CreateClient(context.Background(), c); err != nil {
+			panic(fmt.Sprintf("memstore: NewClientRegistry: client %q: %v", c.ID, err))
+		}
 	}
 	return r
 }
