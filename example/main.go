@@ -15,11 +15,18 @@
 //	                  inserts what is missing, never overwrites
 //	-issuer URL       trust this external issuer instead of the built-in one
 //	-jwks-url URL     the external issuer's JWKS (required with -issuer)
+//	-store S          users and clients: memory (default), sqlite:PATH or postgres://...
+//	-codes C          codes and send limits: memory (default) or redis://...
+//
+// Codes are hashed under SELFSERVICE_CODE_SECRET (hex, at least 32 bytes)
+// when it is set, else under a random secret of this process, which voids
+// the codes in a shared store on restart.
 package main
 
 import (
 	"context"
 	"crypto/rand"
+	"encoding/hex"
 	"errors"
 	"flag"
 	"fmt"
@@ -34,7 +41,6 @@ import (
 
 	"github.com/ciamkit/selfservice"
 	"github.com/ciamkit/selfservice/middleware"
-	"github.com/ciamkit/selfservice/store/memstore"
 )
 
 func main() {
@@ -45,7 +51,7 @@ func main() {
 }
 
 type flags struct {
-	addr, seed, issuer, jwksURL string
+	addr, seed, issuer, jwksURL, store, codes string
 }
 
 func parseFlags(args []string, stderr io.Writer) (flags, error) {
@@ -56,6 +62,8 @@ func parseFlags(args []string, stderr io.Writer) (flags, error) {
 	fs.StringVar(&f.seed, "seed", "", "seed `FILE` with clients and users to insert when missing")
 	fs.StringVar(&f.issuer, "issuer", "", "trust this external issuer `URL` instead of the built-in one")
 	fs.StringVar(&f.jwksURL, "jwks-url", "", "JWKS `URL` of the external issuer")
+	fs.StringVar(&f.store, "store", "memory", "users and clients: memory, sqlite:PATH or postgres://...")
+	fs.StringVar(&f.codes, "codes", "memory", "codes and send limits: memory or redis://...")
 	if err := fs.Parse(args); err != nil {
 		return f, err
 	}
@@ -76,14 +84,22 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	defer stop()
 	logger := slog.New(slog.NewTextHandler(stderr, nil))
 
-	users, clients := memstore.NewUserStore(), memstore.NewClientRegistry()
+	st, err := openStores(ctx, f.store, f.codes)
+	if err != nil {
+		return err
+	}
+	defer st.Close()
 	seed := defaultSeed
 	if f.seed != "" {
 		if seed, err = readSeed(f.seed); err != nil {
 			return err
 		}
 	}
-	if err := seed.apply(ctx, users, clients); err != nil {
+	if err := seed.apply(ctx, st.users, st.clients); err != nil {
+		return err
+	}
+	secret, err := codeSecret()
+	if err != nil {
 		return err
 	}
 
@@ -129,13 +145,11 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	}
 	defer verifier.Close()
 
-	secret := make([]byte, selfservice.MinCodeSecretLen)
-	_, _ = rand.Read(secret)
 	svc, err := selfservice.Mount(mux, selfservice.Config{
-		Users:      users,
-		Codes:      memstore.NewCodeStore(),
-		Limiter:    memstore.NewSendLimiter(),
-		Clients:    clients,
+		Users:      st.users,
+		Codes:      st.codes,
+		Limiter:    st.limiter,
+		Clients:    st.clients,
 		Verifier:   verifier,
 		Mailer:     selfservice.NewLogMailer(stdout),
 		Captcha:    selfservice.AllowAllCaptcha,
@@ -177,6 +191,21 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 		return err
 	}
 	return svc.Shutdown(shutdownCtx)
+}
+
+// codeSecret returns the key codes are hashed under: SELFSERVICE_CODE_SECRET
+// (hex) when set, so that replicas and restarts share it, else random.
+func codeSecret() ([]byte, error) {
+	if h := os.Getenv("SELFSERVICE_CODE_SECRET"); h != "" {
+		b, err := hex.DecodeString(h)
+		if err != nil || len(b) < selfservice.MinCodeSecretLen {
+			return nil, fmt.Errorf("SELFSERVICE_CODE_SECRET must be at least %d bytes in hex", selfservice.MinCodeSecretLen)
+		}
+		return b, nil
+	}
+	b := make([]byte, selfservice.MinCodeSecretLen)
+	_, _ = rand.Read(b)
+	return b, nil
 }
 
 func printWalkthrough(w io.Writer, base, clientID, token string) {

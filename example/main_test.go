@@ -45,6 +45,7 @@ var (
 type started struct {
 	base, token, client string
 	stdout              *syncBuffer
+	stop                func(t *testing.T)
 }
 
 func start(t *testing.T, args ...string) started {
@@ -53,17 +54,21 @@ func start(t *testing.T, args ...string) started {
 	stdout, stderr := &syncBuffer{}, &syncBuffer{}
 	done := make(chan error, 1)
 	go func() { done <- run(ctx, append([]string{"-addr", "127.0.0.1:0"}, args...), stdout, stderr) }()
-	t.Cleanup(func() {
-		cancel()
-		select {
-		case err := <-done:
-			if err != nil {
-				t.Errorf("run returned %v after shutdown", err)
+	var once sync.Once
+	stop := func(t *testing.T) {
+		once.Do(func() {
+			cancel()
+			select {
+			case err := <-done:
+				if err != nil {
+					t.Errorf("run returned %v after shutdown", err)
+				}
+			case <-time.After(15 * time.Second):
+				t.Error("server did not shut down within 15s")
 			}
-		case <-time.After(15 * time.Second):
-			t.Error("server did not shut down within 15s")
-		}
-	})
+		})
+	}
+	t.Cleanup(func() { stop(t) })
 	deadline := time.Now().Add(20 * time.Second)
 	for time.Now().Before(deadline) {
 		out := stderr.String()
@@ -73,6 +78,7 @@ func start(t *testing.T, args ...string) started {
 				token:  tok[1],
 				client: clientHdr.FindStringSubmatch(out)[1],
 				stdout: stdout,
+				stop:   stop,
 			}
 		}
 		select {
@@ -180,5 +186,31 @@ func TestFlags(t *testing.T) {
 		if _, err := parseFlags(args, io.Discard); err == nil {
 			t.Errorf("parseFlags(%q) accepted", args)
 		}
+	}
+}
+
+// TestSQLiteKeepsChange restarts the example on one SQLite file: the changed
+// email is still there, seeding did not overwrite it.
+func TestSQLiteKeepsChange(t *testing.T) {
+	db := "sqlite:" + filepath.Join(t.TempDir(), "demo.db")
+	ownAgain := `{"email":"kept@example.com","verify_code":"000000"}`
+
+	first := start(t, "-store", db)
+	if st, body := first.post(t, "/api/v2/sdk/profile/update-email", first.token, ownAgain); st != 400 || !strings.Contains(body, "IDAAS.SDK.CAPTCHA.0007") {
+		t.Fatalf("before the change: %d %s", st, body)
+	}
+	if st, body := first.post(t, "/api/v2/sdk/email/send", "", `{"email":"kept@example.com","type":"UPDATE_EMAIL_EMS","captcha_token":"dev"}`); st != 200 {
+		t.Fatalf("send: %d %s", st, body)
+	}
+	code := first.mailedCode(t, "kept@example.com")
+	if st, body := first.post(t, "/api/v2/sdk/profile/update-email", first.token, `{"email":"kept@example.com","verify_code":"`+code+`"}`); st != 200 {
+		t.Fatalf("change: %d %s", st, body)
+	}
+	first.stop(t)
+
+	second := start(t, "-store", db)
+	// Only the user's own address succeeds with a wrong code.
+	if st, body := second.post(t, "/api/v2/sdk/profile/update-email", second.token, ownAgain); st != 200 {
+		t.Fatalf("after restart: %d %s", st, body)
 	}
 }

@@ -1,0 +1,114 @@
+package main
+
+import (
+	"context"
+	"database/sql"
+	"errors"
+	"fmt"
+	"io"
+	"strings"
+
+	_ "github.com/jackc/pgx/v5/stdlib" // the "pgx" database/sql driver
+	"github.com/redis/go-redis/v9"
+	_ "modernc.org/sqlite" // the "sqlite" database/sql driver
+
+	"github.com/ciamkit/selfservice/store"
+	"github.com/ciamkit/selfservice/store/memstore"
+	"github.com/ciamkit/selfservice/store/redisstore"
+	"github.com/ciamkit/selfservice/store/sqlstore"
+)
+
+// stores is what the example runs on, chosen by -store and -codes.
+type stores struct {
+	users interface {
+		store.UserStore
+		userCreator
+	}
+	clients interface {
+		store.ClientRegistry
+		clientCreator
+	}
+	codes   store.CodeStore
+	limiter store.SendLimiter
+	closers []io.Closer
+}
+
+func (s *stores) Close() error {
+	var errs []error
+	for _, c := range s.closers {
+		errs = append(errs, c.Close())
+	}
+	return errors.Join(errs...)
+}
+
+// openStores opens the stores that -store (memory, sqlite:PATH or a
+// postgres:// URL) and -codes (memory or a redis:// URL) name. SQL schemas
+// are migrated at once.
+func openStores(ctx context.Context, userFlag, codeFlag string) (*stores, error) {
+	s := &stores{}
+	if err := s.openUsers(ctx, userFlag); err != nil {
+		s.Close()
+		return nil, err
+	}
+	if err := s.openCodes(ctx, codeFlag); err != nil {
+		s.Close()
+		return nil, err
+	}
+	return s, nil
+}
+
+func (s *stores) openUsers(ctx context.Context, flag string) error {
+	var (
+		driver, dsn string
+		dialect     sqlstore.Dialect
+	)
+	switch {
+	case flag == "" || flag == "memory":
+		s.users, s.clients = memstore.NewUserStore(), memstore.NewClientRegistry()
+		return nil
+	case strings.HasPrefix(flag, "sqlite:"):
+		path := strings.TrimPrefix(flag, "sqlite:")
+		if path == "" {
+			return errors.New("-store sqlite:PATH needs a path")
+		}
+		driver, dialect = "sqlite", sqlstore.SQLite
+		dsn = "file:" + path + "?_pragma=busy_timeout(5000)&_pragma=journal_mode(WAL)"
+	case strings.HasPrefix(flag, "postgres://"), strings.HasPrefix(flag, "postgresql://"):
+		driver, dsn, dialect = "pgx", flag, sqlstore.Postgres
+	default:
+		return fmt.Errorf("-store %q: want memory, sqlite:PATH or postgres://...", flag)
+	}
+	db, err := sql.Open(driver, dsn)
+	if err != nil {
+		return fmt.Errorf("-store: %w", err)
+	}
+	s.closers = append(s.closers, db)
+	if err := sqlstore.Migrate(ctx, db, dialect); err != nil {
+		return fmt.Errorf("-store: %w", err)
+	}
+	s.users, s.clients = sqlstore.NewUserStore(db, dialect), sqlstore.NewClientRegistry(db, dialect)
+	return nil
+}
+
+func (s *stores) openCodes(ctx context.Context, flag string) error {
+	switch {
+	case flag == "" || flag == "memory":
+		s.codes, s.limiter = memstore.NewCodeStore(), memstore.NewSendLimiter()
+		return nil
+	case strings.HasPrefix(flag, "redis://"), strings.HasPrefix(flag, "rediss://"):
+	default:
+		return fmt.Errorf("-codes %q: want memory or redis://...", flag)
+	}
+	opts, err := redis.ParseURL(flag)
+	if err != nil {
+		return fmt.Errorf("-codes: %w", err)
+	}
+	rdb := redis.NewClient(opts)
+	s.closers = append(s.closers, rdb)
+	if err := rdb.Ping(ctx).Err(); err != nil {
+		return fmt.Errorf("-codes: %w", err)
+	}
+	s.codes = redisstore.NewCodeStore(rdb, redisstore.Options{})
+	s.limiter = redisstore.NewSendLimiter(rdb, redisstore.Options{})
+	return nil
+}
