@@ -138,8 +138,8 @@ func TestSpec(t *testing.T) {
 		}, body: send("new@example.com", "UPDATE_EMAIL_EMS", "bot"), status: 400, code: "IDAAS.SDK.CAPTCHA.9202"},
 		{name: "send: captcha service down", path: selfservice.SendCodePath, setup: func(t *testing.T, f *fixture) { f.captcha.set(errors.New("captcha: timeout")) }, body: send("new@example.com", "UPDATE_EMAIL_EMS", "ok"), status: 500, code: "IDAAS.SDK.SYS.9001"},
 		{name: "send: too often", path: selfservice.SendCodePath, setup: sendFirst("new@example.com"), body: send("new@example.com", "UPDATE_EMAIL_EMS", "ok"), status: 429, code: "IDAAS.SDK.CAPTCHA.9201"},
-		{name: "send: mailer down", path: selfservice.SendCodePath, setup: func(t *testing.T, f *fixture) { f.mail.err = errors.New("smtp: 451") }, body: send("new@example.com", "UPDATE_EMAIL_EMS", "ok"), status: 500, code: "IDAAS.SDK.CAPTCHA.0006"},
-		{name: "send: code store down", path: selfservice.SendCodePath, setup: func(t *testing.T, f *fixture) { f.codes.err = errors.New("redis: i/o timeout") }, body: send("new@example.com", "UPDATE_EMAIL_EMS", "ok"), status: 500, code: "IDAAS.SDK.SYS.9001"},
+		{name: "send: mailer down", path: selfservice.SendCodePath, setup: func(t *testing.T, f *fixture) { f.mail.fail(errors.New("smtp: 451")) }, body: send("new@example.com", "UPDATE_EMAIL_EMS", "ok"), status: 500, code: "IDAAS.SDK.CAPTCHA.0006"},
+		{name: "send: code store down", path: selfservice.SendCodePath, setup: func(t *testing.T, f *fixture) { f.codes.fail(errors.New("redis: i/o timeout")) }, body: send("new@example.com", "UPDATE_EMAIL_EMS", "ok"), status: 500, code: "IDAAS.SDK.SYS.9001"},
 		{name: "send: sent", path: selfservice.SendCodePath, body: send("new@example.com", "UPDATE_EMAIL_EMS", "ok"), status: 200},
 		{name: "send: sent to a registered address", path: selfservice.SendCodePath, body: send("bob@example.com", "UPDATE_EMAIL_EMS", "ok"), status: 200},
 	}

@@ -2,11 +2,6 @@ package selfservice_test
 
 import (
 	"context"
-	"crypto/rand"
-	"crypto/rsa"
-	"encoding/json"
-	"errors"
-	"io"
 	"log/slog"
 	"net/http"
 	"net/http/httptest"
@@ -18,34 +13,12 @@ import (
 	"github.com/golang-jwt/jwt/v5"
 
 	"github.com/ciamkit/selfservice"
-	"github.com/ciamkit/selfservice/middleware"
+	"github.com/ciamkit/selfservice/internal/testkit"
 	"github.com/ciamkit/selfservice/store"
 	"github.com/ciamkit/selfservice/store/memstore"
 )
 
-const (
-	testIssuer = "https://id.example.test"
-	testClient = "client-1"
-	testKID    = "key-1"
-)
-
-var (
-	keyOnce sync.Once
-	testKey *rsa.PrivateKey
-)
-
-// signingKey is generated once per test binary: RSA generation is slow.
-func signingKey(t testing.TB) *rsa.PrivateKey {
-	t.Helper()
-	keyOnce.Do(func() {
-		k, err := rsa.GenerateKey(rand.Reader, 2048)
-		if err != nil {
-			panic(err)
-		}
-		testKey = k
-	})
-	return testKey
-}
+const testClient = testkit.Client
 
 // recordingMailer keeps every message and fails while err is set.
 type recordingMailer struct {
@@ -64,14 +37,10 @@ func (m *recordingMailer) Send(_ context.Context, msg selfservice.Message) error
 	return nil
 }
 
-func (m *recordingMailer) last(t *testing.T) selfservice.Message {
-	t.Helper()
+func (m *recordingMailer) fail(err error) {
 	m.mu.Lock()
 	defer m.mu.Unlock()
-	if len(m.msgs) == 0 {
-		t.Fatal("no mail was sent")
-	}
-	return m.msgs[len(m.msgs)-1]
+	m.err = err
 }
 
 // countingCodes counts the calls that reach the code store and can fail them.
@@ -102,6 +71,12 @@ func (c *countingCodes) Verify(ctx context.Context, k store.CodeKey, h []byte, m
 		return err
 	}
 	return c.CodeStore.Verify(ctx, k, h, max, now)
+}
+
+func (c *countingCodes) fail(err error) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.err = err
 }
 
 func (c *countingCodes) calls() int {
@@ -191,19 +166,6 @@ func newFixture(t *testing.T, users ...store.User) *fixture {
 // newFixtureWith is newFixture with edit applied to the Config.
 func newFixtureWith(t *testing.T, edit func(*selfservice.Config), users ...store.User) *fixture {
 	t.Helper()
-	key := signingKey(t)
-	verifier, err := middleware.NewVerifier(middleware.VerifierOptions{
-		Issuer: testIssuer,
-		Keyfunc: func(tok *jwt.Token) (any, error) {
-			if tok.Header["kid"] != testKID {
-				return nil, errors.New("unknown kid")
-			}
-			return &key.PublicKey, nil
-		},
-	})
-	if err != nil {
-		t.Fatal(err)
-	}
 	f := &fixture{
 		users:   memstore.NewUserStore(users...),
 		codes:   &countingCodes{CodeStore: memstore.NewCodeStore()},
@@ -216,7 +178,7 @@ func newFixtureWith(t *testing.T, edit func(*selfservice.Config), users ...store
 		Codes:      f.codes,
 		Limiter:    memstore.NewSendLimiter(),
 		Clients:    memstore.NewClientRegistry(store.Client{ID: testClient}),
-		Verifier:   verifier,
+		Verifier:   testkit.Verifier(t),
 		Mailer:     f.mail,
 		Captcha:    f.captcha,
 		CodeSecret: []byte(strings.Repeat("s", selfservice.MinCodeSecretLen)),
@@ -238,78 +200,21 @@ func newFixtureWith(t *testing.T, edit func(*selfservice.Config), users ...store
 	return f
 }
 
-// token signs an id_token for sub issued to testClient; edit may change
-// the claims before signing.
 func token(t testing.TB, sub string, edit func(*jwt.RegisteredClaims)) string {
 	t.Helper()
-	now := time.Now()
-	c := jwt.RegisteredClaims{
-		Issuer:    testIssuer,
-		Subject:   sub,
-		Audience:  jwt.ClaimStrings{testClient},
-		IssuedAt:  jwt.NewNumericDate(now),
-		ExpiresAt: jwt.NewNumericDate(now.Add(time.Hour)),
-	}
-	if edit != nil {
-		edit(&c)
-	}
-	tok := jwt.NewWithClaims(jwt.SigningMethodRS256, c)
-	tok.Header["kid"] = testKID
-	s, err := tok.SignedString(signingKey(t))
-	if err != nil {
-		t.Fatal(err)
-	}
-	return s
+	return testkit.Token(t, sub, edit)
 }
 
-// baseHeaders are a complete, valid set of request headers without
-// Authorization.
-func baseHeaders(lang string) http.Header {
-	h := http.Header{}
-	h.Set("Content-Type", "application/json")
-	h.Set("X-operating-sys-version", "windows10.1.1")
-	h.Set("X-device-fingerprint", "156aysdna213sc50")
-	h.Set("X-device-ip", "192.168.1.2")
-	h.Set("X-agent", "Mozilla/5.0 (iPhone; CPU iPhone OS 13_3 like Mac OS X)")
-	h.Set("X-client-id", testClient)
-	if lang != "" {
-		h.Set("X-L", lang)
-	}
-	return h
-}
+func baseHeaders(lang string) http.Header { return testkit.Headers(lang) }
 
-type reply struct {
-	Status int
-	Code   string `json:"error_code"`
-	Msg    string `json:"error_msg"`
-	Raw    string
-	Header http.Header
-}
+type reply = testkit.Reply
 
 func (f *fixture) do(t testing.TB, method, path string, h http.Header, body string) reply {
 	t.Helper()
-	req, err := http.NewRequest(method, f.srv.URL+path, strings.NewReader(body))
-	if err != nil {
-		t.Fatal(err)
-	}
-	req.Header = h
-	resp, err := f.srv.Client().Do(req)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer resp.Body.Close()
-	raw, err := io.ReadAll(resp.Body)
-	if err != nil {
-		t.Fatal(err)
-	}
-	r := reply{Status: resp.StatusCode, Raw: string(raw), Header: resp.Header}
-	if len(raw) > 0 {
-		if err := json.Unmarshal(raw, &r); err != nil {
-			t.Fatalf("body %q is not JSON: %v", raw, err)
-		}
-	}
-	return r
+	return testkit.Do(t, f.srv.Client(), method, f.srv.URL+path, h, body)
 }
+
+func quote(s string) string { return testkit.Quote(s) }
 
 // sendCode asks for a code for email and returns the code mailed.
 func (f *fixture) sendCode(t testing.TB, email string) string {
@@ -330,11 +235,6 @@ func (f *fixture) update(t testing.TB, tok, lang, email, code string) reply {
 	h.Set("Authorization", "Bearer "+tok)
 	return f.do(t, http.MethodPost, selfservice.UpdateEmailPath, h,
 		`{"email":`+quote(email)+`,"verify_code":`+quote(code)+`}`)
-}
-
-func quote(s string) string {
-	b, _ := json.Marshal(s)
-	return string(b)
 }
 
 func discardLogger() *slog.Logger { return slog.New(slog.DiscardHandler) }

@@ -1,0 +1,147 @@
+// Package testkit holds what the end-to-end tests of several packages share:
+// a signing key and id_tokens for it, a complete set of request headers,
+// and a client that reads {"error_code","error_msg"} answers.
+package testkit
+
+import (
+	"crypto/rand"
+	"crypto/rsa"
+	"encoding/json"
+	"errors"
+	"io"
+	"net/http"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/golang-jwt/jwt/v5"
+
+	"github.com/ciamkit/selfservice/middleware"
+)
+
+// The issuer, client and key id the tokens of Token carry.
+const (
+	Issuer = "https://id.example.test"
+	Client = "client-1"
+	KID    = "key-1"
+)
+
+var (
+	keyOnce sync.Once
+	key     *rsa.PrivateKey
+)
+
+// Key returns the RSA key tokens are signed with, made once per test binary
+// because RSA generation is slow.
+func Key() *rsa.PrivateKey {
+	keyOnce.Do(func() {
+		k, err := rsa.GenerateKey(rand.Reader, 2048)
+		if err != nil {
+			panic(err)
+		}
+		key = k
+	})
+	return key
+}
+
+// Verifier returns a middleware.Verifier that trusts Key under KID.
+func Verifier(t testing.TB) *middleware.Verifier {
+	t.Helper()
+	pub := &Key().PublicKey
+	v, err := middleware.NewVerifier(middleware.VerifierOptions{
+		Issuer: Issuer,
+		Keyfunc: func(tok *jwt.Token) (any, error) {
+			if tok.Header["kid"] != KID {
+				return nil, errors.New("unknown kid")
+			}
+			return pub, nil
+		},
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return v
+}
+
+// Token signs an id_token for sub issued to Client; edit may change the
+// claims before signing.
+func Token(t testing.TB, sub string, edit func(*jwt.RegisteredClaims)) string {
+	t.Helper()
+	now := time.Now()
+	c := jwt.RegisteredClaims{
+		Issuer:    Issuer,
+		Subject:   sub,
+		Audience:  jwt.ClaimStrings{Client},
+		IssuedAt:  jwt.NewNumericDate(now),
+		ExpiresAt: jwt.NewNumericDate(now.Add(time.Hour)),
+	}
+	if edit != nil {
+		edit(&c)
+	}
+	tok := jwt.NewWithClaims(jwt.SigningMethodRS256, c)
+	tok.Header["kid"] = KID
+	s, err := tok.SignedString(Key())
+	if err != nil {
+		t.Fatal(err)
+	}
+	return s
+}
+
+// Headers returns a complete, valid set of request headers for Client,
+// without Authorization; lang, when set, goes in X-L.
+func Headers(lang string) http.Header {
+	h := http.Header{}
+	h.Set("Content-Type", "application/json")
+	h.Set("X-operating-sys-version", "windows10.1.1")
+	h.Set("X-device-fingerprint", "156aysdna213sc50")
+	h.Set("X-device-ip", "192.168.1.2")
+	h.Set("X-agent", "Mozilla/5.0 (iPhone; CPU iPhone OS 13_3 like Mac OS X)")
+	h.Set("X-client-id", Client)
+	if lang != "" {
+		h.Set("X-L", lang)
+	}
+	return h
+}
+
+// Reply is an answer of the API.
+type Reply struct {
+	Status int
+	Code   string `json:"error_code"`
+	Msg    string `json:"error_msg"`
+	Raw    string
+	Header http.Header
+}
+
+// Do sends one request and decodes the answer; a body that is not JSON
+// fails t.
+func Do(t testing.TB, c *http.Client, method, url string, h http.Header, body string) Reply {
+	t.Helper()
+	req, err := http.NewRequest(method, url, strings.NewReader(body))
+	if err != nil {
+		t.Fatal(err)
+	}
+	req.Header = h
+	resp, err := c.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	raw, err := io.ReadAll(resp.Body)
+	if err != nil {
+		t.Fatal(err)
+	}
+	r := Reply{Status: resp.StatusCode, Raw: string(raw), Header: resp.Header}
+	if len(raw) > 0 {
+		if err := json.Unmarshal(raw, &r); err != nil {
+			t.Fatalf("body %q is not JSON: %v", raw, err)
+		}
+	}
+	return r
+}
+
+// Quote returns s as a JSON string.
+func Quote(s string) string {
+	b, _ := json.Marshal(s)
+	return string(b)
+}
