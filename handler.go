@@ -193,7 +193,8 @@ func (s *Service) Shutdown(ctx context.Context) error {
 }
 
 // Mount validates cfg and registers both endpoints on mux behind the
-// standard middleware chain (see Service.Handler).
+// standard middleware chain (see Service.Handler). Like ServeMux.Handle, it
+// panics if mux already serves UpdateEmailPath or SendCodePath.
 func Mount(mux *http.ServeMux, cfg Config) (*Service, error) {
 	s, err := New(cfg)
 	if err != nil {
