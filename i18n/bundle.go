@@ -62,7 +62,8 @@ var ErrConfig = errors.New("i18n: invalid configuration")
 
 // NewBundle loads the message files and prepares every locale. It fails if a
 // file does not parse, if the default language is not loaded, or if any
-// catalog code lacks a message in any loaded language.
+// catalog code or mail message (MailMessages) lacks a message in any loaded
+// language.
 func NewBundle(opts Options) (*Bundle, error) {
 	files := opts.Files
 	if files == nil {
@@ -73,8 +74,10 @@ func NewBundle(opts Options) (*Bundle, error) {
 		def = language.English
 	}
 	gb := goi18n.NewBundle(def)
-	if err := gb.AddMessages(language.English, Messages...); err != nil {
-		return nil, fmt.Errorf("%w: %w", ErrConfig, err)
+	for _, msgs := range [][]*goi18n.Message{Messages, MailMessages} {
+		if err := gb.AddMessages(language.English, msgs...); err != nil {
+			return nil, fmt.Errorf("%w: %w", ErrConfig, err)
+		}
 	}
 	names, err := fs.Glob(files, "active.*.json")
 	if err != nil || len(names) == 0 {
@@ -138,6 +141,17 @@ func newLocale(gb *goi18n.Bundle, tag language.Tag) (*Locale, error) {
 			return nil, fmt.Errorf("%w: no %s message for %s", ErrConfig, tag, e.Code)
 		}
 		loc.bodies[e.Code] = renderBody(e.Code, msg)
+	}
+	for _, m := range MailMessages {
+		// Rendered without data: this checks that the language has its
+		// own text and that the text parses as a template.
+		_, got, err := loc.Localizer.LocalizeWithTag(&goi18n.LocalizeConfig{MessageID: m.ID})
+		if got != tag {
+			return nil, fmt.Errorf("%w: no %s message for %s", ErrConfig, tag, m.ID)
+		}
+		if err != nil {
+			return nil, fmt.Errorf("%w: %s message for %s: %w", ErrConfig, tag, m.ID, err)
+		}
 	}
 	return loc, nil
 }

@@ -130,6 +130,21 @@ func withoutMessage(t *testing.T, file []byte, id string) []byte {
 	return out
 }
 
+// withMessage returns file with message id set to text.
+func withMessage(t *testing.T, file []byte, id, text string) []byte {
+	t.Helper()
+	var m map[string]string
+	if err := json.Unmarshal(file, &m); err != nil {
+		t.Fatal(err)
+	}
+	m[id] = text
+	out, err := json.Marshal(m)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return out
+}
+
 func TestNewBundle(t *testing.T) {
 	t.Parallel()
 	full := fullFiles(t)
@@ -140,6 +155,14 @@ func TestNewBundle(t *testing.T) {
 	zhMissing := fstest.MapFS{
 		"active.en.json": full["active.en.json"],
 		"active.zh.json": {Data: withoutMessage(t, full["active.zh.json"].Data, "IDAAS.SDK.USER.0036")},
+	}
+	zhMissingMail := fstest.MapFS{
+		"active.en.json": full["active.en.json"],
+		"active.zh.json": {Data: withoutMessage(t, full["active.zh.json"].Data, "MAIL.CODE.EXPIRY")},
+	}
+	zhBrokenMail := fstest.MapFS{
+		"active.en.json": full["active.en.json"],
+		"active.zh.json": {Data: withMessage(t, full["active.zh.json"].Data, "MAIL.CODE.EXPIRY", "验证码 {{.Minutes 分钟内有效")},
 	}
 
 	tests := []struct {
@@ -152,6 +175,8 @@ func TestNewBundle(t *testing.T) {
 		{"same files from a MapFS", i18n.Options{Files: full}, false, language.English},
 		{"Chinese as default", i18n.Options{Files: full, Default: language.Chinese}, false, language.Chinese},
 		{"Chinese translation missing one code", i18n.Options{Files: zhMissing}, true, language.Und},
+		{"Chinese translation missing one mail message", i18n.Options{Files: zhMissingMail}, true, language.Und},
+		{"Chinese mail message not a template", i18n.Options{Files: zhBrokenMail}, true, language.Und},
 		{"added language missing codes", i18n.Options{Files: frMissing}, true, language.Und},
 		{"default language not loaded", i18n.Options{Files: full, Default: language.French}, true, language.Und},
 		{"default region not loaded", i18n.Options{Files: full, Default: language.MustParse("zh-TW")}, true, language.Und},
@@ -198,6 +223,11 @@ func TestNewBundleErrorNamesTheGap(t *testing.T) {
 	if err == nil || !strings.Contains(err.Error(), "IDAAS.SDK.PARAM.0016") || !strings.Contains(err.Error(), "zh") {
 		t.Errorf("NewBundle error = %v, want one naming zh and IDAAS.SDK.PARAM.0016", err)
 	}
+	files["active.zh.json"] = &fstest.MapFile{Data: withoutMessage(t, full["active.zh.json"].Data, "MAIL.CHANGED.BODY")}
+	_, err = i18n.NewBundle(i18n.Options{Files: files})
+	if err == nil || !strings.Contains(err.Error(), "MAIL.CHANGED.BODY") || !strings.Contains(err.Error(), "zh") {
+		t.Errorf("NewBundle error = %v, want one naming zh and MAIL.CHANGED.BODY", err)
+	}
 }
 
 func TestNewBundleWithThirdLanguage(t *testing.T) {
@@ -206,6 +236,9 @@ func TestNewBundleWithThirdLanguage(t *testing.T) {
 	fr := make(map[string]string)
 	for _, e := range i18n.Catalog {
 		fr[e.Code] = "fr " + e.Code
+	}
+	for _, m := range i18n.MailMessages {
+		fr[m.ID] = "fr " + m.ID
 	}
 	raw, err := json.Marshal(fr)
 	if err != nil {

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"io/fs"
 	"net/http"
+	"regexp"
 	"slices"
 	"strings"
 	"testing"
@@ -55,21 +56,33 @@ func catalogCodes() []string {
 	return codes
 }
 
+func mailIDs() []string {
+	ids := make([]string, len(i18n.MailMessages))
+	for i, m := range i18n.MailMessages {
+		ids[i] = m.ID
+	}
+	return ids
+}
+
+// allIDs are the IDs every locale file must hold, and the only ones it may:
+// the catalog codes and the mail messages.
+func allIDs() []string { return append(catalogCodes(), mailIDs()...) }
+
 func TestLocaleFilesCoverCatalog(t *testing.T) {
 	t.Parallel()
-	codes := catalogCodes()
+	ids := allIDs()
 	for _, name := range []string{"active.en.json", "active.zh.json"} {
 		t.Run(name, func(t *testing.T) {
 			t.Parallel()
 			msgs := readLocaleFile(t, name)
-			for _, code := range codes {
-				if strings.TrimSpace(msgs[code]) == "" {
-					t.Errorf("%s: no message for catalog code %s", name, code)
+			for _, id := range ids {
+				if strings.TrimSpace(msgs[id]) == "" {
+					t.Errorf("%s: no message for %s", name, id)
 				}
 			}
 			for id := range msgs {
-				if !slices.Contains(codes, id) {
-					t.Errorf("%s: message %s is not a catalog code", name, id)
+				if !slices.Contains(ids, id) {
+					t.Errorf("%s: message %s is neither a catalog code nor a mail message", name, id)
 				}
 			}
 		})
@@ -91,7 +104,7 @@ func TestChineseMessagesAreTranslated(t *testing.T) {
 	t.Parallel()
 	en := readLocaleFile(t, "active.en.json")
 	zh := readLocaleFile(t, "active.zh.json")
-	for _, code := range catalogCodes() {
+	for _, code := range allIDs() {
 		if zh[code] == en[code] {
 			t.Errorf("%s: Chinese message equals the English one %q", code, en[code])
 		}
@@ -105,7 +118,8 @@ func TestEnglishFileMatchesGoLiterals(t *testing.T) {
 	t.Parallel()
 	file := readLocaleFile(t, "active.en.json")
 	seen := make(map[string]bool)
-	for _, m := range i18n.Messages {
+	literals := append(slices.Clone(i18n.Messages), i18n.MailMessages...)
+	for _, m := range literals {
 		t.Run(m.ID, func(t *testing.T) {
 			if seen[m.ID] {
 				t.Fatalf("message %s is declared twice", m.ID)
@@ -121,8 +135,45 @@ func TestEnglishFileMatchesGoLiterals(t *testing.T) {
 			}
 		})
 	}
-	if len(file) != len(i18n.Messages) {
-		t.Errorf("active.en.json has %d messages, i18n.Messages %d", len(file), len(i18n.Messages))
+	if len(file) != len(literals) {
+		t.Errorf("active.en.json has %d messages, i18n.Messages and i18n.MailMessages %d", len(file), len(literals))
+	}
+}
+
+// templateFields matches the data a message uses, such as {{.Code}}.
+var templateFields = regexp.MustCompile(`{{\s*\.(\w+)\s*}}`)
+
+func fieldsOf(text string) []string {
+	var fields []string
+	for _, m := range templateFields.FindAllStringSubmatch(text, -1) {
+		fields = append(fields, m[1])
+	}
+	slices.Sort(fields)
+	return slices.Compact(fields)
+}
+
+func TestMailMessages(t *testing.T) {
+	t.Parallel()
+	en := readLocaleFile(t, "active.en.json")
+	zh := readLocaleFile(t, "active.zh.json")
+	codes := catalogCodes()
+	for _, m := range i18n.MailMessages {
+		if !strings.HasPrefix(m.ID, "MAIL.") {
+			t.Errorf("mail message %s lacks the MAIL. prefix", m.ID)
+		}
+		if slices.Contains(codes, m.ID) {
+			t.Errorf("mail message %s is also a catalog code", m.ID)
+		}
+		// A translation must use exactly the data of the source text: a
+		// misspelt field would print "<no value>" in a real mail.
+		if got, want := fieldsOf(zh[m.ID]), fieldsOf(en[m.ID]); !slices.Equal(got, want) {
+			t.Errorf("%s: Chinese text uses %v, English %v", m.ID, got, want)
+		}
+		for _, f := range fieldsOf(m.Other) {
+			if !strings.Contains(m.Description, "{{."+f+"}}") {
+				t.Errorf("%s: Description does not explain {{.%s}}", m.ID, f)
+			}
+		}
 	}
 }
 

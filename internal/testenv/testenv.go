@@ -14,10 +14,11 @@ import (
 
 // The variables, documented in the README.
 const (
-	Postgres = "SELFSERVICE_TEST_POSTGRES" // postgres://user@host:port/db?sslmode=disable
-	Redis    = "SELFSERVICE_TEST_REDIS"    // redis://host:port/db
-	Mailpit  = "SELFSERVICE_TEST_MAILPIT"  // SMTP host:port,HTTP base URL of Mailpit
-	Require  = "SELFSERVICE_REQUIRE_SERVICES"
+	Postgres    = "SELFSERVICE_TEST_POSTGRES"     // postgres://user@host:port/db?sslmode=disable
+	Redis       = "SELFSERVICE_TEST_REDIS"        // redis://host:port/db
+	MailpitSMTP = "SELFSERVICE_TEST_MAILPIT_SMTP" // Mailpit's SMTP listener, host:port
+	MailpitAPI  = "SELFSERVICE_TEST_MAILPIT_API"  // base URL of Mailpit's HTTP API, http://host:port
+	Require     = "SELFSERVICE_REQUIRE_SERVICES"
 )
 
 // Lookup returns the value of env, or skips t (fails it when services are

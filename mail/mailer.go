@@ -1,0 +1,366 @@
+package mail
+
+import (
+	"context"
+	"crypto/rand"
+	"crypto/tls"
+	"errors"
+	"fmt"
+	"net"
+	netmail "net/mail"
+	"regexp"
+	"slices"
+	"strconv"
+	"strings"
+	"time"
+	"unicode"
+	"unicode/utf8"
+
+	gomail "github.com/wneessen/go-mail"
+
+	"github.com/ciamkit/selfservice"
+	"github.com/ciamkit/selfservice/i18n"
+)
+
+// TLSPolicy says how the connection to the SMTP server is secured.
+type TLSPolicy int
+
+// The TLS policies.
+const (
+	// TLSMandatory upgrades the connection with STARTTLS and fails when
+	// the server does not offer it. It is the zero value.
+	TLSMandatory TLSPolicy = iota
+	// TLSOpportunistic upgrades with STARTTLS when the server offers it
+	// and goes on in clear text otherwise; someone on the path can strip
+	// the offer.
+	TLSOpportunistic
+	// TLSImplicit speaks TLS from the first byte ("smtps", RFC 8314),
+	// usually on port 465.
+	TLSImplicit
+	// TLSNone never encrypts: for a relay on the same host or a test
+	// server.
+	TLSNone
+)
+
+// String returns the policy's name.
+func (p TLSPolicy) String() string {
+	switch p {
+	case TLSMandatory:
+		return "mandatory STARTTLS"
+	case TLSOpportunistic:
+		return "opportunistic STARTTLS"
+	case TLSImplicit:
+		return "implicit TLS"
+	case TLSNone:
+		return "no TLS"
+	}
+	return "TLSPolicy(" + strconv.Itoa(int(p)) + ")"
+}
+
+// DefaultTimeout is the default of Options.Timeout.
+const DefaultTimeout = 10 * time.Second
+
+// Options configures New. The zero value of every field but Host and From
+// is its documented default.
+type Options struct {
+	// Host is the SMTP server's name or IP address, without a port.
+	// Required.
+	Host string
+	// Port is the SMTP server's port. Default: 465 with TLSImplicit, 587
+	// (submission) otherwise.
+	Port int
+
+	// Username and Password log in to the server; set both or neither.
+	// Without them the mailer does not authenticate. With them it uses
+	// the first of SCRAM-SHA-256, SCRAM-SHA-1, PLAIN and LOGIN that the
+	// server offers (else what go-mail's auto-discovery accepts), fails
+	// when the server offers no AUTH, and never sends PLAIN or LOGIN
+	// credentials over an unencrypted connection to anything but
+	// localhost.
+	Username string
+	Password string
+
+	// TLS is how the connection is secured. Default: TLSMandatory.
+	TLS TLSPolicy
+	// TLSConfig is used for STARTTLS and implicit TLS; a copy is taken.
+	// Default: the server's certificate is verified for Host, TLS 1.2 at
+	// least. An empty ServerName is set to Host.
+	TLSConfig *tls.Config
+
+	// From is the sender's bare address, such as no-reply@example.com.
+	// Required.
+	From string
+	// FromName is the sender's display name, such as "Example Accounts".
+	// Default: none.
+	FromName string
+
+	// Timeout bounds connecting and each exchange with the server. The
+	// context given to Send bounds the whole send. Default: DefaultTimeout.
+	Timeout time.Duration
+	// Location is the time zone of the time shown in notices.
+	// Default: UTC.
+	Location *time.Location
+	// Bundle holds the mail texts (i18n.MailMessages). Default:
+	// i18n.Default().
+	Bundle *i18n.Bundle
+}
+
+// ErrConfig reports unusable Options.
+var ErrConfig = errors.New("mail: invalid configuration")
+
+// ErrHeaderInjection reports an address or a name holding a control
+// character (CR, LF, NUL...) or a line separator: it could add a header to
+// the mail, so it is refused before any connection is made.
+var ErrHeaderInjection = errors.New("mail: control character in an address or name")
+
+// ErrInvalidAddress reports an address that is not a bare, valid
+// local@domain address.
+var ErrInvalidAddress = errors.New("mail: not a valid address")
+
+// SMTPMailer is a selfservice.Mailer that delivers through an SMTP server,
+// one connection per message. It is safe for concurrent use.
+type SMTPMailer struct {
+	opts      Options
+	addr      string // host:port
+	from      *netmail.Address
+	msgDomain string          // right side of Message-IDs: From's domain
+	client    []gomail.Option // go-mail options shared by every send
+}
+
+var _ selfservice.Mailer = (*SMTPMailer)(nil)
+
+// New validates opts, fills in their defaults and returns the mailer. It
+// refuses a missing Host, a From that is not a bare valid address, a From
+// or FromName with a control character (ErrHeaderInjection), and a Bundle
+// that cannot render every mail. Errors wrap ErrConfig.
+func New(opts Options) (*SMTPMailer, error) {
+	if opts.Host == "" || strings.ContainsFunc(opts.Host, isUnsafe) || strings.ContainsAny(opts.Host, " /") {
+		return nil, fmt.Errorf("%w: Host is required and must be a host name or IP address", ErrConfig)
+	}
+	if strings.Contains(opts.Host, ":") && net.ParseIP(opts.Host) == nil {
+		return nil, fmt.Errorf("%w: Host must not hold a port, set Port", ErrConfig)
+	}
+	switch opts.TLS {
+	case TLSMandatory, TLSOpportunistic, TLSNone, TLSImplicit:
+	default:
+		return nil, fmt.Errorf("%w: unknown TLS policy %d", ErrConfig, int(opts.TLS))
+	}
+	if opts.Port == 0 {
+		opts.Port = 587
+		if opts.TLS == TLSImplicit {
+			opts.Port = 465
+		}
+	}
+	if opts.Port < 0 || opts.Port > 65535 {
+		return nil, fmt.Errorf("%w: Port %d is out of range", ErrConfig, opts.Port)
+	}
+	if (opts.Username == "") != (opts.Password == "") {
+		return nil, fmt.Errorf("%w: set both Username and Password, or neither", ErrConfig)
+	}
+	from, err := bareAddress(opts.From)
+	if err != nil {
+		return nil, fmt.Errorf("%w: From: %w", ErrConfig, err)
+	}
+	if strings.ContainsFunc(opts.FromName, isUnsafe) {
+		return nil, fmt.Errorf("%w: FromName: %w", ErrConfig, ErrHeaderInjection)
+	}
+	if !utf8.ValidString(opts.FromName) {
+		return nil, fmt.Errorf("%w: FromName is not valid UTF-8", ErrConfig)
+	}
+	if opts.Timeout == 0 {
+		opts.Timeout = DefaultTimeout
+	}
+	if opts.Timeout < 0 {
+		return nil, fmt.Errorf("%w: negative Timeout", ErrConfig)
+	}
+	if opts.Location == nil {
+		opts.Location = time.UTC
+	}
+	if opts.Bundle == nil {
+		opts.Bundle = i18n.Default()
+	}
+	if err := canRender(opts.Bundle); err != nil {
+		return nil, fmt.Errorf("%w: Bundle: %w", ErrConfig, err)
+	}
+	tlsConfig := &tls.Config{MinVersion: tls.VersionTLS12}
+	if opts.TLSConfig != nil {
+		tlsConfig = opts.TLSConfig.Clone()
+	}
+	if tlsConfig.ServerName == "" {
+		tlsConfig.ServerName = opts.Host
+	}
+	opts.TLSConfig = tlsConfig
+
+	m := &SMTPMailer{
+		opts:      opts,
+		addr:      net.JoinHostPort(opts.Host, strconv.Itoa(opts.Port)),
+		from:      &netmail.Address{Name: opts.FromName, Address: from},
+		msgDomain: from[strings.LastIndexByte(from, '@')+1:],
+	}
+	policy := gomail.TLSMandatory
+	switch opts.TLS {
+	case TLSOpportunistic:
+		policy = gomail.TLSOpportunistic
+	case TLSNone, TLSImplicit:
+		// Implicit TLS is set up by dial, before go-mail sees the
+		// connection.
+		policy = gomail.NoTLS
+	}
+	m.client = []gomail.Option{
+		gomail.WithPort(opts.Port),
+		gomail.WithTimeout(opts.Timeout),
+		gomail.WithTLSPolicy(policy),
+		gomail.WithTLSConfig(tlsConfig),
+	}
+	if opts.Username != "" {
+		// PLAIN and LOGIN are go-mail's checked variants: they refuse a
+		// clear-text connection to anything but localhost.
+		m.client = append(m.client,
+			gomail.WithUsername(opts.Username),
+			gomail.WithPassword(opts.Password),
+			gomail.WithOpportunisticSMTPAuth(gomail.SMTPAuthSCRAMSHA256, gomail.SMTPAuthSCRAMSHA1,
+				gomail.SMTPAuthPlain, gomail.SMTPAuthLogin))
+	}
+	return m, nil
+}
+
+// canRender renders every kind of mail in every language of b, so that a
+// bundle whose texts use data the mails do not have fails at start-up
+// rather than at the first send.
+func canRender(b *i18n.Bundle) error {
+	for _, loc := range b.Locales() {
+		for _, msg := range []selfservice.Message{
+			{Type: selfservice.PurposeUpdateEmail, Language: loc.Tag, Code: "000000", ExpiresIn: time.Minute},
+			{Type: selfservice.TypeEmailChanged, Language: loc.Tag, NewEmail: "n***@example.com", ChangedAt: time.Unix(0, 0)},
+		} {
+			if _, err := Render(b, msg); err != nil {
+				return err
+			}
+		}
+	}
+	return nil
+}
+
+// Send renders msg (see Render) and delivers it to msg.To. It refuses a
+// recipient with a control character (ErrHeaderInjection) or one that is
+// not a bare valid address (ErrInvalidAddress) before connecting. It
+// returns when the mail is accepted by the server, when the server fails,
+// or when ctx is done, whichever comes first: the connection is closed
+// then and nothing of msg is kept. Error texts show the recipient masked
+// and never the code.
+func (m *SMTPMailer) Send(ctx context.Context, msg selfservice.Message) error {
+	to, err := bareAddress(msg.To)
+	if err != nil {
+		return fmt.Errorf("%w (recipient)", err)
+	}
+	if !msg.ChangedAt.IsZero() {
+		msg.ChangedAt = msg.ChangedAt.In(m.opts.Location)
+	}
+	content, err := Render(m.opts.Bundle, msg)
+	if err != nil {
+		return err
+	}
+	if err := ctx.Err(); err != nil {
+		return fmt.Errorf("mail: send: %w", err)
+	}
+
+	out := gomail.NewMsg(gomail.WithNoDefaultUserAgent())
+	out.SetAddrHeaderFromMailAddress(gomail.HeaderFrom, m.from)
+	out.ToMailAddress(&netmail.Address{Address: to})
+	out.Subject(content.Subject)
+	out.SetMessageIDWithValue(rand.Text() + "@" + m.msgDomain)
+	out.SetDate()
+	out.SetGenHeader(gomail.HeaderContentLang, m.opts.Bundle.Match(msg.Language.String(), "").Tag.String())
+	// Automatic replies (out of office...) have no one to reach here.
+	out.SetGenHeader("Auto-Submitted", "auto-generated")
+	out.SetGenHeader(gomail.HeaderXAutoResponseSuppress, "All")
+	out.SetBodyString(gomail.TypeTextPlain, content.Text)
+	out.AddAlternativeString(gomail.TypeTextHTML, content.HTML)
+
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel() // closes the connection, see dial
+	client, err := gomail.NewClient(m.opts.Host, slices.Concat(m.client,
+		[]gomail.Option{gomail.WithDialContextFunc(m.dial(ctx))})...)
+	if err != nil {
+		return fmt.Errorf("mail: %w", err)
+	}
+	if err := client.DialAndSendWithContext(ctx, out); err != nil {
+		return newSendError(ctx.Err(), err, msg)
+	}
+	return nil
+}
+
+// dial returns go-mail's dialer for one send. go-mail bounds each exchange
+// with Timeout but stops watching the context once connected; closing the
+// connection when the send's context ends is what keeps a slow server from
+// holding a send (and its code) past the caller's deadline.
+func (m *SMTPMailer) dial(send context.Context) gomail.DialContextFunc {
+	return func(ctx context.Context, network, _ string) (net.Conn, error) {
+		var d net.Dialer
+		conn, err := d.DialContext(ctx, network, m.addr)
+		if err != nil {
+			return nil, err
+		}
+		context.AfterFunc(send, func() { _ = conn.Close() })
+		if m.opts.TLS != TLSImplicit {
+			return conn, nil
+		}
+		// A *tls.Conn, unwrapped, tells go-mail's SMTP client that the
+		// connection is encrypted.
+		tc := tls.Client(conn, m.opts.TLSConfig)
+		if err := tc.HandshakeContext(ctx); err != nil {
+			_ = conn.Close()
+			return nil, err
+		}
+		return tc, nil
+	}
+}
+
+// sendError is a failed delivery. Its text has the recipient masked and the
+// code hidden, since a server's reply often quotes the recipient; the
+// causes stay reachable with errors.Is and errors.As.
+type sendError struct {
+	text string
+	errs []error
+}
+
+func (e *sendError) Error() string   { return e.text }
+func (e *sendError) Unwrap() []error { return e.errs }
+
+func newSendError(ctxErr, err error, msg selfservice.Message) error {
+	errs := []error{err}
+	text := err.Error()
+	if ctxErr != nil {
+		// go-mail reports the closed connection; the reason is the context.
+		errs = []error{ctxErr, err}
+		text = ctxErr.Error() + ": " + text
+	}
+	text = regexp.MustCompile(`(?i)`+regexp.QuoteMeta(msg.To)).ReplaceAllLiteralString(text, selfservice.MaskEmail(msg.To))
+	if msg.Code != "" {
+		text = strings.ReplaceAll(text, msg.Code, strings.Repeat("*", len(msg.Code)))
+	}
+	return &sendError{text: "mail: send: " + text, errs: errs}
+}
+
+// bareAddress returns s if it is a bare, valid address (local@domain, no
+// display name, no angle brackets, no white space around).
+func bareAddress(s string) (string, error) {
+	if strings.ContainsFunc(s, isUnsafe) {
+		return "", ErrHeaderInjection
+	}
+	if !utf8.ValidString(s) {
+		return "", ErrInvalidAddress
+	}
+	a, err := netmail.ParseAddress(s)
+	if err != nil || a.Name != "" || a.Address != s {
+		return "", ErrInvalidAddress
+	}
+	return s, nil
+}
+
+// isUnsafe reports the runes that could end a header line or hide inside
+// one: control characters (C0, DEL, C1 including NEL) and the Unicode line
+// and paragraph separators.
+func isUnsafe(r rune) bool {
+	return unicode.IsControl(r) || r == '\u2028' || r == '\u2029'
+}

@@ -1,0 +1,141 @@
+package mail
+
+import (
+	"embed"
+	"errors"
+	"fmt"
+	htmltemplate "html/template"
+	"strings"
+	texttemplate "text/template"
+	"time"
+
+	goi18n "github.com/nicksnyder/go-i18n/v2/i18n"
+
+	"github.com/ciamkit/selfservice"
+	"github.com/ciamkit/selfservice/i18n"
+)
+
+// TimeLayout is how the time of a change is written in a notice: with its
+// offset, because the reader's time zone is unknown.
+const TimeLayout = "2006-01-02 15:04 (UTC-07:00)"
+
+// ErrUnknownType reports a Message whose Type this package has no mail for.
+var ErrUnknownType = errors.New("mail: unknown message type")
+
+// ErrIncompleteMessage reports a Message that lacks what its mail shows: a
+// code mail without Code or ExpiresIn, a notice without NewEmail or
+// ChangedAt.
+var ErrIncompleteMessage = errors.New("mail: incomplete message")
+
+// Content is one rendered mail: its subject and its two bodies, the same
+// text as plain text and as HTML.
+type Content struct {
+	Subject string
+	Text    string
+	HTML    string
+}
+
+//go:embed templates
+var templateFS embed.FS
+
+// kind is the mail of one Message.Type: its subject's message id and its
+// two layouts.
+type kind struct {
+	subject string
+	text    *texttemplate.Template
+	html    *htmltemplate.Template
+}
+
+// kinds are parsed once; the templates are embedded and tested, so a parse
+// failure is a broken build.
+var kinds = map[string]kind{
+	selfservice.PurposeUpdateEmail: newKind("MAIL.CODE.SUBJECT", "code"),
+	selfservice.TypeEmailChanged:   newKind("MAIL.CHANGED.SUBJECT", "changed"),
+}
+
+func newKind(subject, name string) kind {
+	return kind{
+		subject: subject,
+		text: texttemplate.Must(texttemplate.New("layout.txt.tmpl").ParseFS(templateFS,
+			"templates/layout.txt.tmpl", "templates/"+name+".txt.tmpl")),
+		html: htmltemplate.Must(htmltemplate.New("layout.html.tmpl").ParseFS(templateFS,
+			"templates/layout.html.tmpl", "templates/"+name+".html.tmpl")),
+	}
+}
+
+// view is what the layouts and the messages see. Its exported fields are
+// the data of the messages (see i18n.MailMessages).
+type view struct {
+	loc *i18n.Locale
+
+	Lang    string // the locale's BCP 47 tag, for <html lang>
+	Subject string
+
+	Code    string
+	Minutes int
+
+	NewEmail string
+	Time     string
+}
+
+// T returns message id in the mail's language, executed with the view as
+// its data.
+func (v *view) T(id string) (string, error) {
+	s, err := v.loc.Localizer.Localize(&goi18n.LocalizeConfig{MessageID: id, TemplateData: v})
+	if err != nil {
+		return "", fmt.Errorf("mail: message %s in %s: %w", id, v.loc.Tag, err)
+	}
+	return s, nil
+}
+
+// Render returns the mail for msg in msg.Language (or the bundle's closest
+// language, else its default): the subject and the plain-text and HTML
+// bodies. The texts come from the bundle (see i18n.MailMessages) and the
+// layouts from this package; the HTML escapes every value. A nil bundle
+// means i18n.Default().
+//
+// A code mail (Type selfservice.PurposeUpdateEmail) needs Code and a
+// positive ExpiresIn, shown in whole minutes rounded up; a notice (Type
+// selfservice.TypeEmailChanged) needs NewEmail, shown as given (the handler
+// masks it), and ChangedAt, shown in its own location with TimeLayout. Any
+// other Type is ErrUnknownType. Errors never quote the code or an address.
+func Render(bundle *i18n.Bundle, msg selfservice.Message) (Content, error) {
+	k, ok := kinds[msg.Type]
+	if !ok {
+		return Content{}, ErrUnknownType
+	}
+	if bundle == nil {
+		bundle = i18n.Default()
+	}
+	loc := bundle.Match(msg.Language.String(), "")
+	v := &view{loc: loc, Lang: loc.Tag.String()}
+	switch msg.Type {
+	case selfservice.PurposeUpdateEmail:
+		if msg.Code == "" || msg.ExpiresIn <= 0 {
+			return Content{}, fmt.Errorf("%w: a code mail needs Code and ExpiresIn", ErrIncompleteMessage)
+		}
+		v.Code = msg.Code
+		v.Minutes = int((msg.ExpiresIn + time.Minute - 1) / time.Minute)
+	case selfservice.TypeEmailChanged:
+		if msg.NewEmail == "" || msg.ChangedAt.IsZero() {
+			return Content{}, fmt.Errorf("%w: a notice needs NewEmail and ChangedAt", ErrIncompleteMessage)
+		}
+		v.NewEmail = msg.NewEmail
+		v.Time = msg.ChangedAt.Format(TimeLayout)
+	}
+
+	subject, err := v.T(k.subject)
+	if err != nil {
+		return Content{}, err
+	}
+	// A subject is one line, whatever a translation holds.
+	v.Subject = strings.Join(strings.Fields(subject), " ")
+	var text, html strings.Builder
+	if err := k.text.Execute(&text, v); err != nil {
+		return Content{}, fmt.Errorf("mail: %s text body: %w", msg.Type, err)
+	}
+	if err := k.html.Execute(&html, v); err != nil {
+		return Content{}, fmt.Errorf("mail: %s HTML body: %w", msg.Type, err)
+	}
+	return Content{Subject: v.Subject, Text: text.String(), HTML: html.String()}, nil
+}

@@ -1,0 +1,105 @@
+package mail_test
+
+import (
+	"errors"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/ciamkit/selfservice/mail"
+)
+
+func TestParseURL(t *testing.T) {
+	t.Parallel()
+	tests := []struct {
+		raw  string
+		want mail.Options
+	}{
+		{"smtp://127.0.0.1:1025", mail.Options{Host: "127.0.0.1", Port: 1025, TLS: mail.TLSOpportunistic, From: "no-reply@127.0.0.1"}},
+		{"smtp://smtp.example.com", mail.Options{Host: "smtp.example.com", TLS: mail.TLSOpportunistic, From: "no-reply@smtp.example.com"}},
+		{"smtp://smtp.example.com/", mail.Options{Host: "smtp.example.com", TLS: mail.TLSOpportunistic, From: "no-reply@smtp.example.com"}},
+		{"smtps://smtp.example.com", mail.Options{Host: "smtp.example.com", TLS: mail.TLSImplicit, From: "no-reply@smtp.example.com"}},
+		{"smtps://mailer:s%40cr%3At@smtp.example.com:4650?from=accounts@example.com&from_name=Example+Accounts&timeout=1m30s",
+			mail.Options{Host: "smtp.example.com", Port: 4650, Username: "mailer", Password: "s@cr:t", TLS: mail.TLSImplicit,
+				From: "accounts@example.com", FromName: "Example Accounts", Timeout: 90 * time.Second}},
+		{"smtp://user@[::1]:25?from=a@example.com", mail.Options{Host: "::1", Port: 25, Username: "user", TLS: mail.TLSOpportunistic, From: "a@example.com"}},
+		{"smtp://h.example.com?tls=required", mail.Options{Host: "h.example.com", TLS: mail.TLSMandatory, From: "no-reply@h.example.com"}},
+		{"smtp://h.example.com?tls=none", mail.Options{Host: "h.example.com", TLS: mail.TLSNone, From: "no-reply@h.example.com"}},
+		{"smtp://h.example.com?tls=opportunistic", mail.Options{Host: "h.example.com", TLS: mail.TLSOpportunistic, From: "no-reply@h.example.com"}},
+		{"smtp://h.example.com?from_name=%E7%A4%BA%E4%BE%8B", mail.Options{Host: "h.example.com", TLS: mail.TLSOpportunistic, From: "no-reply@h.example.com", FromName: "示例"}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.raw, func(t *testing.T) {
+			t.Parallel()
+			got, err := mail.ParseURL(tt.raw)
+			if err != nil {
+				t.Fatalf("ParseURL: %v", err)
+			}
+			if got != tt.want {
+				t.Errorf("ParseURL =\n%+v\nwant\n%+v", got, tt.want)
+			}
+		})
+	}
+}
+
+func TestParseURLRefuses(t *testing.T) {
+	t.Parallel()
+	tests := []struct{ name, raw string }{
+		{"empty", ""},
+		{"other scheme", "http://s3cret@smtp.example.com"},
+		{"no scheme", "smtp.example.com:25"},
+		{"no host", "smtp://s3cret@:25"},
+		{"opaque", "smtp:smtp.example.com"},
+		{"path", "smtp://smtp.example.com/mail"},
+		{"fragment", "smtp://smtp.example.com#x"},
+		{"port not a number", "smtp://user:s3cret@smtp.example.com:smtp"},
+		{"port zero", "smtp://smtp.example.com:0"},
+		{"port too large", "smtp://smtp.example.com:65536"},
+		{"unknown parameter", "smtp://smtp.example.com?form=a@example.com"},
+		{"repeated parameter", "smtp://smtp.example.com?from=a@example.com&from=b@example.com"},
+		{"timeout not a duration", "smtp://smtp.example.com?timeout=10"},
+		{"timeout zero", "smtp://smtp.example.com?timeout=0s"},
+		{"timeout negative", "smtp://smtp.example.com?timeout=-1s"},
+		{"tls unknown", "smtp://smtp.example.com?tls=yes"},
+		{"tls with smtps", "smtps://smtp.example.com?tls=none"},
+		{"bad query", "smtp://smtp.example.com?from=%zz"},
+		{"bad escape in password", "smtp://user:s3cret%zz@smtp.example.com"},
+		{"control character", "smtp://user:s3cret@smtp.example.com\r\n"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			t.Parallel()
+			opts, err := mail.ParseURL(tt.raw)
+			if !errors.Is(err, mail.ErrConfig) {
+				t.Fatalf("ParseURL(%q) = %+v, %v; want an error wrapping ErrConfig", tt.raw, opts, err)
+			}
+			if opts != (mail.Options{}) {
+				t.Errorf("ParseURL returned options %+v with its error", opts)
+			}
+			if strings.Contains(err.Error(), "s3cret") {
+				t.Errorf("error %q shows the password", err)
+			}
+		})
+	}
+}
+
+// What ParseURL accepts, New may still refuse: ParseURL checks the form.
+func TestParseURLThenNew(t *testing.T) {
+	t.Parallel()
+	for raw, ok := range map[string]bool{
+		"smtp://127.0.0.1:1025":                         true,
+		"smtps://u:p@smtp.example.com?from=a@b.example": true,
+		"smtp://smtp.example.com?from=not-an-address":   false,
+		"smtp://u@smtp.example.com":                     false, // a username without a password
+		"smtp://smtp.example.com?from_name=A%0D%0ABcc:": false,
+	} {
+		opts, err := mail.ParseURL(raw)
+		if err != nil {
+			t.Errorf("ParseURL(%q): %v", raw, err)
+			continue
+		}
+		if _, err := mail.New(opts); (err == nil) != ok {
+			t.Errorf("New(ParseURL(%q)) error = %v, want success %v", raw, err, ok)
+		}
+	}
+}
