@@ -17,6 +17,9 @@
 //	-jwks-url URL     the external issuer's JWKS (required with -issuer)
 //	-store S          users and clients: memory (default), sqlite:PATH or postgres://...
 //	-codes C          codes and send limits: memory (default) or redis://...
+//	-mail M           log (default: each mail as a JSON line on stdout),
+//	                  smtp://[user:pass@]host:port (STARTTLS when offered) or
+//	                  smtps://[user:pass@]host:port (implicit TLS); ?from=addr
 //
 // Codes are hashed under SELFSERVICE_CODE_SECRET (hex, at least 32 bytes)
 // when it is set, else under a random secret of this process, which voids
@@ -40,6 +43,7 @@ import (
 	"time"
 
 	"github.com/ciamkit/selfservice"
+	"github.com/ciamkit/selfservice/mail"
 	"github.com/ciamkit/selfservice/middleware"
 )
 
@@ -51,7 +55,7 @@ func main() {
 }
 
 type flags struct {
-	addr, seed, issuer, jwksURL, store, codes string
+	addr, seed, issuer, jwksURL, store, codes, mail string
 }
 
 func parseFlags(args []string, stderr io.Writer) (flags, error) {
@@ -64,6 +68,7 @@ func parseFlags(args []string, stderr io.Writer) (flags, error) {
 	fs.StringVar(&f.jwksURL, "jwks-url", "", "JWKS `URL` of the external issuer")
 	fs.StringVar(&f.store, "store", "memory", "users and clients: memory, sqlite:PATH or postgres://...")
 	fs.StringVar(&f.codes, "codes", "memory", "codes and send limits: memory or redis://...")
+	fs.StringVar(&f.mail, "mail", "log", "mail delivery: log (JSON lines on stdout), smtp://[user:pass@]host:port or smtps://...")
 	if err := fs.Parse(args); err != nil {
 		return f, err
 	}
@@ -99,6 +104,10 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 		return err
 	}
 	secret, err := codeSecret()
+	if err != nil {
+		return err
+	}
+	mailer, err := newMailer(f.mail, stdout)
 	if err != nil {
 		return err
 	}
@@ -151,7 +160,7 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 		Limiter:    st.limiter,
 		Clients:    st.clients,
 		Verifier:   verifier,
-		Mailer:     selfservice.NewLogMailer(stdout),
+		Mailer:     mailer,
 		Captcha:    selfservice.AllowAllCaptcha,
 		CodeSecret: secret,
 		Logger:     logger,
@@ -191,6 +200,19 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 		return err
 	}
 	return svc.Shutdown(shutdownCtx)
+}
+
+// newMailer returns the mailer -mail names: the development LogMailer on
+// stdout, or SMTP delivery through package mail.
+func newMailer(flag string, stdout io.Writer) (selfservice.Mailer, error) {
+	if flag == "" || flag == "log" {
+		return selfservice.NewLogMailer(stdout), nil
+	}
+	opts, err := mail.ParseURL(flag)
+	if err != nil {
+		return nil, fmt.Errorf("-mail: %w", err)
+	}
+	return mail.New(opts)
 }
 
 // codeSecret returns the key codes are hashed under: SELFSERVICE_CODE_SECRET

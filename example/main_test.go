@@ -4,8 +4,10 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"fmt"
 	"io"
 	"net/http"
+	"net/url"
 	"os"
 	"path/filepath"
 	"regexp"
@@ -13,6 +15,8 @@ import (
 	"sync"
 	"testing"
 	"time"
+
+	"github.com/ciamkit/selfservice/internal/testenv"
 )
 
 // syncBuffer is a bytes.Buffer the server goroutine writes while the test
@@ -213,4 +217,52 @@ func TestSQLiteKeepsChange(t *testing.T) {
 	if st, body := second.post(t, "/api/v2/sdk/profile/update-email", second.token, ownAgain); st != 200 {
 		t.Fatalf("after restart: %d %s", st, body)
 	}
+}
+
+// TestSMTPMail runs the walkthrough with -mail pointing at Mailpit: the code
+// arrives by SMTP instead of on stdout.
+func TestSMTPMail(t *testing.T) {
+	smtpAddr := testenv.Lookup(t, testenv.MailpitSMTP)
+	api := testenv.Lookup(t, testenv.MailpitAPI)
+	s := start(t, "-mail", "smtp://"+smtpAddr+"?from=no-reply@example.com")
+	to := fmt.Sprintf("example-%d@example.com", time.Now().UnixNano())
+	if st, body := s.post(t, "/api/v2/sdk/email/send", "", `{"email":"`+to+`","type":"UPDATE_EMAIL_EMS","captcha_token":"dev"}`); st != 200 {
+		t.Fatalf("send: %d %s", st, body)
+	}
+	if out := s.stdout.String(); out != "" {
+		t.Fatalf("with -mail smtp:// nothing should be printed on stdout, got %q", out)
+	}
+	code := mailpitCode(t, api, to)
+	if st, body := s.post(t, "/api/v2/sdk/profile/update-email", s.token, `{"email":"`+to+`","verify_code":"`+code+`"}`); st != 200 {
+		t.Fatalf("update: %d %s", st, body)
+	}
+}
+
+// mailpitCode polls Mailpit's API for the newest mail to addr and returns
+// the six-digit code in it.
+func mailpitCode(t *testing.T, api, addr string) string {
+	t.Helper()
+	sixDigits := regexp.MustCompile(`\b\d{6}\b`)
+	deadline := time.Now().Add(10 * time.Second)
+	for time.Now().Before(deadline) {
+		resp, err := http.Get(api + "/api/v1/search?query=" + url.QueryEscape(`to:"`+addr+`"`))
+		if err == nil {
+			var found struct {
+				Messages []struct {
+					ID      string
+					Snippet string
+				} `json:"messages"`
+			}
+			_ = json.NewDecoder(resp.Body).Decode(&found)
+			resp.Body.Close()
+			for _, m := range found.Messages {
+				if c := sixDigits.FindString(m.Snippet); c != "" {
+					return c
+				}
+			}
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	t.Fatalf("no mail with a code reached %s", addr)
+	return ""
 }
