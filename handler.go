@@ -91,6 +91,12 @@ type Config struct {
 	DailySends int
 	// MaxBodyBytes caps request bodies. Default: 4096.
 	MaxBodyBytes int64
+	// MaxAuthAge, when set, is a step-up rule for this sensitive change:
+	// update-email needs an id_token whose auth_time is at most this old,
+	// else it answers IDAAS.SDK.PARAM.9204 (HTTP 401 with an RFC 9470
+	// WWW-Authenticate challenge) and the client signs the user in again.
+	// Default: 0, no limit.
+	MaxAuthAge time.Duration
 
 	// NoticeTimeout bounds the notice mailed to the old address after a
 	// change; the notice runs after the response, so it never delays or
@@ -153,7 +159,7 @@ func New(cfg Config) (*Service, error) {
 	if cfg.NoticeTimeout == 0 {
 		cfg.NoticeTimeout = 30 * time.Second
 	}
-	if cfg.CodeTTL < 0 || cfg.MaxTries < 0 || cfg.SendInterval < 0 || cfg.DailySends < 0 || cfg.MaxBodyBytes < 0 {
+	if cfg.CodeTTL < 0 || cfg.MaxTries < 0 || cfg.SendInterval < 0 || cfg.DailySends < 0 || cfg.MaxBodyBytes < 0 || cfg.MaxAuthAge < 0 {
 		return nil, fmt.Errorf("%w: negative limit", ErrConfig)
 	}
 	if cfg.Bundle == nil {
@@ -265,6 +271,9 @@ func (s *Service) changeEmail(w http.ResponseWriter, r *http.Request) error {
 	if claims == nil {
 		return i18n.ErrInternal.WithCause(errors.New("selfservice: UpdateEmail served without RequireBearer"))
 	}
+	if err := s.checkAuthAge(w, claims); err != nil {
+		return err
+	}
 	body, err := readBody(w, r, s.cfg.MaxBodyBytes)
 	if err != nil {
 		return err
@@ -355,6 +364,20 @@ func redact(err error, addrs ...string) string {
 		}
 	}
 	return text
+}
+
+// checkAuthAge applies Config.MaxAuthAge: the user must have signed in
+// recently enough for this change.
+func (s *Service) checkAuthAge(w http.ResponseWriter, claims *middleware.Claims) error {
+	if s.cfg.MaxAuthAge == 0 {
+		return nil
+	}
+	if claims.AuthTime == nil || s.cfg.Now().Sub(claims.AuthTime.Time) > s.cfg.MaxAuthAge {
+		w.Header().Set("WWW-Authenticate", fmt.Sprintf(
+			`Bearer error="insufficient_user_authentication", max_age=%d`, int64(s.cfg.MaxAuthAge/time.Second)))
+		return i18n.ErrReauthRequired
+	}
+	return nil
 }
 
 // SendCode returns the send-code handler. It expects RequireClientID and

@@ -11,6 +11,8 @@ import (
 	"github.com/golang-jwt/jwt/v5"
 
 	"github.com/ciamkit/selfservice"
+	"github.com/ciamkit/selfservice/internal/testkit"
+	"github.com/ciamkit/selfservice/middleware"
 )
 
 // messages are the texts every code must be answered with, written out here
@@ -35,6 +37,7 @@ var messages = map[string][2]string{ // code -> {en, zh}
 	"IDAAS.SDK.CAPTCHA.9201": {"Verification codes are requested too often, please try again later", "验证码发送过于频繁,请稍后重试"},
 	"IDAAS.SDK.CAPTCHA.9202": {"Human verification failed", "人机验证失败"},
 	"IDAAS.SDK.PARAM.9203":   {"Unsupported verification code type", "不支持的验证码类型"},
+	"IDAAS.SDK.PARAM.9204":   {"Please sign in again to change your email", "请重新登录后再修改邮箱"},
 }
 
 // specCase is one request through the full chain and the answer expected.
@@ -48,6 +51,8 @@ type specCase struct {
 	body   string
 	// bodyFor, when set, makes the body from the fixture instead.
 	bodyFor func(t *testing.T, f *fixture) string
+	// config, when set, edits the fixture's Config.
+	config func(*selfservice.Config)
 	status  int
 	code    string // "" for success
 }
@@ -74,6 +79,21 @@ func del(names ...string) func(http.Header) {
 
 func set(name, value string) func(http.Header) {
 	return func(h http.Header) { h.Set(name, value) }
+}
+
+// stepUp requires a sign-in of at most ten minutes for the change.
+func stepUp(c *selfservice.Config) { c.MaxAuthAge = 10 * time.Minute }
+
+// signedInAt returns alice's token with auth_time at.
+func signedInAt(t testing.TB, at time.Time) string {
+	now := time.Now()
+	return testkit.Sign(t, middleware.Claims{
+		RegisteredClaims: jwt.RegisteredClaims{
+			Issuer: testkit.Issuer, Subject: "alice", Audience: jwt.ClaimStrings{testkit.Client},
+			IssuedAt: jwt.NewNumericDate(now), ExpiresAt: jwt.NewNumericDate(now.Add(time.Hour)),
+		},
+		AuthTime: jwt.NewNumericDate(at),
+	})
 }
 
 // TestSpec drives every error code through the full middleware chain, in
@@ -123,6 +143,9 @@ func TestSpec(t *testing.T) {
 		{name: "code for another address", bodyFor: withCode("carol@example.com", "new@example.com"), header: auth(good), status: 400, code: "IDAAS.SDK.CAPTCHA.0007"},
 		{name: "email changed", bodyFor: withCode("Alice.New@Example.com", "alice.new@example.COM"), header: auth(good), status: 200},
 		{name: "own email again", header: auth(good), body: update(" ALICE@example.com ", "999999"), status: 200},
+		{name: "sign-in too old for the change", config: stepUp, header: auth(signedInAt(t, time.Now().Add(-time.Hour))), body: update("new@example.com", "123456"), status: 401, code: "IDAAS.SDK.PARAM.9204"},
+		{name: "no auth_time where one is required", config: stepUp, header: auth(good), body: update("new@example.com", "123456"), status: 401, code: "IDAAS.SDK.PARAM.9204"},
+		{name: "recent sign-in", config: stepUp, header: auth(signedInAt(t, time.Now().Add(-time.Minute))), body: update(" ALICE@example.com ", "999999"), status: 200},
 		{name: "method not POST", method: http.MethodGet, header: auth(good), status: 405, code: "IDAAS.SDK.REQ.9101"},
 		{name: "user store down", setup: func(t *testing.T, f *fixture) { f.fusers.fail(errors.New("dial tcp: connection refused")) }, header: auth(good), body: update("new@example.com", "123456"), status: 500, code: "IDAAS.SDK.SYS.9001"},
 
@@ -148,7 +171,7 @@ func TestSpec(t *testing.T) {
 		for _, tc := range cases {
 			t.Run(lang+"/"+tc.name, func(t *testing.T) {
 				t.Parallel()
-				f := newFixture(t, mustUser(t, "alice", "alice@example.com"), mustUser(t, "bob", "bob@example.com"))
+				f := newFixtureWith(t, tc.config, mustUser(t, "alice", "alice@example.com"), mustUser(t, "bob", "bob@example.com"))
 				if tc.setup != nil {
 					tc.setup(t, f)
 				}
@@ -182,6 +205,9 @@ func TestSpec(t *testing.T) {
 						t.Errorf("success body = %q, want none", got.Raw)
 					}
 					return
+				}
+				if tc.status == http.StatusUnauthorized && !strings.Contains(got.Header.Get("WWW-Authenticate"), `error="insufficient_user_authentication"`) {
+					t.Errorf("WWW-Authenticate = %q", got.Header.Get("WWW-Authenticate"))
 				}
 				want := messages[tc.code][0]
 				if lang == "zh" {

@@ -61,6 +61,7 @@ var (
 	ErrSendRateLimited   = &Error{Code: "IDAAS.SDK.CAPTCHA.9201", Status: 429}
 	ErrCaptchaFailed     = &Error{Code: "IDAAS.SDK.CAPTCHA.9202", Status: 400}
 	ErrCodeTypeUnsupport = &Error{Code: "IDAAS.SDK.PARAM.9203", Status: 400}
+	ErrReauthRequired    = &Error{Code: "IDAAS.SDK.PARAM.9204", Status: 401}
 )
 
 // Catalog lists every error above, in the order of the README's table.
@@ -69,7 +70,7 @@ var Catalog = []*Error{
 	ErrTokenInvalid, ErrCodeEmpty, ErrCodeIncorrect, ErrEmailInvalid,
 	ErrEmailExists, ErrUserNotFound, ErrSendFailed, ErrInternal,
 	ErrMethodNotAllowed, ErrContentType, ErrBodyTooLarge, ErrBodyMalformed,
-	ErrSendRateLimited, ErrCaptchaFailed, ErrCodeTypeUnsupport,
+	ErrSendRateLimited, ErrCaptchaFailed, ErrCodeTypeUnsupport, ErrReauthRequired,
 }
 
 // Messages are the English source texts of the catalog, written as go-i18n
@@ -95,4 +96,5 @@ var Messages = []*goi18n.Message{
 	{ID: "IDAAS.SDK.CAPTCHA.9201", Description: "a send limit for this address is reached", Other: "Verification codes are requested too often, please try again later"},
 	{ID: "IDAAS.SDK.CAPTCHA.9202", Description: "the captcha token was missing or refused", Other: "Human verification failed"},
 	{ID: "IDAAS.SDK.PARAM.9203", Description: "the send type is not one this endpoint serves", Other: "Unsupported verification code type"},
+	{ID: "IDAAS.SDK.PARAM.9204", Description: "the sign-in (auth_time) is older than the change allows", Other: "Please sign in again to change your email"},
 }

@@ -79,7 +79,14 @@ func Token(t testing.TB, sub string, edit func(*jwt.RegisteredClaims)) string {
 	if edit != nil {
 		edit(&c)
 	}
-	tok := jwt.NewWithClaims(jwt.SigningMethodRS256, c)
+	return Sign(t, c)
+}
+
+// Sign signs any claims with Key under KID, for tokens Token cannot make
+// (auth_time, azp).
+func Sign(t testing.TB, claims jwt.Claims) string {
+	t.Helper()
+	tok := jwt.NewWithClaims(jwt.SigningMethodRS256, claims)
 	tok.Header["kid"] = KID
 	s, err := tok.SignedString(Key())
 	if err != nil {
