@@ -73,6 +73,10 @@ type VerifierOptions struct {
 	// tokens naming an unknown kid. Default: 10s.
 	UnknownKIDInterval time.Duration
 
+	// Cache keeps verified tokens so that a repeated token skips the
+	// signature check. Default: off; see CacheOptions for why.
+	Cache CacheOptions
+
 	// Logger receives JWKS fetch failures and key outages. Default:
 	// slog.Default().
 	Logger *slog.Logger
@@ -86,7 +90,8 @@ type VerifierOptions struct {
 type Verifier struct {
 	opts   VerifierOptions
 	parser *jwt.Parser
-	jwks   *jwksKeys // nil when Keyfunc is given
+	jwks   *jwksKeys   // nil when Keyfunc is given
+	cache  *tokenCache // nil when off
 }
 
 // NewVerifier validates opts and, with JWKSURL, fetches the keys once before
@@ -136,8 +141,13 @@ func NewVerifier(opts VerifierOptions) (*Verifier, error) {
 	if opts.Now == nil {
 		opts.Now = time.Now
 	}
+	cache, err := newTokenCache(opts.Cache)
+	if err != nil {
+		return nil, err
+	}
 	v := &Verifier{
-		opts: opts,
+		opts:  opts,
+		cache: cache,
 		parser: jwt.NewParser(
 			jwt.WithValidMethods(opts.Algorithms),
 			jwt.WithIssuer(opts.Issuer),
@@ -182,6 +192,15 @@ func (v *Verifier) Verify(ctx context.Context, raw, clientID string) (*Claims, e
 	if len(raw) > v.opts.MaxTokenBytes {
 		return nil, i18n.ErrTokenInvalid.WithCause(ErrTokenTooLarge)
 	}
+	if v.cache != nil {
+		if claims := v.cache.get(raw, v.opts.Now()); claims != nil {
+			// Only the checks that depend on this request remain.
+			if err := checkClaims(claims, clientID); err != nil {
+				return nil, i18n.ErrTokenInvalid.WithCause(err)
+			}
+			return claims, nil
+		}
+	}
 	keyfunc := v.opts.Keyfunc
 	if v.jwks != nil {
 		keyfunc = v.jwks.keyfunc(ctx)
@@ -204,6 +223,9 @@ func (v *Verifier) Verify(ctx context.Context, raw, clientID string) (*Claims, e
 	}
 	if err := checkClaims(claims, clientID); err != nil {
 		return nil, i18n.ErrTokenInvalid.WithCause(err)
+	}
+	if v.cache != nil {
+		v.cache.put(raw, claims, v.opts.Now())
 	}
 	return claims, nil
 }

@@ -35,11 +35,11 @@ func RequireClientID(reg store.ClientRegistry) func(http.Handler) http.Handler {
 				return
 			}
 			c, err := reg.Client(r.Context(), id)
-			switch {
-			case errors.Is(err, store.ErrNotFound):
-				WriteError(w, r, i18n.ErrClientUnknown)
-				return
-			case err != nil:
+			if err != nil {
+				if errors.Is(err, store.ErrNotFound) {
+					WriteError(w, r, i18n.ErrClientUnknown)
+					return
+				}
 				slog.ErrorContext(r.Context(), "selfservice: client registry failed", "error", err)
 				WriteError(w, r, i18n.ErrInternal.WithCause(err))
 				return

@@ -70,14 +70,25 @@ func stateFrom(ctx context.Context) *state {
 	return st
 }
 
+// stateRequest is the request copy that carries a stateContext together
+// with that context, so that attaching the state costs one allocation.
+type stateRequest struct {
+	req http.Request
+	ctx stateContext
+}
+
 // withState returns r carrying a state, reusing the one an earlier middleware
 // attached. Only the goroutine serving r writes to it, before next runs.
 func withState(r *http.Request) (*http.Request, *state) {
 	if st := stateFrom(r.Context()); st != nil {
 		return r, st
 	}
-	c := &stateContext{Context: r.Context()}
-	return r.WithContext(c), &c.st
+	sr := &stateRequest{ctx: stateContext{Context: r.Context()}}
+	// WithContext is the only way to set a request's context; its copy
+	// does not escape here, so the compiler keeps it off the heap, and
+	// this copy of it is the shallow copy WithContext documents.
+	sr.req = *r.WithContext(&sr.ctx)
+	return &sr.req, &sr.ctx.st
 }
 
 // LocaleFromContext returns the locale Localize chose, or nil.

@@ -14,15 +14,66 @@ func Localize(bundle *i18n.Bundle) func(http.Handler) http.Handler {
 	if bundle == nil {
 		panic("middleware: Localize: nil bundle")
 	}
+	decided := decidingXL(bundle)
 	return func(next http.Handler) http.Handler {
 		return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-			loc := bundle.Match(headerValue(r.Header, "X-L"), headerValue(r.Header, "Accept-Language"))
+			xl := headerValue(r.Header, "X-L")
+			loc := decided.lookup(xl)
+			if loc == nil {
+				loc = bundle.Match(xl, headerValue(r.Header, "Accept-Language"))
+			}
 			r, st := withState(r)
 			st.locale = loc
 			w.Header()["Content-Language"] = loc.ContentLanguage()
 			next.ServeHTTP(w, r)
 		})
 	}
+}
+
+// xlTable maps the X-L values that choose a locale on their own, whatever
+// Accept-Language says, to that locale. Most requests send one of them, and
+// a short scan spares them Accept-Language and the bundle's own lookups.
+type xlTable []xlEntry
+
+type xlEntry struct {
+	value string
+	loc   *i18n.Locale
+}
+
+func (t xlTable) lookup(xl string) *i18n.Locale {
+	for _, e := range t {
+		if e.value == xl {
+			return e.loc
+		}
+	}
+	return nil
+}
+
+// decidingXL builds the table from each locale's tag and base language.
+// Only values that bundle.Match itself resolves from X-L alone go in, so the
+// table changes no answer: a value that matched nothing would leave the
+// choice to Accept-Language, which some other locale's tag would then win.
+func decidingXL(bundle *i18n.Bundle) xlTable {
+	locales := bundle.Locales()
+	var t xlTable
+	for _, loc := range locales {
+		base, _ := loc.Tag.Base()
+		for _, v := range []string{loc.Tag.String(), base.String()} {
+			if v == "" || t.lookup(v) != nil || bundle.Match(v, "") != loc {
+				continue
+			}
+			decides := true
+			for _, other := range locales {
+				if bundle.Match(v, other.Tag.String()) != loc {
+					decides = false
+				}
+			}
+			if decides {
+				t = append(t, xlEntry{v, loc})
+			}
+		}
+	}
+	return t
 }
 
 // headerValue returns the first value of a header given in canonical form,
