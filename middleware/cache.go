@@ -21,6 +21,9 @@ import (
 // a token whose signing key the issuer withdraws stays accepted until its
 // entry ends (MaxAge at most). An integrator who accepts that for the speed
 // opts in by setting MaxEntries.
+//
+// Each hit returns a copy of the cached Claims, whose Audience and dates are
+// shared with the entry: read them, do not modify them.
 type CacheOptions struct {
 	// MaxEntries is the most tokens the cache holds; when it is full the
 	// oldest entry makes room. Zero turns the cache off.

@@ -10,7 +10,12 @@
 // and stops the server.
 //
 //	go run ./example/loadgen -users 200 -c 16 -d 60s -requests 2000000
-//	go run ./example/loadgen -store "$SELFSERVICE_TEST_POSTGRES" -codes "$SELFSERVICE_TEST_REDIS"
+//	go run ./example/loadgen -store "$SELFSERVICE_TEST_POSTGRES" -codes redis://127.0.0.1:6379/15
+//
+// With a postgres:// store the users go into a schema of their own, created
+// for the run and dropped after it; with a redis:// code store the keys the
+// example wrote (its default prefix, "selfservice:") are deleted after the
+// run, so give it a database index of its own.
 //
 // It exits 1 when the server answered anything the flow did not expect or a
 // change is missing. Traffic goes only to 127.0.0.1.
@@ -43,6 +48,9 @@ import (
 	"time"
 
 	"github.com/golang-jwt/jwt/v5"
+	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/stdlib"
+	"github.com/redis/go-redis/v9"
 
 	"github.com/ciamkit/selfservice/internal/loadgen"
 )
@@ -123,10 +131,22 @@ func run(ctx context.Context, args []string, stdout io.Writer) error {
 		return err
 	}
 
+	storeArg := cfg.store
+	if strings.HasPrefix(storeArg, "postgres://") || strings.HasPrefix(storeArg, "postgresql://") {
+		var drop func()
+		if storeArg, drop, err = postgresSchema(ctx, storeArg, "selfservice_loadgen_"+runID); err != nil {
+			return err
+		}
+		defer drop()
+	}
+	if strings.HasPrefix(cfg.codes, "redis://") {
+		defer cleanRedis(cfg.codes)
+	}
+
 	mails := loadgen.NewMailLog()
 	srv, err := startServer(ctx, bin, mails,
 		"-addr", "127.0.0.1:0", "-seed", seedPath, "-issuer", iss.url, "-jwks-url", iss.url+"/jwks",
-		"-store", cfg.store, "-codes", cfg.codes)
+		"-store", storeArg, "-codes", cfg.codes)
 	if err != nil {
 		return err
 	}
@@ -163,6 +183,50 @@ func run(ctx context.Context, args []string, stdout io.Writer) error {
 		return fmt.Errorf("%d unexpected answers, %d changes missing", rep.Unexpected, len(bad))
 	}
 	return nil
+}
+
+// postgresSchema creates schema in the database of url and returns url with
+// that schema as its search_path, and a function that drops it.
+func postgresSchema(ctx context.Context, url, schema string) (string, func(), error) {
+	cc, err := pgx.ParseConfig(url)
+	if err != nil {
+		return "", nil, fmt.Errorf("-store: %w", err)
+	}
+	db := stdlib.OpenDB(*cc)
+	if _, err := db.ExecContext(ctx, "CREATE SCHEMA "+schema); err != nil {
+		db.Close()
+		return "", nil, fmt.Errorf("create schema: %w", err)
+	}
+	drop := func() {
+		if _, err := db.ExecContext(context.Background(), "DROP SCHEMA "+schema+" CASCADE"); err != nil {
+			fmt.Fprintln(os.Stderr, "loadgen: drop schema:", err)
+		}
+		db.Close()
+	}
+	sep := "?"
+	if strings.Contains(url, "?") {
+		sep = "&"
+	}
+	return url + sep + "search_path=" + schema, drop, nil
+}
+
+// cleanRedis deletes the keys the example wrote under its default prefix.
+func cleanRedis(url string) {
+	opts, err := redis.ParseURL(url)
+	if err != nil {
+		return
+	}
+	rdb := redis.NewClient(opts)
+	defer rdb.Close()
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	iter := rdb.Scan(ctx, 0, "selfservice:*", 1000).Iterator()
+	for iter.Next(ctx) {
+		rdb.Del(ctx, iter.Val())
+	}
+	if err := iter.Err(); err != nil {
+		fmt.Fprintln(os.Stderr, "loadgen: clean Redis:", err)
+	}
 }
 
 func (c config) describe() string {
@@ -381,6 +445,7 @@ func (t *tail) String() string {
 type RSS struct {
 	Start, Warm, Middle, End, Max int64
 	Samples                       int
+	Series                        []int64 // every sample, in order
 }
 
 type sampler struct {
@@ -407,7 +472,7 @@ func startSampler(pid int, interval time.Duration) *sampler {
 				read()
 			case <-s.quit:
 				read()
-				r := RSS{Samples: len(all)}
+				r := RSS{Samples: len(all), Series: all}
 				if len(all) > 0 {
 					r.Start, r.Warm, r.Middle, r.End, r.Max = all[0], all[len(all)/10], all[len(all)/2], all[len(all)-1], slices.Max(all)
 				}
@@ -467,6 +532,7 @@ func (r report) print(w io.Writer) {
 	fmt.Fprintf(w, "unexpected  %d %q\n", rep.Unexpected, rep.Samples)
 	fmt.Fprintf(w, "server RSS  start=%d KiB warm=%d KiB middle=%d KiB end=%d KiB max=%d KiB (%d samples)\n",
 		r.RSS.Start, r.RSS.Warm, r.RSS.Middle, r.RSS.End, r.RSS.Max, r.RSS.Samples)
+	fmt.Fprintf(w, "RSS series  %v KiB\n", r.RSS.Series)
 	for _, m := range r.Missing {
 		fmt.Fprintf(w, "missing     %s\n", m)
 	}
