@@ -53,8 +53,8 @@ type specCase struct {
 	bodyFor func(t *testing.T, f *fixture) string
 	// config, when set, edits the fixture's Config.
 	config func(*selfservice.Config)
-	status  int
-	code    string // "" for success
+	status int
+	code   string // "" for success
 }
 
 func auth(tok string) func(http.Header) {
