@@ -54,30 +54,41 @@ func MaskEmail(email string) string {
 	return email[:n] + "***" + email[at:]
 }
 
-// event fills in what every event of this request shares, logs it and hands
-// it to Config.OnEvent.
-func (s *Service) event(ctx context.Context, e Event) {
-	e.Time = s.cfg.Now()
+// event records kind for the user (empty for sends) about email, and the
+// previous address oldEmail when there is one: it fills in what every event
+// of this request shares, logs it and hands it to Config.OnEvent. Nothing is
+// built when neither would see it.
+func (s *Service) event(ctx context.Context, kind EventKind, userID, email, oldEmail string) {
+	level := slog.LevelInfo
+	if kind == EventNoticeFailed || kind == EventCodeRejected {
+		level = slog.LevelWarn
+	}
+	logged := s.cfg.Logger.Enabled(ctx, level)
+	if !logged && s.cfg.OnEvent == nil {
+		return
+	}
+	e := Event{Kind: kind, Time: s.cfg.Now(), UserID: userID, Email: MaskEmail(email)}
+	if oldEmail != "" {
+		e.OldEmail = MaskEmail(oldEmail)
+	}
 	if c, ok := middleware.ClientFromContext(ctx); ok {
 		e.ClientID = c.ID
 	}
 	e.Device, _ = middleware.DeviceFromContext(ctx)
-	level := slog.LevelInfo
-	if e.Kind == EventNoticeFailed || e.Kind == EventCodeRejected {
-		level = slog.LevelWarn
+	if logged {
+		attrs := []slog.Attr{
+			slog.String("event", string(e.Kind)),
+			slog.String("client", e.ClientID),
+			slog.String("email", e.Email),
+		}
+		if e.UserID != "" {
+			attrs = append(attrs, slog.String("user", e.UserID))
+		}
+		if e.OldEmail != "" {
+			attrs = append(attrs, slog.String("old_email", e.OldEmail))
+		}
+		s.cfg.Logger.LogAttrs(ctx, level, "selfservice: "+string(e.Kind), attrs...)
 	}
-	attrs := []slog.Attr{
-		slog.String("event", string(e.Kind)),
-		slog.String("client", e.ClientID),
-		slog.String("email", e.Email),
-	}
-	if e.UserID != "" {
-		attrs = append(attrs, slog.String("user", e.UserID))
-	}
-	if e.OldEmail != "" {
-		attrs = append(attrs, slog.String("old_email", e.OldEmail))
-	}
-	s.cfg.Logger.LogAttrs(ctx, level, "selfservice: "+string(e.Kind), attrs...)
 	if s.cfg.OnEvent != nil {
 		s.cfg.OnEvent(ctx, e)
 	}

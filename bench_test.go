@@ -384,7 +384,7 @@ func runUpdateEmail(b *testing.B, env *benchEnv) {
 	var bodies, hashes [2]string
 	for k, email := range benchEmails {
 		bodies[k] = `{"email":"` + email + `","verify_code":"` + benchCode + `"}`
-		hashes[k] = string(hashCode(env.secret, PurposeUpdateEmail, email, benchCode))
+		hashes[k] = string(newCodeHasher(env.secret).hash(PurposeUpdateEmail, email, benchCode))
 	}
 	r, body := benchRequest(UpdateEmailPath, env.token, bodies[0])
 	w := &benchWriter{h: make(http.Header)}

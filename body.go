@@ -1,7 +1,6 @@
 package selfservice
 
 import (
-	"bytes"
 	"encoding/json"
 	"errors"
 	"io"
@@ -13,7 +12,7 @@ import (
 	"github.com/ciamkit/selfservice/i18n"
 )
 
-// Why a body is refused, wrapped in the catalog error decodeBody returns.
+// Why a body is refused, wrapped in the catalog error decodeFields returns.
 var (
 	errNotObject      = errors.New("selfservice: body is not exactly one JSON object")
 	errUnknownField   = errors.New("selfservice: body has an unknown field")
@@ -39,6 +38,9 @@ func readBody(w http.ResponseWriter, r *http.Request, limit int64) ([]byte, erro
 
 // isJSON accepts application/json with at most a UTF-8 charset parameter.
 func isJSON(contentType string) bool {
+	if contentType == "application/json" {
+		return true
+	}
 	mt, params, err := mime.ParseMediaType(contentType)
 	if err != nil || mt != "application/json" {
 		return false
@@ -51,52 +53,114 @@ func isJSON(contentType string) bool {
 	return true
 }
 
+// field is one member decodeFields may fill.
+type field struct {
+	name string
+	dst  *string
+}
+
 // decodeFields parses body as exactly one JSON object whose members are
 // among fields and are strings or null, and stores each string in its field.
 // Refused, as IDAAS.SDK.REQ.9104: invalid UTF-8, anything but an object
 // (null and [] included), unknown or repeated names (names match exactly),
 // other value types, and anything after the object. A null or absent member
 // leaves its field empty, so that the field's own "empty" rule answers.
-func decodeFields(body []byte, fields map[string]*string) error {
+//
+// encoding/json.Valid vouches for the syntax first; the walk below then only
+// has to pick the members out, without reflection or a token per value.
+func decodeFields(body []byte, fields []field) error {
 	if !utf8.Valid(body) {
 		return i18n.ErrBodyMalformed.WithCause(errInvalidUTF8)
 	}
-	dec := json.NewDecoder(bytes.NewReader(body))
-	if tok, err := dec.Token(); err != nil || tok != json.Delim('{') {
+	if !json.Valid(body) {
 		return i18n.ErrBodyMalformed.WithCause(errNotObject)
 	}
-	seen := make(map[string]bool, len(fields))
-	for dec.More() {
-		tok, err := dec.Token()
+	i := skipSpace(body, 0)
+	if body[i] != '{' {
+		return i18n.ErrBodyMalformed.WithCause(errNotObject)
+	}
+	var seen uint64 // bit k: fields[k] was given
+	i = skipSpace(body, i+1)
+	for body[i] != '}' {
+		name, next, err := jsonString(body, i)
 		if err != nil {
 			return i18n.ErrBodyMalformed.WithCause(err)
 		}
-		name := tok.(string) // object keys are always strings
-		dst, ok := fields[name]
-		if !ok {
+		k := fieldIndex(fields, name)
+		switch {
+		case k < 0:
 			return i18n.ErrBodyMalformed.WithCause(errUnknownField)
-		}
-		if seen[name] {
+		case seen&(1<<k) != 0:
 			return i18n.ErrBodyMalformed.WithCause(errDuplicateField)
 		}
-		seen[name] = true
-		val, err := dec.Token()
-		if err != nil {
-			return i18n.ErrBodyMalformed.WithCause(err)
-		}
-		switch v := val.(type) {
-		case string:
-			*dst = v
-		case nil:
+		seen |= 1 << k
+		i = skipSpace(body, skipSpace(body, next)+1) // past the colon
+		switch body[i] {
+		case '"':
+			v, next, err := jsonString(body, i)
+			if err != nil {
+				return i18n.ErrBodyMalformed.WithCause(err)
+			}
+			*fields[k].dst, i = v, next
+		case 'n':
+			i += len("null")
 		default:
 			return i18n.ErrBodyMalformed.WithCause(errFieldType)
 		}
-	}
-	if _, err := dec.Token(); err != nil { // the closing brace
-		return i18n.ErrBodyMalformed.WithCause(err)
-	}
-	if _, err := dec.Token(); err != io.EOF {
-		return i18n.ErrBodyMalformed.WithCause(errNotObject)
+		i = skipSpace(body, i)
+		if body[i] == ',' {
+			i = skipSpace(body, i+1)
+		}
 	}
 	return nil
+}
+
+func fieldIndex(fields []field, name string) int {
+	for k, f := range fields {
+		if f.name == name {
+			return k
+		}
+	}
+	return -1
+}
+
+func skipSpace(b []byte, i int) int {
+	for i < len(b) && (b[i] == ' ' || b[i] == '\t' || b[i] == '\n' || b[i] == '\r') {
+		i++
+	}
+	return i
+}
+
+// jsonString decodes the valid JSON string starting at b[i] and returns it
+// with the index just past its closing quote. Strings without escapes, the
+// usual case, are sliced out directly.
+func jsonString(b []byte, i int) (string, int, error) {
+	for j := i + 1; j < len(b); j++ {
+		switch b[j] {
+		case '"':
+			return string(b[i+1 : j]), j + 1, nil
+		case '\\':
+			end := stringEnd(b, j)
+			var s string
+			if err := json.Unmarshal(b[i:end], &s); err != nil {
+				return "", 0, err
+			}
+			return s, end, nil
+		}
+	}
+	return "", 0, errNotObject
+}
+
+// stringEnd returns the index past the closing quote of the string that
+// contains b[j], skipping escaped characters.
+func stringEnd(b []byte, j int) int {
+	for ; j < len(b); j++ {
+		switch b[j] {
+		case '\\':
+			j++
+		case '"':
+			return j + 1
+		}
+	}
+	return len(b)
 }

@@ -120,6 +120,7 @@ type Config struct {
 // Service serves the two endpoints. It is safe for concurrent use.
 type Service struct {
 	cfg     Config
+	codes   *codeHasher
 	limits  store.SendLimits
 	notices sync.WaitGroup // notices mailed after responses
 }
@@ -171,9 +172,9 @@ func New(cfg Config) (*Service, error) {
 	if cfg.Now == nil {
 		cfg.Now = time.Now
 	}
-	cfg.CodeSecret = append([]byte(nil), cfg.CodeSecret...)
 	return &Service{
-		cfg: cfg,
+		cfg:   cfg,
+		codes: newCodeHasher(cfg.CodeSecret),
 		limits: store.SendLimits{
 			Interval: cfg.SendInterval,
 			Daily:    cfg.DailySends,
@@ -279,7 +280,7 @@ func (s *Service) changeEmail(w http.ResponseWriter, r *http.Request) error {
 		return err
 	}
 	var rawEmail, code string
-	if err := decodeFields(body, map[string]*string{"email": &rawEmail, "verify_code": &code}); err != nil {
+	if err := decodeFields(body, []field{{"email", &rawEmail}, {"verify_code", &code}}); err != nil {
 		return err
 	}
 	if strings.TrimSpace(code) == "" {
@@ -302,10 +303,10 @@ func (s *Service) changeEmail(w http.ResponseWriter, r *http.Request) error {
 		return i18n.ErrCodeIncorrect
 	}
 	key := store.CodeKey{Purpose: PurposeUpdateEmail, Email: canonical}
-	hash := hashCode(s.cfg.CodeSecret, key.Purpose, key.Email, code)
+	hash := s.codes.hash(key.Purpose, key.Email, code)
 	if err := s.cfg.Codes.Verify(ctx, key, hash, s.cfg.MaxTries, s.cfg.Now()); err != nil {
 		if errors.Is(err, store.ErrCodeInvalid) {
-			s.event(ctx, Event{Kind: EventCodeRejected, UserID: user.ID, Email: MaskEmail(email)})
+			s.event(ctx, EventCodeRejected, user.ID, email, "")
 			return i18n.ErrCodeIncorrect
 		}
 		return i18n.ErrInternal.WithCause(err)
@@ -316,7 +317,7 @@ func (s *Service) changeEmail(w http.ResponseWriter, r *http.Request) error {
 		}
 		return storeError(err, i18n.ErrUserNotFound)
 	}
-	s.event(ctx, Event{Kind: EventEmailChanged, UserID: user.ID, Email: MaskEmail(email), OldEmail: MaskEmail(user.Email)})
+	s.event(ctx, EventEmailChanged, user.ID, email, user.Email)
 	if user.Email != "" {
 		s.notifyOldAddress(ctx, user, email)
 	}
@@ -335,13 +336,15 @@ func (s *Service) notifyOldAddress(ctx context.Context, user store.User, newEmai
 		NewEmail:  MaskEmail(newEmail),
 		ChangedAt: s.cfg.Now(),
 	}
-	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), s.cfg.NoticeTimeout)
 	s.notices.Go(func() {
+		// The request's values (device, client) stay for the log; its
+		// cancellation does not: the response is already on its way.
+		ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), s.cfg.NoticeTimeout)
 		defer cancel()
 		if err := s.cfg.Mailer.Send(ctx, msg); err != nil {
 			s.cfg.Logger.ErrorContext(ctx, "selfservice: notice to the old address failed",
 				"user", user.ID, "error", redact(err, user.Email, user.CanonicalEmail))
-			s.event(ctx, Event{Kind: EventNoticeFailed, UserID: user.ID, Email: MaskEmail(user.Email)})
+			s.event(ctx, EventNoticeFailed, user.ID, user.Email, "")
 		}
 	})
 }
@@ -404,7 +407,7 @@ func (s *Service) mailCode(w http.ResponseWriter, r *http.Request) error {
 		return err
 	}
 	var rawEmail, purpose, captcha string
-	if err := decodeFields(body, map[string]*string{"email": &rawEmail, "type": &purpose, "captcha_token": &captcha}); err != nil {
+	if err := decodeFields(body, []field{{"email", &rawEmail}, {"type", &purpose}, {"captcha_token", &captcha}}); err != nil {
 		return err
 	}
 	if purpose != PurposeUpdateEmail {
@@ -432,14 +435,14 @@ func (s *Service) mailCode(w http.ResponseWriter, r *http.Request) error {
 	}
 	code := newCode()
 	key := store.CodeKey{Purpose: purpose, Email: canonical}
-	if err := s.cfg.Codes.Put(ctx, key, hashCode(s.cfg.CodeSecret, purpose, canonical, code), now.Add(s.cfg.CodeTTL)); err != nil {
+	if err := s.cfg.Codes.Put(ctx, key, s.codes.hash(purpose, canonical, code), now.Add(s.cfg.CodeTTL)); err != nil {
 		return i18n.ErrInternal.WithCause(err)
 	}
 	msg := Message{Type: purpose, To: email, Code: code, ExpiresIn: s.cfg.CodeTTL, Language: s.language(ctx)}
 	if err := s.cfg.Mailer.Send(ctx, msg); err != nil {
 		return i18n.ErrSendFailed.WithCause(errors.New(redact(err, email, canonical)))
 	}
-	s.event(ctx, Event{Kind: EventCodeSent, Email: MaskEmail(email)})
+	s.event(ctx, EventCodeSent, "", email, "")
 	return nil
 }
 
