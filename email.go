@@ -44,7 +44,8 @@ var domainProfile = idna.New(
 //
 //   - surrounding white space is trimmed; the rest must be a bare addr-spec,
 //     local@domain, with no display name, comment, quoting, white space,
-//     control, format (invisible, bidirectional) or compatibility character;
+//     control, format (invisible, bidirectional) or compatibility character
+//     anywhere, and no non-ASCII letter whose lower case is ASCII (İ);
 //   - at most 254 bytes, a local part of at most 64: a dot-atom of letters,
 //     digits, marks and RFC 5322 atext symbols;
 //   - a domain of at least two LDH labels, internationalised names allowed,
@@ -106,6 +107,10 @@ func checkLocalPart(local string) error {
 				}
 				return ErrEmailSyntax
 			}
+		case unicode.ToLower(r) < utf8.RuneSelf:
+			// İ (U+0130) lower-cases to ASCII i: a mailbox İx@ would
+			// prove an unrelated ASCII address ix@.
+			return ErrEmailCharacter
 		case unicode.IsLetter(r) || unicode.IsMark(r) || unicode.IsNumber(r):
 		default:
 			return ErrEmailCharacter
@@ -115,6 +120,11 @@ func checkLocalPart(local string) error {
 }
 
 func checkDomain(domain string) (string, error) {
+	// UTS #46 would fold fullwidth letters, circled letters and the like
+	// into another domain; refuse them, as in the local part.
+	if !norm.NFKC.IsNormalString(domain) {
+		return "", ErrEmailCharacter
+	}
 	for _, r := range domain {
 		// UTS #46 mapping would silently drop some invisible characters;
 		// they are refused here instead, like in the local part.

@@ -156,6 +156,14 @@ func TestCodeBindsToItsAddress(t *testing.T) {
 			}
 		})
 	}
+	t.Run("İ, which lower-cases to ASCII i, is refused at send", func(t *testing.T) {
+		f := newFixture(t, mustUser(t, "alice", "alice@example.com"))
+		r := f.do(t, http.MethodPost, selfservice.SendCodePath, baseHeaders("en"),
+			`{"email":"İadmin@example.com","type":"UPDATE_EMAIL_EMS","captcha_token":"ok"}`)
+		if r.Code != "IDAAS.SDK.USER.0021" {
+			t.Fatalf("%d %s", r.Status, r.Raw)
+		}
+	})
 	t.Run("IDN and its ASCII form are one address", func(t *testing.T) {
 		f := newFixture(t, mustUser(t, "alice", "alice@example.com"))
 		code := f.sendCode(t, "user@bücher.example")
