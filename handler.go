@@ -26,10 +26,13 @@ package selfservice
 
 import (
 	"context"
+	"crypto/rand"
+	"crypto/sha256"
 	"errors"
 	"fmt"
 	"log/slog"
 	"net/http"
+	"regexp"
 	"strings"
 	"sync"
 	"time"
@@ -119,9 +122,12 @@ type Config struct {
 
 // Service serves the two endpoints. It is safe for concurrent use.
 type Service struct {
-	cfg     Config
-	codes   *codeHasher
-	limits  store.SendLimits
+	cfg    Config
+	codes  *codeHasher
+	limits store.SendLimits
+
+	mu      sync.Mutex     // guards closing and notices.Add against Wait
+	closing bool           // Shutdown has begun: notices are mailed inline
 	notices sync.WaitGroup // notices mailed after responses
 }
 
@@ -160,7 +166,7 @@ func New(cfg Config) (*Service, error) {
 	if cfg.NoticeTimeout == 0 {
 		cfg.NoticeTimeout = 30 * time.Second
 	}
-	if cfg.CodeTTL < 0 || cfg.MaxTries < 0 || cfg.SendInterval < 0 || cfg.DailySends < 0 || cfg.MaxBodyBytes < 0 || cfg.MaxAuthAge < 0 {
+	if cfg.CodeTTL < 0 || cfg.MaxTries < 0 || cfg.SendInterval < 0 || cfg.DailySends < 0 || cfg.MaxBodyBytes < 0 || cfg.MaxAuthAge < 0 || cfg.NoticeTimeout < 0 {
 		return nil, fmt.Errorf("%w: negative limit", ErrConfig)
 	}
 	if cfg.Bundle == nil {
@@ -186,6 +192,9 @@ func New(cfg Config) (*Service, error) {
 // Shutdown waits until the notices still being mailed after responses are
 // done, or ctx is. Call it after http.Server.Shutdown.
 func (s *Service) Shutdown(ctx context.Context) error {
+	s.mu.Lock()
+	s.closing = true
+	s.mu.Unlock()
 	done := make(chan struct{})
 	go func() {
 		s.notices.Wait()
@@ -336,17 +345,31 @@ func (s *Service) notifyOldAddress(ctx context.Context, user store.User, newEmai
 		NewEmail:  MaskEmail(newEmail),
 		ChangedAt: s.cfg.Now(),
 	}
-	s.notices.Go(func() {
+	send := func() {
 		// The request's values (device, client) stay for the log; its
 		// cancellation does not: the response is already on its way.
 		ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), s.cfg.NoticeTimeout)
 		defer cancel()
 		if err := s.cfg.Mailer.Send(ctx, msg); err != nil {
 			s.cfg.Logger.ErrorContext(ctx, "selfservice: notice to the old address failed",
-				"user", user.ID, "error", redact(err, user.Email, user.CanonicalEmail))
+				"user", user.ID, "error", redact(err, []string{user.Email, user.CanonicalEmail}))
 			s.event(ctx, EventNoticeFailed, user.ID, user.Email, "")
 		}
-	})
+	}
+	s.mu.Lock()
+	if s.closing {
+		// Shutdown is waiting for the notices: a new one may not join
+		// the WaitGroup it waits on, so it goes out before the response.
+		s.mu.Unlock()
+		send()
+		return
+	}
+	s.notices.Add(1)
+	s.mu.Unlock()
+	go func() {
+		defer s.notices.Done()
+		send()
+	}()
 }
 
 // language is the request's language, or the bundle's default.
@@ -357,13 +380,19 @@ func (s *Service) language(ctx context.Context) language.Tag {
 	return s.cfg.Bundle.DefaultLocale().Tag
 }
 
-// redact returns err's text with the given addresses masked: a mail
-// server's error often quotes the recipient.
-func redact(err error, addrs ...string) string {
+// redact returns err's text with the given secrets hidden: addresses
+// masked, in any case, and anything else (a code) starred. A mail server's
+// or mail API's error often quotes what it was sent.
+func redact(err error, addrs []string, secrets ...string) string {
 	text := err.Error()
 	for _, a := range addrs {
 		if a != "" {
-			text = strings.ReplaceAll(text, a, MaskEmail(a))
+			text = regexp.MustCompile(`(?i)`+regexp.QuoteMeta(a)).ReplaceAllLiteralString(text, MaskEmail(a))
+		}
+	}
+	for _, sec := range secrets {
+		if sec != "" {
+			text = strings.ReplaceAll(text, sec, strings.Repeat("*", len(sec)))
 		}
 	}
 	return text
@@ -440,7 +469,12 @@ func (s *Service) mailCode(w http.ResponseWriter, r *http.Request) error {
 	}
 	msg := Message{Type: purpose, To: email, Code: code, ExpiresIn: s.cfg.CodeTTL, Language: s.language(ctx)}
 	if err := s.cfg.Mailer.Send(ctx, msg); err != nil {
-		return i18n.ErrSendFailed.WithCause(errors.New(redact(err, email, canonical)))
+		// The mail may have left or not: either way the code must not
+		// stay usable, since it may now sit in a log or a bounce.
+		dead := make([]byte, sha256.Size)
+		_, _ = rand.Read(dead)
+		_ = s.cfg.Codes.Put(context.WithoutCancel(ctx), key, dead, now)
+		return i18n.ErrSendFailed.WithCause(errors.New(redact(err, []string{email, canonical}, code)))
 	}
 	s.event(ctx, EventCodeSent, "", email, "")
 	return nil

@@ -197,3 +197,41 @@ func TestConcurrentWrongGuesses(t *testing.T) {
 		t.Fatalf("the code survived 50 wrong guesses: %s", r.Raw)
 	}
 }
+
+// leakyMailer delivers (records) the message and then fails with an error
+// that echoes its payload, as HTTP mail APIs do.
+type leakyMailer struct{ next *recordingMailer }
+
+func (m leakyMailer) Send(ctx context.Context, msg selfservice.Message) error {
+	_ = m.next.Send(ctx, msg)
+	return errors.New(`mail API 422: payload={"to":"` + strings.ToUpper(msg.To) + `","text":"Your code is ` + msg.Code + `"}`)
+}
+
+// TestFailedSendLeaksNoCode: a mailer error quoting the code and the
+// address (in another case) reaches the log redacted, and the code it may
+// have delivered is dead.
+func TestFailedSendLeaksNoCode(t *testing.T) {
+	t.Parallel()
+	logs := &syncLog{}
+	var mail *recordingMailer
+	f := newFixtureWith(t, func(c *selfservice.Config) {
+		c.Logger = slog.New(slog.NewTextHandler(logs, &slog.HandlerOptions{ReplaceAttr: dropTime}))
+		mail = &recordingMailer{}
+		c.Mailer = leakyMailer{next: mail}
+	}, mustUser(t, "alice", "alice@example.com"))
+	r := f.do(t, http.MethodPost, selfservice.SendCodePath, baseHeaders("en"),
+		`{"email":"Victim@Example.com","type":"UPDATE_EMAIL_EMS","captcha_token":"ok"}`)
+	if r.Code != "IDAAS.SDK.CAPTCHA.0006" {
+		t.Fatalf("send: %s", r.Raw)
+	}
+	mail.mu.Lock()
+	code := mail.msgs[0].Code
+	mail.mu.Unlock()
+	assertNoSecrets(t, "log", logs.String(), []string{code, "victim@example.com"})
+	if !strings.Contains(logs.String(), "V***@Example.com") && !strings.Contains(logs.String(), "V***@EXAMPLE.COM") {
+		t.Errorf("the log does not show the masked address:\n%s", logs.String())
+	}
+	if r := f.update(t, token(t, "alice", nil), "en", "victim@example.com", code); r.Code != "IDAAS.SDK.CAPTCHA.0007" {
+		t.Fatalf("the code of a failed send still works: %s", r.Raw)
+	}
+}
