@@ -28,7 +28,9 @@ type jwksKeys struct {
 	remote     jwkset.Storage
 	kf         keyfunc.Keyfunc
 	unknownKID *rate.Limiter
+	ctx        context.Context // the Verifier's lifetime
 	cancel     context.CancelFunc
+	timeout    time.Duration // one fetch
 }
 
 func newJWKSKeys(opts VerifierOptions) (*jwksKeys, error) {
@@ -74,7 +76,9 @@ func newJWKSKeys(opts VerifierOptions) (*jwksKeys, error) {
 		remote:     remote,
 		kf:         kf,
 		unknownKID: rate.NewLimiter(rate.Every(opts.UnknownKIDInterval), 1),
+		ctx:        ctx,
 		cancel:     cancel,
+		timeout:    opts.HTTPTimeout,
 	}, nil
 }
 
@@ -90,20 +94,45 @@ func (k *jwksKeys) keyfunc(ctx context.Context) jwt.Keyfunc {
 		_, err := k.remote.KeyRead(ctx, kid)
 		switch {
 		case err == nil:
+			return k.kf.KeyfuncCtx(ctx)(t)
 		case !errors.Is(err, jwkset.ErrKeyNotFound):
 			return nil, err
 		case k.unknownKID.Allow():
 			// Fetch the set again: the issuer may have rotated keys.
+			key, err := k.refetch(ctx, t)
+			if err != nil && !k.loaded(ctx) {
+				return nil, errors.Join(ErrKeysUnavailable, err)
+			}
+			return key, err
 		case !k.loaded(ctx):
 			return nil, ErrKeysUnavailable
 		default:
 			return nil, err
 		}
-		key, err := k.kf.KeyfuncCtx(ctx)(t)
-		if err != nil && !k.loaded(ctx) {
-			return nil, errors.Join(ErrKeysUnavailable, err)
-		}
-		return key, err
+	}
+}
+
+// refetch fetches the set and resolves t's key from it. The fetch runs on
+// the Verifier's own context, bounded by HTTPTimeout, so that a client that
+// hangs up cannot waste the one fetch unknownKID allowed and keep rotated
+// keys out; the request itself waits only as long as its context lets it.
+func (k *jwksKeys) refetch(ctx context.Context, t *jwt.Token) (any, error) {
+	type result struct {
+		key any
+		err error
+	}
+	done := make(chan result, 1)
+	go func() {
+		fctx, cancel := context.WithTimeout(k.ctx, k.timeout)
+		defer cancel()
+		key, err := k.kf.KeyfuncCtx(fctx)(t)
+		done <- result{key, err}
+	}()
+	select {
+	case r := <-done:
+		return r.key, r.err
+	case <-ctx.Done():
+		return nil, ctx.Err()
 	}
 }
 
