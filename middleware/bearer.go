@@ -6,6 +6,8 @@ import (
 	"fmt"
 	"log/slog"
 	"net/http"
+	"net/netip"
+	"net/url"
 	"slices"
 	"strings"
 	"time"
@@ -49,6 +51,10 @@ type VerifierOptions struct {
 	// with keyfunc at start, every RefreshInterval, and when a token names
 	// an unknown kid (at most once per UnknownKIDInterval).
 	JWKSURL string
+	// AllowInsecureJWKS accepts a JWKSURL over plain http to a host that
+	// is not loopback. Off by default: whoever sits on that path could
+	// hand out signing keys.
+	AllowInsecureJWKS bool
 	// Keyfunc resolves keys instead of JWKSURL, e.g. keyfunc.Keyfunc's
 	// Keyfunc method or a static key in tests.
 	Keyfunc jwt.Keyfunc
@@ -106,8 +112,15 @@ func NewVerifier(opts VerifierOptions) (*Verifier, error) {
 	if (opts.JWKSURL == "") == (opts.Keyfunc == nil) {
 		return nil, fmt.Errorf("%w: exactly one of JWKSURL and Keyfunc is required", ErrConfig)
 	}
+	if opts.JWKSURL != "" && !opts.AllowInsecureJWKS {
+		if err := checkJWKSURL(opts.JWKSURL); err != nil {
+			return nil, err
+		}
+	}
+	// A copy: the caller's slice must not be able to add HS256 later.
+	opts.Algorithms = slices.Clone(opts.Algorithms)
 	if len(opts.Algorithms) == 0 {
-		opts.Algorithms = defaultAlgorithms
+		opts.Algorithms = slices.Clone(defaultAlgorithms)
 	}
 	for _, alg := range opts.Algorithms {
 		if alg == "none" || strings.HasPrefix(alg, "HS") {
@@ -165,6 +178,25 @@ func NewVerifier(opts VerifierOptions) (*Verifier, error) {
 		v.jwks = k
 	}
 	return v, nil
+}
+
+// checkJWKSURL requires https, or http to a loopback host (a sidecar, a
+// test server).
+func checkJWKSURL(raw string) error {
+	u, err := url.Parse(raw)
+	if err != nil {
+		return fmt.Errorf("%w: JWKSURL does not parse", ErrConfig)
+	}
+	switch u.Scheme {
+	case "https":
+		return nil
+	case "http":
+		host := u.Hostname()
+		if ip, err := netip.ParseAddr(host); (err == nil && ip.IsLoopback()) || host == "localhost" {
+			return nil
+		}
+	}
+	return fmt.Errorf("%w: JWKSURL must be https (or http to a loopback host, or set AllowInsecureJWKS)", ErrConfig)
 }
 
 // Close stops the background JWKS refresh. It is safe to call more than once.

@@ -5,6 +5,7 @@ import (
 	"log/slog"
 	"net/http"
 	"strings"
+	"unicode/utf8"
 
 	"github.com/ciamkit/selfservice/i18n"
 	"github.com/ciamkit/selfservice/store"
@@ -14,8 +15,24 @@ import (
 // registered without asking the registry.
 const MaxClientIDLen = 256
 
+// plausibleID reports whether id could name a client at all: valid UTF-8
+// without control characters. Anything else is unknown without asking the
+// registry, whose database might choke on it and answer a 500.
+func plausibleID(id string) bool {
+	if !utf8.ValidString(id) {
+		return false
+	}
+	for i := 0; i < len(id); i++ {
+		if c := id[i]; c < 0x20 || c == 0x7f {
+			return false
+		}
+	}
+	return true
+}
+
 // RequireClientID returns a middleware that requires X-client-id and looks it
-// up in reg: blank is IDAAS.SDK.PARAM.0002, unknown is IDAAS.SDK.PARAM.0003,
+// up in reg: blank is IDAAS.SDK.PARAM.0002, unknown (or too long, not UTF-8,
+// holding a control character) is IDAAS.SDK.PARAM.0003,
 // a registry failure is the internal-error code (logged with slog's default
 // logger). The store.Client found goes into the request context. Panics if
 // reg is nil: a missing registry is a configuration error, not a pass.
@@ -30,7 +47,7 @@ func RequireClientID(reg store.ClientRegistry) func(http.Handler) http.Handler {
 				WriteError(w, r, i18n.ErrClientIDEmpty)
 				return
 			}
-			if len(id) > MaxClientIDLen {
+			if len(id) > MaxClientIDLen || !plausibleID(id) {
 				WriteError(w, r, i18n.ErrClientUnknown)
 				return
 			}

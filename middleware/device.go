@@ -59,7 +59,8 @@ func parseDevice(h http.Header) (Device, bool) {
 	if !ok {
 		return Device{}, false
 	}
-	if ip != "" {
+	// Present means it must parse: a blank value is not an address.
+	if _, present := h["X-Device-Ip"]; present {
 		addr, err := netip.ParseAddr(ip)
 		if err != nil {
 			return Device{}, false

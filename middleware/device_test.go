@@ -26,7 +26,7 @@ func TestDeviceHeaders(t *testing.T) {
 	}{
 		{"all present", func(http.Header) {}, true, netip.MustParseAddr("203.0.113.7")},
 		{"X-device-ip absent", del("X-Device-Ip"), true, netip.Addr{}},
-		{"X-device-ip blank counts as absent", set("X-Device-Ip", "  "), true, netip.Addr{}},
+		{"X-device-ip present but blank", set("X-Device-Ip", "  "), false, netip.Addr{}},
 		{"X-device-ip IPv6", set("X-Device-Ip", "2001:db8::1"), true, netip.MustParseAddr("2001:db8::1")},
 		{"X-device-ip IPv6 loopback", set("X-Device-Ip", "::1"), true, netip.MustParseAddr("::1")},
 		{"X-device-ip IPv4-mapped IPv6", set("X-Device-Ip", "::ffff:192.0.2.1"), true, netip.MustParseAddr("::ffff:192.0.2.1")},
