@@ -76,7 +76,7 @@ func (s *stores) openUsers(ctx context.Context, flag string) error {
 	case strings.HasPrefix(flag, "postgres://"), strings.HasPrefix(flag, "postgresql://"):
 		driver, dsn, dialect = "pgx", flag, sqlstore.Postgres
 	default:
-		return fmt.Errorf("-store %q: want memory, sqlite:PATH or postgres://...", flag)
+		return fmt.Errorf("-store %q: want memory, sqlite:PATH or a postgres:// URL", flag)
 	}
 	db, err := sql.Open(driver, dsn)
 	if err != nil {
@@ -97,7 +97,7 @@ func (s *stores) openCodes(ctx context.Context, flag string) error {
 		return nil
 	case strings.HasPrefix(flag, "redis://"), strings.HasPrefix(flag, "rediss://"):
 	default:
-		return fmt.Errorf("-codes %q: want memory or redis://...", flag)
+		return fmt.Errorf("-codes %q: want memory or a redis:// URL", flag)
 	}
 	opts, err := redis.ParseURL(flag)
 	if err != nil {
