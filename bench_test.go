@@ -21,11 +21,10 @@ import (
 	"time"
 
 	"github.com/golang-jwt/jwt/v5"
-	"github.com/jackc/pgx/v5"
-	"github.com/jackc/pgx/v5/stdlib"
 	"github.com/redis/go-redis/v9"
 	_ "modernc.org/sqlite" // the "sqlite" database/sql driver
 
+	"github.com/ciamkit/selfservice/internal/pgtest"
 	"github.com/ciamkit/selfservice/internal/testenv"
 	"github.com/ciamkit/selfservice/middleware"
 	"github.com/ciamkit/selfservice/store"
@@ -159,36 +158,11 @@ func sqliteDB(b *testing.B) *sql.DB {
 	return db
 }
 
-// postgresDB returns a pool on a schema of its own in the database that
-// SELFSERVICE_TEST_POSTGRES names, dropped when b ends; it skips b when the
-// variable is unset.
+// postgresDB returns a pool on a schema of its own, dropped when b ends;
+// it skips b when SELFSERVICE_TEST_POSTGRES is unset.
 func postgresDB(b *testing.B) *sql.DB {
 	b.Helper()
-	url := testenv.Lookup(b, testenv.Postgres)
-	config := func() *pgx.ConnConfig {
-		c, err := pgx.ParseConfig(url)
-		if err != nil {
-			b.Fatalf("%s: %v", testenv.Postgres, err)
-		}
-		return c
-	}
-	schema := "selfservice_bench_" + randomHex(8)
-	admin := stdlib.OpenDB(*config())
-	if _, err := admin.ExecContext(b.Context(), "CREATE SCHEMA "+schema); err != nil {
-		admin.Close()
-		b.Fatalf("create schema: %v", err)
-	}
-	c := config()
-	c.RuntimeParams["search_path"] = schema
-	db := stdlib.OpenDB(*c)
-	b.Cleanup(func() {
-		db.Close()
-		if _, err := admin.ExecContext(context.Background(), "DROP SCHEMA "+schema+" CASCADE"); err != nil {
-			b.Errorf("drop schema %s: %v", schema, err)
-		}
-		admin.Close()
-	})
-	return db
+	return pgtest.Open(b, "")
 }
 
 // redisCodes replaces the code store and send limiter of s with Redis ones

@@ -5,19 +5,16 @@ import (
 	"crypto/rand"
 	"database/sql"
 	"encoding/hex"
-	"net"
 	"net/http"
 	"net/http/httptest"
-	"strconv"
 	"strings"
 	"sync"
 	"testing"
 
-	"github.com/jackc/pgx/v5"
-	"github.com/jackc/pgx/v5/stdlib"
 	"github.com/redis/go-redis/v9"
 
 	"github.com/ciamkit/selfservice"
+	"github.com/ciamkit/selfservice/internal/pgtest"
 	"github.com/ciamkit/selfservice/internal/tcpproxy"
 	"github.com/ciamkit/selfservice/internal/testenv"
 	"github.com/ciamkit/selfservice/internal/testkit"
@@ -53,42 +50,14 @@ func randomSuffix() string {
 	return hex.EncodeToString(b)
 }
 
-// postgresVia opens the test database through addr (a proxy) in a schema of
-// its own, dropped when t ends.
+// postgresVia opens the test database through addr (a proxy, or the
+// server itself) in a schema of its own, dropped when t ends.
 func postgresVia(t *testing.T, addr string) *sql.DB {
 	t.Helper()
-	url := testenv.Lookup(t, testenv.Postgres)
-	direct, err := pgx.ParseConfig(url)
-	if err != nil {
-		t.Fatal(err)
-	}
-	schema := "selfservice_fault_" + randomSuffix()
-	admin := stdlib.OpenDB(*direct)
-	if _, err := admin.ExecContext(t.Context(), "CREATE SCHEMA "+schema); err != nil {
-		t.Fatal(err)
-	}
-	proxied, _ := pgx.ParseConfig(url)
-	host, port, _ := net.SplitHostPort(addr)
-	p, _ := strconv.Atoi(port)
-	proxied.Host, proxied.Port = host, uint16(p)
-	proxied.RuntimeParams["search_path"] = schema
-	db := stdlib.OpenDB(*proxied)
-	t.Cleanup(func() {
-		db.Close()
-		_, _ = admin.ExecContext(context.Background(), "DROP SCHEMA "+schema+" CASCADE")
-		admin.Close()
-	})
-	return db
+	return pgtest.Open(t, addr)
 }
 
-func pgAddr(t *testing.T) string {
-	t.Helper()
-	c, err := pgx.ParseConfig(testenv.Lookup(t, testenv.Postgres))
-	if err != nil {
-		t.Fatal(err)
-	}
-	return net.JoinHostPort(c.Host, strconv.Itoa(int(c.Port)))
-}
+func pgAddr(t *testing.T) string { return pgtest.Addr(t) }
 
 func redisVia(t *testing.T, addr string) *redis.Client {
 	t.Helper()

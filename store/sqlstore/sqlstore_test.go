@@ -2,9 +2,7 @@ package sqlstore_test
 
 import (
 	"context"
-	"crypto/rand"
 	"database/sql"
-	"encoding/hex"
 	"errors"
 	"fmt"
 	"path/filepath"
@@ -13,11 +11,10 @@ import (
 	"sync"
 	"testing"
 
-	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgconn"
-	"github.com/jackc/pgx/v5/stdlib"
 	"modernc.org/sqlite"
 
+	"github.com/ciamkit/selfservice/internal/pgtest"
 	"github.com/ciamkit/selfservice/internal/testenv"
 	"github.com/ciamkit/selfservice/store"
 	"github.com/ciamkit/selfservice/store/sqlstore"
@@ -79,41 +76,11 @@ func openSQLite(t *testing.T) *sql.DB {
 	return db
 }
 
-// openPostgres creates a schema of its own in the database named by
-// SELFSERVICE_TEST_POSTGRES, returns a pool whose search_path is that
-// schema, and drops the schema when t ends, so that parallel tests and runs
-// never collide.
+// openPostgres returns a pool on a schema of its own in the database
+// SELFSERVICE_TEST_POSTGRES names, dropped when t ends.
 func openPostgres(t *testing.T) *sql.DB {
 	t.Helper()
-	url := testenv.Lookup(t, testenv.Postgres)
-	config := func() *pgx.ConnConfig {
-		t.Helper()
-		c, err := pgx.ParseConfig(url)
-		if err != nil {
-			t.Fatalf("%s: %v", testenv.Postgres, err)
-		}
-		return c
-	}
-	suffix := make([]byte, 8)
-	rand.Read(suffix)
-	schema := "selfservice_test_" + hex.EncodeToString(suffix)
-
-	admin := stdlib.OpenDB(*config())
-	if _, err := admin.ExecContext(t.Context(), "CREATE SCHEMA "+schema); err != nil {
-		admin.Close()
-		t.Fatalf("create schema: %v", err)
-	}
-	c := config()
-	c.RuntimeParams["search_path"] = schema
-	db := stdlib.OpenDB(*c)
-	t.Cleanup(func() {
-		db.Close()
-		if _, err := admin.ExecContext(context.Background(), "DROP SCHEMA "+schema+" CASCADE"); err != nil {
-			t.Errorf("drop schema %s: %v", schema, err)
-		}
-		admin.Close()
-	})
-	return db
+	return pgtest.Open(t, "")
 }
 
 // openMigrated opens a fresh database of engine e with the schema applied.
