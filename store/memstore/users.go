@@ -1,0 +1,89 @@
+package memstore
+
+import (
+	"context"
+	"fmt"
+	"sync"
+
+	"github.com/ciamkit/selfservice/store"
+)
+
+// UserStore is an in-memory store.UserStore. The zero value is ready to use.
+type UserStore struct {
+	mu          sync.RWMutex
+	byID        map[string]store.User
+	byCanonical map[string]string // canonical email -> user id
+}
+
+// NewUserStore returns a store holding users; it panics if two of them share
+// an id or a canonical address, since that is a mistake in the caller's data.
+func NewUserStore(users ...store.User) *UserStore {
+	s := &UserStore{}
+	for _, u := range users {
+		if err := s.CreateUser(context.Background(), u); err != nil {
+			panic(fmt.Sprintf("memstore: NewUserStore: user %q: %v", u.ID, err))
+		}
+	}
+	return s
+}
+
+func (s *UserStore) init() {
+	if s.byID == nil {
+		s.byID = make(map[string]store.User)
+		s.byCanonical = make(map[string]string)
+	}
+}
+
+// CreateUser adds u. It returns store.ErrAlreadyExists if the id is taken and
+// store.ErrEmailExists if the canonical address is, changing nothing.
+func (s *UserStore) CreateUser(_ context.Context, u store.User) error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.init()
+	if _, ok := s.byID[u.ID]; ok {
+		return store.ErrAlreadyExists
+	}
+	if u.CanonicalEmail != "" {
+		if _, ok := s.byCanonical[u.CanonicalEmail]; ok {
+			return store.ErrEmailExists
+		}
+		s.byCanonical[u.CanonicalEmail] = u.ID
+	}
+	s.byID[u.ID] = u
+	return nil
+}
+
+// User implements store.UserStore.
+func (s *UserStore) User(_ context.Context, id string) (store.User, error) {
+	s.mu.RLock()
+	defer s.mu.RUnlock()
+	u, ok := s.byID[id]
+	if !ok {
+		return store.User{}, store.ErrNotFound
+	}
+	return u, nil
+}
+
+// UpdateEmail implements store.UserStore.
+func (s *UserStore) UpdateEmail(_ context.Context, id, email, canonical string) error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	u, ok := s.byID[id]
+	if !ok {
+		return store.ErrNotFound
+	}
+	// An empty canonical address is no address: any number of users may
+	// have none.
+	if holder, ok := s.byCanonical[canonical]; ok && holder != id && canonical != "" {
+		return store.ErrEmailExists
+	}
+	if u.CanonicalEmail != "" {
+		delete(s.byCanonical, u.CanonicalEmail)
+	}
+	u.Email, u.CanonicalEmail = email, canonical
+	s.byID[id] = u
+	if canonical != "" {
+		s.byCanonical[canonical] = id
+	}
+	return nil
+}
