@@ -1,6 +1,8 @@
 package i18n
 
 import (
+	"time"
+
 	goi18n "github.com/nicksnyder/go-i18n/v2/i18n"
 )
 
@@ -9,9 +11,10 @@ import (
 // also the ID of the message that localises it. A cause never reaches the
 // client: only the code and the localised message do.
 type Error struct {
-	Code   string
-	Status int
-	cause  error
+	Code       string
+	Status     int
+	cause      error
+	retryAfter time.Duration
 }
 
 // Error returns the code and, when there is one, the cause, for logs.
@@ -35,8 +38,17 @@ func (e *Error) Is(target error) bool {
 // WithCause returns a copy of e that wraps cause. The original is left as it
 // is, so the catalog values below stay safe to share.
 func (e *Error) WithCause(cause error) *Error {
-	return &Error{Code: e.Code, Status: e.Status, cause: cause}
+	return &Error{Code: e.Code, Status: e.Status, cause: cause, retryAfter: e.retryAfter}
 }
+
+// WithRetryAfter returns a copy of e that tells the client to wait d before
+// trying again (a Retry-After header, for a 429).
+func (e *Error) WithRetryAfter(d time.Duration) *Error {
+	return &Error{Code: e.Code, Status: e.Status, cause: e.cause, retryAfter: d}
+}
+
+// RetryAfter is how long the client should wait before trying again, or 0.
+func (e *Error) RetryAfter() time.Duration { return e.retryAfter }
 
 // The catalog: every code this package answers with. The first ten are the
 // seed page's, verbatim; CAPTCHA.0006 is the API family's code for a failed
@@ -62,6 +74,8 @@ var (
 	ErrCaptchaFailed     = &Error{Code: "IDAAS.SDK.CAPTCHA.9202", Status: 400}
 	ErrCodeTypeUnsupport = &Error{Code: "IDAAS.SDK.PARAM.9203", Status: 400}
 	ErrReauthRequired    = &Error{Code: "IDAAS.SDK.PARAM.9204", Status: 401}
+	ErrCodeBudgetSpent   = &Error{Code: "IDAAS.SDK.CAPTCHA.9205", Status: 429}
+	ErrHeaderRepeated    = &Error{Code: "IDAAS.SDK.REQ.9105", Status: 400}
 )
 
 // Catalog lists every error above, in the order of the README's table.
@@ -71,6 +85,7 @@ var Catalog = []*Error{
 	ErrEmailExists, ErrUserNotFound, ErrSendFailed, ErrInternal,
 	ErrMethodNotAllowed, ErrContentType, ErrBodyTooLarge, ErrBodyMalformed,
 	ErrSendRateLimited, ErrCaptchaFailed, ErrCodeTypeUnsupport, ErrReauthRequired,
+	ErrCodeBudgetSpent, ErrHeaderRepeated,
 }
 
 // Messages are the English source texts of the catalog, written as go-i18n
@@ -97,4 +112,6 @@ var Messages = []*goi18n.Message{
 	{ID: "IDAAS.SDK.CAPTCHA.9202", Description: "the captcha token was missing or refused", Other: "Human verification failed"},
 	{ID: "IDAAS.SDK.PARAM.9203", Description: "the send type is not one this endpoint serves", Other: "Unsupported verification code type"},
 	{ID: "IDAAS.SDK.PARAM.9204", Description: "the sign-in (auth_time) is older than the change allows", Other: "Please sign in again to change your email"},
+	{ID: "IDAAS.SDK.CAPTCHA.9205", Description: "a budget of wrong verification codes (per user or per client address) is spent", Other: "Too many incorrect verification codes, please try again later"},
+	{ID: "IDAAS.SDK.REQ.9105", Description: "X-client-id, Authorization or X-L appears more than once", Other: "A request header that may appear only once is repeated"},
 }

@@ -1,6 +1,6 @@
 // Package store defines the storage the self-service handlers need: users
-// (UserStore), verification codes (CodeStore), send limits (SendLimiter) and
-// registered applications (ClientRegistry). The contracts live in the
+// (UserStore), verification codes (CodeStore), budgets of sends and wrong
+// codes (Limiter) and registered applications (ClientRegistry). The contracts live in the
 // interface comments; store/storetest checks an implementation against them
 // and store/memstore is the in-memory reference.
 //
@@ -28,8 +28,13 @@ var (
 	// or its tries are used up. The three are one error on purpose: a caller
 	// learns nothing from which one it was.
 	ErrCodeInvalid = errors.New("store: verification code invalid")
-	// ErrRateLimited: a send limit for the key is reached.
+	// ErrRateLimited: a limit for the key is reached (see RateLimitError).
 	ErrRateLimited = errors.New("store: rate limited")
+	// ErrFull: a store with a hard cap on its entries (store/memstore)
+	// holds as many live entries as it may; nothing was written. The
+	// handlers answer it as an internal failure: they fail closed rather
+	// than drop live codes or budgets.
+	ErrFull = errors.New("store: full")
 	// ErrAlreadyExists: a record with that id exists. Returned by the
 	// stores' own create methods (seeding), which are not part of the
 	// interfaces below.
@@ -94,26 +99,58 @@ type CodeStore interface {
 	Verify(ctx context.Context, key CodeKey, hash []byte, maxTries int, now time.Time) error
 }
 
-// SendLimits bound how often codes are mailed to one key.
-type SendLimits struct {
-	// Interval is the least time between two sends.
-	Interval time.Duration
-	// Daily is how many sends a window of Window allows; 0 allows none.
-	Daily int
-	// Window is the length of the daily window, which starts at the
-	// first send in it.
+// Limit allows at most N events in any window of length Window: an event
+// at time t counts at every instant in [t, t+Window).
+type Limit struct {
+	N      int
 	Window time.Duration
 }
 
-// SendLimiter counts code sends.
+// RateLimitError is what a Limiter returns when a limit refuses an event.
+// It wraps ErrRateLimited, so errors.Is(err, ErrRateLimited) holds.
+type RateLimitError struct {
+	// RetryAfter is how long from the refused call's now until the event
+	// would be allowed, as far as the events recorded so far tell; at
+	// least one millisecond.
+	RetryAfter time.Duration
+}
+
+// Error describes the refusal.
+func (e *RateLimitError) Error() string {
+	return "store: rate limited, retry after " + e.RetryAfter.String()
+}
+
+// Unwrap returns ErrRateLimited.
+func (e *RateLimitError) Unwrap() error { return ErrRateLimited }
+
+// Limiter counts events under keys against sliding-window limits: the
+// package's budgets of sends and of wrong codes. Every Limit holds in every
+// window of its length, not only in windows aligned to some clock (no fixed
+// windows), and across every process that shares the Limiter's storage.
+//
+// Callers use one list of limits per key; an implementation may forget
+// events older than the longest window of that list.
 //
 // Implementations must be safe for concurrent use.
-type SendLimiter interface {
-	// Reserve records one send for key at now unless that would break
-	// limits, in which case it records nothing and returns an error
-	// wrapping ErrRateLimited. Check and record are one atomic step: of
-	// concurrent calls no more succeed than the limits allow.
-	Reserve(ctx context.Context, key string, limits SendLimits, now time.Time) error
+type Limiter interface {
+	// Reserve records one event for key at now unless, counting it, some
+	// limit would see more than its N events in a window of its length
+	// (that is, unless the recorded events in (now-Window, now] already
+	// number N). On success it returns an id that Cancel takes. On refusal
+	// it records nothing and returns a *RateLimitError whose RetryAfter is,
+	// over the refusing limits, the longest time until enough of their
+	// events have left their windows. Check and record are one atomic
+	// step: of concurrent calls no more succeed than the limits allow. An
+	// empty list of limits, or a Limit whose N or Window is not positive,
+	// is a caller's mistake: Reserve refuses it with an error that does
+	// not wrap ErrRateLimited.
+	Reserve(ctx context.Context, key string, limits []Limit, now time.Time) (id string, err error)
+
+	// Cancel removes the event id that Reserve recorded for key, as if it
+	// had never been reserved: a budget of wrong codes gives back the slot
+	// it reserved when the code turns out right. An id that is unknown,
+	// already cancelled or forgotten is not an error.
+	Cancel(ctx context.Context, key, id string) error
 }
 
 // Client is a registered application.
