@@ -25,6 +25,9 @@ const (
 	// EventNoticeFailed: the notice to the old address could not be sent;
 	// the change itself stands.
 	EventNoticeFailed EventKind = "notice_failed"
+	// EventRateLimited: a budget refused a send or a code (Event.Budget
+	// names it).
+	EventRateLimited EventKind = "rate_limited"
 )
 
 // Event is one audit record. Addresses appear only masked (MaskEmail) and
@@ -40,6 +43,10 @@ type Event struct {
 	Email string
 	// OldEmail is the masked previous address, for EventEmailChanged.
 	OldEmail string
+	// Budget names the budget that refused, for EventRateLimited: one of
+	// BudgetSendsPerEmail, BudgetSendsPerIP, BudgetWrongCodesPerUser and
+	// BudgetWrongCodesPerIP.
+	Budget string
 }
 
 // MaskEmail returns email with its local part hidden but for its first
@@ -55,22 +62,38 @@ func MaskEmail(email string) string {
 }
 
 // event records kind for the user (empty for sends) about email, and the
-// previous address oldEmail when there is one: it fills in what every event
-// of this request shares, logs it and hands it to Config.OnEvent. Nothing is
-// built when neither would see it.
+// previous address oldEmail when there is one.
 func (s *Service) event(ctx context.Context, kind EventKind, userID, email, oldEmail string) {
 	level := slog.LevelInfo
 	if kind == EventNoticeFailed || kind == EventCodeRejected {
 		level = slog.LevelWarn
 	}
+	s.emit(ctx, level, func(e *Event) {
+		e.Kind, e.UserID, e.Email = kind, userID, MaskEmail(email)
+		if oldEmail != "" {
+			e.OldEmail = MaskEmail(oldEmail)
+		}
+	})
+}
+
+// rateLimited records that budget refused a request of the user (empty for
+// sends).
+func (s *Service) rateLimited(ctx context.Context, userID, budget string) {
+	s.emit(ctx, slog.LevelWarn, func(e *Event) {
+		e.Kind, e.UserID, e.Budget = EventRateLimited, userID, budget
+	})
+}
+
+// emit fills in what every event of this request shares, lets fill add the
+// rest, logs the event at level and hands it to Config.OnEvent. Nothing is
+// built when neither would see it.
+func (s *Service) emit(ctx context.Context, level slog.Level, fill func(*Event)) {
 	logged := s.cfg.Logger.Enabled(ctx, level)
 	if !logged && s.cfg.OnEvent == nil {
 		return
 	}
-	e := Event{Kind: kind, Time: s.cfg.Now(), UserID: userID, Email: MaskEmail(email)}
-	if oldEmail != "" {
-		e.OldEmail = MaskEmail(oldEmail)
-	}
+	e := Event{Time: s.cfg.Now()}
+	fill(&e)
 	if c, ok := middleware.ClientFromContext(ctx); ok {
 		e.ClientID = c.ID
 	}
@@ -79,13 +102,18 @@ func (s *Service) event(ctx context.Context, kind EventKind, userID, email, oldE
 		attrs := []slog.Attr{
 			slog.String("event", string(e.Kind)),
 			slog.String("client", e.ClientID),
-			slog.String("email", e.Email),
+		}
+		if e.Email != "" {
+			attrs = append(attrs, slog.String("email", e.Email))
 		}
 		if e.UserID != "" {
 			attrs = append(attrs, slog.String("user", e.UserID))
 		}
 		if e.OldEmail != "" {
 			attrs = append(attrs, slog.String("old_email", e.OldEmail))
+		}
+		if e.Budget != "" {
+			attrs = append(attrs, slog.String("budget", e.Budget))
 		}
 		s.cfg.Logger.LogAttrs(ctx, level, "selfservice: "+string(e.Kind), attrs...)
 	}

@@ -32,7 +32,9 @@ import (
 	"fmt"
 	"log/slog"
 	"net/http"
+	"net/netip"
 	"regexp"
+	"strconv"
 	"strings"
 	"sync"
 	"time"
@@ -68,9 +70,11 @@ var ErrCaptchaRejected = errors.New("selfservice: captcha rejected")
 // not a silent pass. Clients and Verifier are required by Mount and Handler,
 // which put the middlewares in front.
 type Config struct {
-	Users   store.UserStore
-	Codes   store.CodeStore
-	Limiter store.SendLimiter
+	Users store.UserStore
+	Codes store.CodeStore
+	// Limiter keeps the counts of every budget (see Budgets). Replicas
+	// must share it, like Codes.
+	Limiter store.Limiter
 	Clients store.ClientRegistry
 	// Verifier checks the bearer id_token of update-email.
 	Verifier *middleware.Verifier
@@ -86,12 +90,13 @@ type Config struct {
 	CodeTTL time.Duration
 	// MaxTries is how many wrong codes kill a code. Default: 5.
 	MaxTries int
-	// SendInterval is the least time between two codes mailed to one
-	// address. Default: 60s.
-	SendInterval time.Duration
-	// DailySends caps the codes mailed to one address in 24 hours.
-	// Default: 10.
-	DailySends int
+	// Budgets bound sends per address and per client IP, and wrong codes
+	// per user and per client IP. Default: DefaultBudgets().
+	Budgets Budgets
+	// ClientIP returns the client address the IP budgets count for a
+	// request. Default: RemoteIP, the connection's address; never a
+	// header unless the function trusts a proxy (TrustProxies).
+	ClientIP func(*http.Request) netip.Addr
 	// MaxBodyBytes caps request bodies. Default: 4096.
 	MaxBodyBytes int64
 	// MaxAuthAge, when set, is a step-up rule for this sensitive change:
@@ -122,9 +127,8 @@ type Config struct {
 
 // Service serves the two endpoints. It is safe for concurrent use.
 type Service struct {
-	cfg    Config
-	codes  *codeHasher
-	limits store.SendLimits
+	cfg   Config
+	codes *codeHasher
 
 	mu      sync.Mutex     // guards closing and notices.Add against Wait
 	closing bool           // Shutdown has begun: notices are mailed inline
@@ -154,19 +158,13 @@ func New(cfg Config) (*Service, error) {
 	if cfg.MaxTries == 0 {
 		cfg.MaxTries = 5
 	}
-	if cfg.SendInterval == 0 {
-		cfg.SendInterval = time.Minute
-	}
-	if cfg.DailySends == 0 {
-		cfg.DailySends = 10
-	}
 	if cfg.MaxBodyBytes == 0 {
 		cfg.MaxBodyBytes = 4096
 	}
 	if cfg.NoticeTimeout == 0 {
 		cfg.NoticeTimeout = 30 * time.Second
 	}
-	if cfg.CodeTTL < 0 || cfg.MaxTries < 0 || cfg.SendInterval < 0 || cfg.DailySends < 0 || cfg.MaxBodyBytes < 0 || cfg.MaxAuthAge < 0 || cfg.NoticeTimeout < 0 {
+	if cfg.CodeTTL < 0 || cfg.MaxTries < 0 || cfg.MaxBodyBytes < 0 || cfg.MaxAuthAge < 0 || cfg.NoticeTimeout < 0 {
 		return nil, fmt.Errorf("%w: negative limit", ErrConfig)
 	}
 	if cfg.Bundle == nil {
@@ -178,15 +176,14 @@ func New(cfg Config) (*Service, error) {
 	if cfg.Now == nil {
 		cfg.Now = time.Now
 	}
-	return &Service{
-		cfg:   cfg,
-		codes: newCodeHasher(cfg.CodeSecret),
-		limits: store.SendLimits{
-			Interval: cfg.SendInterval,
-			Daily:    cfg.DailySends,
-			Window:   24 * time.Hour,
-		},
-	}, nil
+	if cfg.ClientIP == nil {
+		cfg.ClientIP = RemoteIP
+	}
+	var err error
+	if cfg.Budgets, err = cfg.Budgets.withDefaults(); err != nil {
+		return nil, err
+	}
+	return &Service{cfg: cfg, codes: newCodeHasher(cfg.CodeSecret)}, nil
 }
 
 // Shutdown waits until the notices still being mailed after responses are
@@ -311,15 +308,30 @@ func (s *Service) changeEmail(w http.ResponseWriter, r *http.Request) error {
 	if !wellFormedCode(code) {
 		return i18n.ErrCodeIncorrect
 	}
+	// Both budgets are charged before the code is evaluated, so that
+	// concurrent guesses cannot overdraw them; the right code gives the
+	// slots back. A spent budget refuses even the right code, and no code
+	// is evaluated or spent.
+	ip := s.cfg.ClientIP(r)
+	taken, err := s.reserve(ctx, user.ID, i18n.ErrCodeBudgetSpent,
+		budget{BudgetWrongCodesPerUser, wrongPerUserKey(user.ID), s.cfg.Budgets.WrongCodesPerUser},
+		budget{BudgetWrongCodesPerIP, wrongPerIPKey(ip), s.cfg.Budgets.WrongCodesPerIP},
+	)
+	if err != nil {
+		return err
+	}
 	key := store.CodeKey{Purpose: PurposeUpdateEmail, Email: canonical}
 	hash := s.codes.hash(key.Purpose, key.Email, code)
 	if err := s.cfg.Codes.Verify(ctx, key, hash, s.cfg.MaxTries, s.cfg.Now()); err != nil {
+		// A store failure keeps the slots too: the code may have been
+		// evaluated before the answer was lost.
 		if errors.Is(err, store.ErrCodeInvalid) {
 			s.event(ctx, EventCodeRejected, user.ID, email, "")
 			return i18n.ErrCodeIncorrect
 		}
 		return i18n.ErrInternal.WithCause(err)
 	}
+	s.cancel(ctx, taken)
 	if err := s.cfg.Users.UpdateEmail(ctx, user.ID, email, canonical); err != nil {
 		if errors.Is(err, store.ErrEmailExists) {
 			return i18n.ErrEmailExists
@@ -455,13 +467,16 @@ func (s *Service) mailCode(w http.ResponseWriter, r *http.Request) error {
 		}
 		return i18n.ErrInternal.WithCause(err)
 	}
-	now := s.cfg.Now()
-	if err := s.cfg.Limiter.Reserve(ctx, purpose+"\x00"+canonical, s.limits, now); err != nil {
-		if errors.Is(err, store.ErrRateLimited) {
-			return i18n.ErrSendRateLimited
-		}
-		return i18n.ErrInternal.WithCause(err)
+	// The client's budget first: a machine that mails many addresses is
+	// stopped whatever the addresses. A refused send costs no budget.
+	ip := s.cfg.ClientIP(r)
+	if _, err := s.reserve(ctx, "", i18n.ErrSendRateLimited,
+		budget{BudgetSendsPerIP, sendsPerIPKey(ip), s.cfg.Budgets.SendsPerIP},
+		budget{BudgetSendsPerEmail, sendsPerEmailKey(purpose, canonical), s.cfg.Budgets.SendsPerEmail},
+	); err != nil {
+		return err
 	}
+	now := s.cfg.Now()
 	code := newCode()
 	key := store.CodeKey{Purpose: purpose, Email: canonical}
 	if err := s.cfg.Codes.Put(ctx, key, s.codes.hash(purpose, canonical, code), now.Add(s.cfg.CodeTTL)); err != nil {
@@ -489,12 +504,16 @@ func storeError(err error, notFound *i18n.Error) error {
 	return i18n.ErrInternal.WithCause(err)
 }
 
-// fail logs what the client will not see and writes the error.
+// fail logs what the client will not see and writes the error, with a
+// Retry-After in whole seconds, rounded up, when it has one.
 func (s *Service) fail(w http.ResponseWriter, r *http.Request, err error) {
 	var e *i18n.Error
 	if !errors.As(err, &e) || e.Status >= http.StatusInternalServerError {
 		s.cfg.Logger.ErrorContext(r.Context(), "selfservice: request failed",
 			"path", r.URL.Path, "error", err)
+	}
+	if e != nil && e.RetryAfter() > 0 {
+		w.Header().Set("Retry-After", strconv.FormatInt(int64((e.RetryAfter()+time.Second-1)/time.Second), 10))
 	}
 	middleware.WriteError(w, r, err)
 }

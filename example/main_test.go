@@ -219,6 +219,27 @@ func TestSQLiteKeepsChange(t *testing.T) {
 	}
 }
 
+// TestSQLiteFilesPrivate: the database and its -wal and -shm files hold
+// addresses, so only their owner may read them.
+func TestSQLiteFilesPrivate(t *testing.T) {
+	dir := t.TempDir()
+	path := filepath.Join(dir, "private.db")
+	s := start(t, "-store", "sqlite:"+path)
+	if st, body := s.post(t, "/api/v2/sdk/email/send", "", `{"email":"p@example.com","type":"UPDATE_EMAIL_EMS","captcha_token":"dev"}`); st != 200 {
+		t.Fatalf("send: %d %s", st, body)
+	}
+	for _, name := range []string{path, path + "-wal", path + "-shm"} {
+		fi, err := os.Stat(name)
+		if err != nil {
+			t.Fatalf("stat: %v", err)
+		}
+		if perm := fi.Mode().Perm(); perm != 0o600 {
+			t.Errorf("%s: mode %v, want -rw-------", filepath.Base(name), perm)
+		}
+	}
+	s.stop(t)
+}
+
 // TestSMTPMail runs the walkthrough with -mail pointing at Mailpit: the code
 // arrives by SMTP instead of on stdout.
 func TestSMTPMail(t *testing.T) {

@@ -6,6 +6,8 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"io/fs"
+	"os"
 	"strings"
 
 	_ "github.com/jackc/pgx/v5/stdlib" // the "pgx" database/sql driver
@@ -71,6 +73,9 @@ func (s *stores) openUsers(ctx context.Context, flag string) error {
 		if path == "" {
 			return errors.New("-store sqlite:PATH needs a path")
 		}
+		if err := createPrivate(path); err != nil {
+			return fmt.Errorf("-store: %w", err)
+		}
 		driver, dialect = "sqlite", sqlstore.SQLite
 		dsn = "file:" + path + "?_pragma=busy_timeout(5000)&_pragma=journal_mode(WAL)"
 	case strings.HasPrefix(flag, "postgres://"), strings.HasPrefix(flag, "postgresql://"):
@@ -88,6 +93,21 @@ func (s *stores) openUsers(ctx context.Context, flag string) error {
 	}
 	s.users, s.clients = sqlstore.NewUserStore(db, dialect), sqlstore.NewClientRegistry(db, dialect)
 	return nil
+}
+
+// createPrivate creates the SQLite file readable by its owner only, before
+// SQLite would create it with the umask's usual 0644: it holds addresses.
+// SQLite gives its -wal and -shm files the database file's permissions. An
+// existing file is left as its owner set it.
+func createPrivate(path string) error {
+	f, err := os.OpenFile(path, os.O_RDWR|os.O_CREATE|os.O_EXCL, 0o600)
+	if errors.Is(err, fs.ErrExist) {
+		return nil
+	}
+	if err != nil {
+		return err
+	}
+	return f.Close()
 }
 
 func (s *stores) openCodes(ctx context.Context, flag string) error {

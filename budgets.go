@@ -1,0 +1,233 @@
+package selfservice
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net"
+	"net/http"
+	"net/netip"
+	"strings"
+	"time"
+
+	"github.com/ciamkit/selfservice/i18n"
+	"github.com/ciamkit/selfservice/store"
+)
+
+// Budgets bound what one attacker gets, beyond the limits of one code (5
+// tries, 10 minutes): how many codes are mailed to one address and at the
+// request of one client IP, and how many wrong codes one user and one client
+// IP may submit. Each budget is a list of store.Limit that must all hold, in
+// every rolling window of their lengths (Config.Limiter keeps the counts).
+// A nil list takes the default; there is no "off": to loosen a budget, give
+// it larger limits. SECURITY.md explains the defaults.
+//
+// "Client IP" is the address Config.ClientIP returns, IPv6 addresses
+// counted per /64 (one subscriber's usual allocation). Nothing the client
+// sends in a header counts, unless the integrator's ClientIP trusts a proxy.
+type Budgets struct {
+	// SendsPerEmail bounds the codes mailed to one address (canonical
+	// form, per send type). Default: 1 per minute and 10 per 24 hours.
+	SendsPerEmail []store.Limit
+	// SendsPerIP bounds the codes mailed at the request of one client IP,
+	// to any addresses. Default: 30 per hour and 200 per 24 hours.
+	SendsPerIP []store.Limit
+	// WrongCodesPerUser bounds the wrong codes one user (the token's
+	// subject) may submit to update-email, whatever the address. Once it
+	// is spent even the right code is refused (IDAAS.SDK.CAPTCHA.9205)
+	// until old failures leave the window. Default: 10 per hour and 20 per
+	// 24 hours.
+	WrongCodesPerUser []store.Limit
+	// WrongCodesPerIP bounds the wrong codes submitted from one client
+	// IP, over all users. Default: 50 per hour and 200 per 24 hours.
+	WrongCodesPerIP []store.Limit
+}
+
+// DefaultBudgets returns the budgets a zero Budgets stands for.
+func DefaultBudgets() Budgets {
+	const day = 24 * time.Hour
+	return Budgets{
+		SendsPerEmail:     []store.Limit{{N: 1, Window: time.Minute}, {N: 10, Window: day}},
+		SendsPerIP:        []store.Limit{{N: 30, Window: time.Hour}, {N: 200, Window: day}},
+		WrongCodesPerUser: []store.Limit{{N: 10, Window: time.Hour}, {N: 20, Window: day}},
+		WrongCodesPerIP:   []store.Limit{{N: 50, Window: time.Hour}, {N: 200, Window: day}},
+	}
+}
+
+// withDefaults fills the nil lists and checks every limit.
+func (b Budgets) withDefaults() (Budgets, error) {
+	def := DefaultBudgets()
+	for _, f := range []struct {
+		name      string
+		got, dflt *[]store.Limit
+	}{
+		{"SendsPerEmail", &b.SendsPerEmail, &def.SendsPerEmail},
+		{"SendsPerIP", &b.SendsPerIP, &def.SendsPerIP},
+		{"WrongCodesPerUser", &b.WrongCodesPerUser, &def.WrongCodesPerUser},
+		{"WrongCodesPerIP", &b.WrongCodesPerIP, &def.WrongCodesPerIP},
+	} {
+		if *f.got == nil {
+			*f.got = *f.dflt
+			continue
+		}
+		if len(*f.got) == 0 {
+			return b, fmt.Errorf("%w: Budgets.%s is empty: leave it nil for the default", ErrConfig, f.name)
+		}
+		*f.got = append([]store.Limit(nil), *f.got...)
+		for _, l := range *f.got {
+			if l.N <= 0 || l.Window <= 0 {
+				return b, fmt.Errorf("%w: Budgets.%s: a limit needs a positive N and Window", ErrConfig, f.name)
+			}
+		}
+	}
+	return b, nil
+}
+
+// Budget names, as audit events report them.
+const (
+	BudgetSendsPerEmail     = "sends_per_email"
+	BudgetSendsPerIP        = "sends_per_ip"
+	BudgetWrongCodesPerUser = "wrong_codes_per_user"
+	BudgetWrongCodesPerIP   = "wrong_codes_per_ip"
+)
+
+// budget is one reservable budget: its name, its key in the Limiter and its
+// limits.
+type budget struct {
+	name   string
+	key    string
+	limits []store.Limit
+}
+
+// reservation is a slot taken in a budget, which cancel gives back.
+type reservation struct {
+	key, id string
+}
+
+// reserve takes one slot in each budget, in order, or none: when one
+// refuses, the slots already taken are given back and the refusal is
+// returned as refused (with its Retry-After) after an EventRateLimited for
+// userID (empty for sends). A store failure is an internal error.
+func (s *Service) reserve(ctx context.Context, userID string, refused *i18n.Error, bs ...budget) ([]reservation, error) {
+	taken := make([]reservation, 0, len(bs))
+	now := s.cfg.Now()
+	for _, b := range bs {
+		id, err := s.cfg.Limiter.Reserve(ctx, b.key, b.limits, now)
+		if err == nil {
+			taken = append(taken, reservation{b.key, id})
+			continue
+		}
+		s.cancel(ctx, taken)
+		var rl *store.RateLimitError
+		if errors.As(err, &rl) {
+			s.rateLimited(ctx, userID, b.name)
+			return nil, refused.WithCause(fmt.Errorf("budget %s: %w", b.name, err)).WithRetryAfter(rl.RetryAfter)
+		}
+		return nil, i18n.ErrInternal.WithCause(err)
+	}
+	return taken, nil
+}
+
+// cancel gives slots back. It runs even if the request was cancelled, and a
+// failure only leaves a budget counting one event too many, the safe side,
+// so it is logged and not answered.
+func (s *Service) cancel(ctx context.Context, taken []reservation) {
+	ctx = context.WithoutCancel(ctx)
+	for _, r := range taken {
+		if err := s.cfg.Limiter.Cancel(ctx, r.key, r.id); err != nil {
+			s.cfg.Logger.WarnContext(ctx, "selfservice: giving back a budget slot failed", "error", err)
+		}
+	}
+}
+
+// Budget keys. Each kind has a prefix of its own, so that no user id, IP or
+// address of one kind can name another kind's key.
+func sendsPerEmailKey(purpose, canonical string) string {
+	return "sends-email\x00" + purpose + "\x00" + canonical
+}
+
+func sendsPerIPKey(ip netip.Addr) string    { return "sends-ip\x00" + ipKey(ip) }
+func wrongPerUserKey(subject string) string { return "wrong-user\x00" + subject }
+func wrongPerIPKey(ip netip.Addr) string    { return "wrong-ip\x00" + ipKey(ip) }
+
+// ipKey is the unit an IP budget counts: one IPv4 address, or one IPv6 /64,
+// since a single subscriber usually holds a whole /64 and could rotate
+// through it. IPv4-mapped IPv6 addresses count as their IPv4 address. The
+// zero Addr (an address that could not be read) is one shared unit.
+func ipKey(ip netip.Addr) string {
+	ip = ip.Unmap()
+	switch {
+	case !ip.IsValid():
+		return "unknown"
+	case ip.Is4():
+		return ip.String()
+	default:
+		p, _ := ip.Prefix(64)
+		return p.String()
+	}
+}
+
+// RemoteIP is the default Config.ClientIP: the address of the connection
+// (http.Request.RemoteAddr), never a header. Behind a reverse proxy every
+// request shares the proxy's address; use TrustProxies there.
+func RemoteIP(r *http.Request) netip.Addr {
+	return parseRemoteAddr(r.RemoteAddr)
+}
+
+func parseRemoteAddr(s string) netip.Addr {
+	if ap, err := netip.ParseAddrPort(s); err == nil {
+		return ap.Addr().Unmap()
+	}
+	if host, _, err := net.SplitHostPort(s); err == nil {
+		s = host
+	}
+	ip, err := netip.ParseAddr(s)
+	if err != nil {
+		return netip.Addr{}
+	}
+	return ip.WithZone("").Unmap()
+}
+
+// TrustProxies returns a Config.ClientIP for a server behind reverse
+// proxies at the given networks: when the connection comes from one of
+// them, the client is the right-most X-Forwarded-For address that is not
+// itself a trusted proxy (each proxy appends the address it saw, so only
+// the entries added by trusted proxies can be believed). A connection from
+// anywhere else, or a header that does not parse, gives the connection's own
+// address: a client cannot choose its budget by sending the header itself.
+func TrustProxies(proxies ...netip.Prefix) func(*http.Request) netip.Addr {
+	trusted := make([]netip.Prefix, len(proxies))
+	for i, p := range proxies {
+		trusted[i] = p.Masked()
+	}
+	isTrusted := func(ip netip.Addr) bool {
+		for _, p := range trusted {
+			if p.Contains(ip) {
+				return true
+			}
+		}
+		return false
+	}
+	return func(r *http.Request) netip.Addr {
+		ip := RemoteIP(r)
+		if !ip.IsValid() || !isTrusted(ip) {
+			return ip
+		}
+		hops := r.Header.Values("X-Forwarded-For")
+		for i := len(hops) - 1; i >= 0; i-- {
+			parts := strings.Split(hops[i], ",")
+			for j := len(parts) - 1; j >= 0; j-- {
+				hop, err := netip.ParseAddr(strings.TrimSpace(parts[j]))
+				if err != nil {
+					return ip
+				}
+				hop = hop.Unmap()
+				if !isTrusted(hop) {
+					return hop
+				}
+				ip = hop
+			}
+		}
+		return ip
+	}
+}
