@@ -139,11 +139,18 @@ type Limiter interface {
 	// number N). On success it returns an id that Cancel takes. On refusal
 	// it records nothing and returns a *RateLimitError whose RetryAfter is,
 	// over the refusing limits, the longest time until enough of their
-	// events have left their windows. Check and record are one atomic
-	// step: of concurrent calls no more succeed than the limits allow. An
-	// empty list of limits, or a Limit whose N or Window is not positive,
-	// is a caller's mistake: Reserve refuses it with an error that does
-	// not wrap ErrRateLimited.
+	// events have left their windows, measured from now. Check and record
+	// are one atomic step: of concurrent calls no more succeed than the
+	// limits allow. An empty list of limits, or a Limit whose N or Window
+	// is not positive, is a caller's mistake: Reserve refuses it with an
+	// error that does not wrap ErrRateLimited.
+	//
+	// A caller's now moves forward for a key, but concurrent callers may
+	// pass nows slightly out of order. An earlier now must not let more
+	// events through than the limits allow among the events recorded: an
+	// implementation may treat it as the latest now or event time it has
+	// for key, recording the event then and still measuring RetryAfter
+	// from the now passed.
 	Reserve(ctx context.Context, key string, limits []Limit, now time.Time) (id string, err error)
 
 	// Cancel removes the event id that Reserve recorded for key, as if it

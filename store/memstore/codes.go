@@ -2,68 +2,108 @@ package memstore
 
 import (
 	"context"
+	"crypto/sha256"
 	"crypto/subtle"
+	"fmt"
 	"sync"
 	"time"
 
 	"github.com/ciamkit/selfservice/store"
 )
 
-// CodeStore is an in-memory store.CodeStore. The zero value is ready to use.
+// CodeStore is an in-memory store.CodeStore holding at most
+// Options.MaxEntries codes (see Options for what happens when it is full).
+// The zero value is ready to use, with the default Options.
+//
+// A code is kept under the SHA-256 of its key, and as the SHA-256 of the
+// caller's hash, which compares equal exactly when the hashes do: 88 bytes
+// a code and a few dozen in the index, no pointers and no address.
 type CodeStore struct {
-	mu     sync.Mutex
-	codes  map[store.CodeKey]*code
-	writes int
+	mu    sync.Mutex
+	opts  Options // resolved on first use
+	codes table[[sha256.Size]byte, code]
 }
 
+// code is a stored code.
 type code struct {
-	hash      []byte
-	expiresAt time.Time
-	tries     int
+	hash  [sha256.Size]byte // SHA-256 of the caller's hash
+	tries int
 }
 
-// NewCodeStore returns an empty code store.
-func NewCodeStore() *CodeStore { return &CodeStore{} }
+// codeDigest returns the key a code is kept under.
+func codeDigest(k store.CodeKey) [sha256.Size]byte { return digest(k.Purpose, k.Email) }
 
-// Put implements store.CodeStore.
-func (s *CodeStore) Put(_ context.Context, key store.CodeKey, hash []byte, expiresAt time.Time) error {
+// NewCodeStore returns an empty code store configured by opts, of which it
+// takes at most one; none means the zero Options.
+//
+// Panics if given more than one Options or if MaxEntries is negative or
+// above math.MaxInt32.
+func NewCodeStore(opts ...Options) *CodeStore {
+	s := &CodeStore{opts: oneOptions("NewCodeStore", opts)}
+	s.codes.init(s.opts.MaxEntries)
+	return s
+}
+
+// lock takes s.mu and sets up a zero CodeStore.
+func (s *CodeStore) lock() {
 	s.mu.Lock()
+	if s.codes.index == nil {
+		s.opts = s.opts.resolve("CodeStore")
+		s.codes.init(s.opts.MaxEntries)
+	}
+}
+
+// Put implements store.CodeStore. A Put for a key without a live code when
+// the store is full returns an error wrapping store.ErrFull and changes
+// nothing; replacing a key's code always works. A code whose expiresAt has
+// passed by Options.Now is never stored: Put deletes the key's code
+// instead, which is what a Verify after expiresAt would see.
+func (s *CodeStore) Put(_ context.Context, key store.CodeKey, hash []byte, expiresAt time.Time) error {
+	k, h := codeDigest(key), sha256.Sum256(hash)
+	s.lock()
 	defer s.mu.Unlock()
-	if s.codes == nil {
-		s.codes = make(map[store.CodeKey]*code)
-	}
-	s.writes++
-	if s.writes%sweepEvery == 0 {
-		now := time.Now()
-		for k, c := range s.codes {
-			if !now.Before(c.expiresAt) {
-				delete(s.codes, k)
-			}
+	now, exp := nanos(s.opts.Now()), nanos(expiresAt)
+	s.codes.dropExpired(now, dropPerWrite)
+	n, c := s.codes.lookup(k)
+	switch {
+	case exp <= now:
+		if c != nil {
+			s.codes.remove(n)
 		}
+		return nil
+	case c == nil:
+		var err error
+		if _, c, err = s.codes.insert(k, exp, now); err != nil {
+			return fmt.Errorf("memstore: put code: %d codes held: %w", s.codes.len(), err)
+		}
+	default:
+		s.codes.setExpiry(n, exp)
 	}
-	s.codes[key] = &code{hash: append([]byte(nil), hash...), expiresAt: expiresAt}
+	c.val = code{hash: h}
 	return nil
 }
 
 // Verify implements store.CodeStore.
 func (s *CodeStore) Verify(_ context.Context, key store.CodeKey, hash []byte, maxTries int, now time.Time) error {
-	s.mu.Lock()
+	k, h := codeDigest(key), sha256.Sum256(hash)
+	s.lock()
 	defer s.mu.Unlock()
-	c, ok := s.codes[key]
-	if !ok {
+	s.codes.dropExpired(nanos(s.opts.Now()), dropPerWrite)
+	n, c := s.codes.lookup(k)
+	if c == nil {
 		return store.ErrCodeInvalid
 	}
-	if !now.Before(c.expiresAt) || c.tries >= maxTries {
-		delete(s.codes, key)
+	if nanos(now) >= c.expiry || c.val.tries >= maxTries {
+		s.codes.remove(n)
 		return store.ErrCodeInvalid
 	}
-	if subtle.ConstantTimeCompare(c.hash, hash) == 1 {
-		delete(s.codes, key)
+	if subtle.ConstantTimeCompare(c.val.hash[:], h[:]) == 1 {
+		s.codes.remove(n)
 		return nil
 	}
-	c.tries++
-	if c.tries >= maxTries {
-		delete(s.codes, key)
+	c.val.tries++
+	if c.val.tries >= maxTries {
+		s.codes.remove(n)
 	}
 	return store.ErrCodeInvalid
 }

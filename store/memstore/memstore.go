@@ -2,17 +2,307 @@
 // for development, and for a single process that may forget everything on
 // restart. Each store is safe for concurrent use and gives the atomicity a
 // database would: every method runs under one lock.
+//
+// The stores an attacker can fill from the network, CodeStore (one code per
+// address asked for) and Limiter (one budget per address or client), hold
+// at most Options.MaxEntries entries. Expired entries leave a few at a time
+// on every write, in order of expiry, so that no call sweeps the whole
+// store; when the store holds MaxEntries live entries, a write that needs a
+// new one fails with an error wrapping store.ErrFull and the handlers answer
+// an internal failure. They fail closed: a live code or a live budget is
+// never dropped to make room.
+//
+// # Quick start
+//
+//	users := memstore.NewUserStore(store.User{ID: "u1", Email: "a@example.com", CanonicalEmail: "a@example.com"})
+//	codes := memstore.NewCodeStore()
+//	limiter := memstore.NewLimiter(memstore.Options{MaxEntries: 1_000_000})
+//	clients := memstore.NewClientRegistry(store.Client{ID: "my-app"})
 package memstore
 
-import "github.com/ciamkit/selfservice/store"
+import (
+	"crypto/sha256"
+	"encoding/binary"
+	"fmt"
+	"math"
+	"time"
+
+	"github.com/ciamkit/selfservice/store"
+)
 
 var (
 	_ store.UserStore      = (*UserStore)(nil)
 	_ store.CodeStore      = (*CodeStore)(nil)
-	_ store.SendLimiter    = (*SendLimiter)(nil)
+	_ store.Limiter        = (*Limiter)(nil)
 	_ store.ClientRegistry = (*ClientRegistry)(nil)
 )
 
-// sweepEvery is how many writes pass between sweeps of expired entries, so
-// that abandoned codes and limits do not pile up in a long-running process.
-const sweepEvery = 1024
+// DefaultMaxEntries is the cap on entries of a CodeStore or a Limiter whose
+// Options.MaxEntries is zero. A hundred thousand codes, or budgets of a
+// few events each, take about 15 MiB.
+const DefaultMaxEntries = 100_000
+
+// Options configures a CodeStore or a Limiter. The zero value is ready to
+// use.
+type Options struct {
+	// MaxEntries caps the entries the store holds: codes for a CodeStore,
+	// keys with recorded events for a Limiter. When it holds MaxEntries
+	// live ones and none has expired, a call that needs a new entry (a Put
+	// for a new key, a Reserve for a new key) writes nothing and returns
+	// an error wrapping store.ErrFull, while calls on the entries held go
+	// on working. Memory grows with the entries up to the cap and is not
+	// given back below the peak. Default: DefaultMaxEntries.
+	MaxEntries int
+
+	// Now is the clock by which a CodeStore drops codes whose expiresAt
+	// has passed, to free their room; Verify still judges a code by the
+	// now it is given. A CodeStore used with a virtual clock should get
+	// the same clock here. A Limiter ignores Now: it keeps time by the now
+	// of each Reserve. Default: time.Now.
+	Now func() time.Time
+}
+
+// resolve returns o with its defaults filled in; fn names the constructor
+// for a panic message.
+func (o Options) resolve(fn string) Options {
+	switch {
+	case o.MaxEntries < 0:
+		panic(fmt.Sprintf("memstore: %s: negative MaxEntries %d", fn, o.MaxEntries))
+	case o.MaxEntries > math.MaxInt32:
+		panic(fmt.Sprintf("memstore: %s: MaxEntries %d is above %d", fn, o.MaxEntries, math.MaxInt32))
+	case o.MaxEntries == 0:
+		o.MaxEntries = DefaultMaxEntries
+	}
+	if o.Now == nil {
+		o.Now = time.Now
+	}
+	return o
+}
+
+// oneOptions returns the Options of a variadic constructor, panicking if
+// there are several.
+func oneOptions(fn string, opts []Options) Options {
+	switch len(opts) {
+	case 0:
+		return Options{}.resolve(fn)
+	case 1:
+		return opts[0].resolve(fn)
+	}
+	panic(fmt.Sprintf("memstore: %s: %d Options, want at most one", fn, len(opts)))
+}
+
+// Bounds of the times nanos can express.
+var (
+	minNanos = time.Unix(0, math.MinInt64)
+	maxNanos = time.Unix(0, math.MaxInt64)
+)
+
+// nanos returns t as Unix nanoseconds, saturating outside the years 1678
+// to 2262, where t.UnixNano is undefined: the zero time is long past, not
+// some arbitrary instant.
+func nanos(t time.Time) int64 {
+	switch {
+	case t.Before(minNanos):
+		return math.MinInt64
+	case t.After(maxNanos):
+		return math.MaxInt64
+	}
+	return t.UnixNano()
+}
+
+// digest returns the SHA-256 of parts, each preceded by its length so that
+// no two lists of parts hash the same input. The stores key their entries
+// by digests rather than by the caller's strings: an entry then holds no
+// pointer for the garbage collector to follow, and no address in clear.
+func digest(parts ...string) [sha256.Size]byte {
+	var buf [320]byte // an address and a purpose, without allocating
+	b := buf[:0]
+	for _, p := range parts {
+		b = binary.AppendUvarint(b, uint64(len(p)))
+		b = append(b, p...)
+	}
+	return sha256.Sum256(b)
+}
+
+// chunkBits sets the size of the chunks a table keeps its slots and its
+// heap in: 2^10 elements each. Chunks rather than slices that double, so
+// that growing a table of a million entries never copies megabytes inside
+// one call.
+const (
+	chunkBits = 10
+	chunkMask = 1<<chunkBits - 1
+)
+
+// dropPerWrite is how many expired entries a write removes besides its
+// own. More than one, so that expired entries leave faster than a stream
+// of writes of new keys adds them.
+const dropPerWrite = 2
+
+// table maps keys to values that expire, bounded by a cap. A binary
+// min-heap of slot numbers orders the entries by expiry, so that expired
+// ones leave a few per write in O(log n) each, never in a sweep. Slots are
+// addressed by int32 and, like the heap, kept in fixed-size chunks; free
+// slots form a list threaded through them. With keys and values free of
+// pointers (digests, times, counts), a table holds nothing the garbage
+// collector must follow.
+//
+// The zero table is not ready: init it first.
+type table[K comparable, V any] struct {
+	index map[K]int32    // key -> slot number
+	slots [][]slot[K, V] // slot n is slots[n>>chunkBits][n&chunkMask]
+	heap  [][]int32      // heap element i likewise; len(index) elements
+	used  int32          // slots handed out so far
+	free  int32          // the first free slot below used, or -1
+	max   int            // the cap on len(index)
+}
+
+// slot holds one entry of a table.
+type slot[K comparable, V any] struct {
+	key    K
+	expiry int64 // Unix nanoseconds; the entry is expired when expiry <= now
+	heapAt int32 // index in the heap; for a free slot, the next free slot
+	val    V
+}
+
+// init makes t empty with room for at most max entries.
+func (t *table[K, V]) init(max int) {
+	*t = table[K, V]{index: make(map[K]int32), free: -1, max: max}
+}
+
+// len returns the number of entries.
+func (t *table[K, V]) len() int { return len(t.index) }
+
+// at returns the slot numbered n.
+func (t *table[K, V]) at(n int32) *slot[K, V] {
+	return &t.slots[n>>chunkBits][n&chunkMask]
+}
+
+// heapSlot returns a pointer to heap element i.
+func (t *table[K, V]) heapSlot(i int) *int32 {
+	return &t.heap[i>>chunkBits][i&chunkMask]
+}
+
+// lookup returns the slot of key, or nil.
+func (t *table[K, V]) lookup(key K) (int32, *slot[K, V]) {
+	n, ok := t.index[key]
+	if !ok {
+		return -1, nil
+	}
+	return n, t.at(n)
+}
+
+// insert adds key, which t must not hold, with the given expiry and a zero
+// value, and returns its slot. If t is at its cap it first drops one
+// expired entry (by now); if none has expired it returns store.ErrFull and
+// changes nothing.
+func (t *table[K, V]) insert(key K, expiry, now int64) (int32, *slot[K, V], error) {
+	if len(t.index) >= t.max && t.dropExpired(now, 1) == 0 {
+		return -1, nil, store.ErrFull
+	}
+	n := t.free
+	if n >= 0 {
+		t.free = t.at(n).heapAt
+	} else {
+		n = t.used
+		t.used++
+		if int(n>>chunkBits) == len(t.slots) {
+			t.slots = append(t.slots, make([]slot[K, V], 1<<chunkBits))
+		}
+	}
+	i := len(t.index)
+	if i>>chunkBits == len(t.heap) {
+		t.heap = append(t.heap, make([]int32, 1<<chunkBits))
+	}
+	s := t.at(n)
+	s.key, s.expiry, s.heapAt = key, expiry, int32(i)
+	t.index[key] = n
+	*t.heapSlot(i) = n
+	t.up(i)
+	return n, s, nil
+}
+
+// setExpiry moves the entry in slot n to its place for a new expiry.
+func (t *table[K, V]) setExpiry(n int32, expiry int64) {
+	s := t.at(n)
+	if s.expiry == expiry {
+		return
+	}
+	s.expiry = expiry
+	if i := int(s.heapAt); !t.up(i) {
+		t.down(i, len(t.index))
+	}
+}
+
+// remove deletes the entry in slot n and puts the slot on the free list.
+func (t *table[K, V]) remove(n int32) {
+	s := t.at(n)
+	i, last := int(s.heapAt), len(t.index)-1
+	if i != last {
+		t.swap(i, last)
+		if !t.up(i) {
+			t.down(i, last)
+		}
+	}
+	delete(t.index, s.key)
+	*s = slot[K, V]{heapAt: t.free}
+	t.free = n
+}
+
+// dropExpired removes up to max entries whose expiry is at or before now,
+// soonest first, and returns how many it removed.
+func (t *table[K, V]) dropExpired(now int64, max int) int {
+	k := 0
+	for ; k < max && len(t.index) > 0; k++ {
+		n := *t.heapSlot(0)
+		if t.at(n).expiry > now {
+			break
+		}
+		t.remove(n)
+	}
+	return k
+}
+
+func (t *table[K, V]) less(i, j int) bool {
+	return t.at(*t.heapSlot(i)).expiry < t.at(*t.heapSlot(j)).expiry
+}
+
+func (t *table[K, V]) swap(i, j int) {
+	a, b := t.heapSlot(i), t.heapSlot(j)
+	*a, *b = *b, *a
+	t.at(*a).heapAt = int32(i)
+	t.at(*b).heapAt = int32(j)
+}
+
+// up moves heap element i towards the root while it expires sooner than
+// its parent, and reports whether it moved.
+func (t *table[K, V]) up(i int) bool {
+	moved := false
+	for i > 0 {
+		p := (i - 1) / 2
+		if !t.less(i, p) {
+			break
+		}
+		t.swap(i, p)
+		i, moved = p, true
+	}
+	return moved
+}
+
+// down moves heap element i, of the first n, towards the leaves while a
+// child expires sooner.
+func (t *table[K, V]) down(i, n int) {
+	for {
+		c := 2*i + 1
+		if c >= n {
+			return
+		}
+		if r := c + 1; r < n && t.less(r, c) {
+			c = r
+		}
+		if !t.less(c, i) {
+			return
+		}
+		t.swap(i, c)
+		i = c
+	}
+}

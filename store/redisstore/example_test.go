@@ -29,14 +29,16 @@ func ExampleNewCodeStore() {
 	fmt.Println(err == nil)
 }
 
-func ExampleNewSendLimiter() {
+func ExampleNewLimiter() {
 	rdb := redis.NewClient(&redis.Options{Addr: "localhost:6379"})
 	defer rdb.Close()
-	limiter := redisstore.NewSendLimiter(rdb, redisstore.Options{Prefix: "myapp:"})
+	limiter := redisstore.NewLimiter(rdb, redisstore.Options{Prefix: "myapp:"})
 
-	limits := store.SendLimits{Interval: time.Minute, Daily: 10, Window: 24 * time.Hour}
-	err := limiter.Reserve(context.Background(), "UPDATE_EMAIL_EMS\x00alice@example.com", limits, time.Now())
-	if errors.Is(err, store.ErrRateLimited) {
-		fmt.Println("try again later")
+	// One code a minute and ten a day to an address.
+	limits := []store.Limit{{N: 1, Window: time.Minute}, {N: 10, Window: 24 * time.Hour}}
+	_, err := limiter.Reserve(context.Background(), "UPDATE_EMAIL_EMS\x00alice@example.com", limits, time.Now())
+	var limited *store.RateLimitError
+	if errors.As(err, &limited) {
+		fmt.Printf("try again in %v\n", limited.RetryAfter.Round(time.Second))
 	}
 }

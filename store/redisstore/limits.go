@@ -2,6 +2,9 @@ package redisstore
 
 import (
 	"context"
+	"crypto/rand"
+	"encoding/hex"
+	"errors"
 	"fmt"
 	"strconv"
 	"time"
@@ -11,71 +14,142 @@ import (
 	"github.com/ciamkit/selfservice/store"
 )
 
-var _ store.SendLimiter = (*SendLimiter)(nil)
+var _ store.Limiter = (*Limiter)(nil)
 
-// SendLimiter is a store.SendLimiter on Redis. Each limiter key is a hash
-// under a key of its own, holding the last send, the end of the current
-// window and the sends in it.
-type SendLimiter struct {
+// Limiter is a store.Limiter on Redis. Each limiter key is a sorted set
+// under a key of its own, holding the key's events within the longest
+// window of its limits: member the reservation id, score the event's time
+// in Unix milliseconds.
+//
+// Redis keeps time in whole milliseconds: now is truncated to one, a
+// Window is rounded up to one and RetryAfter counts from the truncated now,
+// so it is at most a millisecond long and never short.
+type Limiter struct {
 	rdb    redis.UniversalClient
 	prefix string
 }
 
-// NewSendLimiter returns a limiter on rdb, a client the application opened.
+// NewLimiter returns a limiter on rdb, a client the application opened.
 //
 // Panics if rdb is nil.
-func NewSendLimiter(rdb redis.UniversalClient, opts Options) *SendLimiter {
-	mustClient("NewSendLimiter", rdb)
-	return &SendLimiter{rdb: rdb, prefix: opts.prefix()}
+func NewLimiter(rdb redis.UniversalClient, opts Options) *Limiter {
+	mustClient("NewLimiter", rdb)
+	return &Limiter{rdb: rdb, prefix: opts.prefix()}
+}
+
+func (l *Limiter) key(key string) string {
+	return hashedKey(l.prefix, "limit", key)
 }
 
 // reserveScript is Reserve in one atomic step.
 //
-//	KEYS[1]  the limiter key's hash key
+//	KEYS[1]  the limiter key's sorted set
 //	ARGV[1]  now, Unix milliseconds
-//	ARGV[2]  Interval, milliseconds
-//	ARGV[3]  Daily
-//	ARGV[4]  Window, milliseconds
+//	ARGV[2]  the reservation id
+//	ARGV[3]  the longest Window, milliseconds
+//	ARGV[4]  the largest N
+//	ARGV[5], ARGV[6], ...  N and Window (milliseconds) of each limit
 //
-// It returns 1 if the send is recorded and 0 if a limit refuses it, in
-// which case it writes nothing. The key lives until both the window and the
-// interval are over; after that a missing key and an old one mean the same.
-// Numbers are written with %.0f because Lua's own conversion of large
-// numbers may use an exponent.
+// It returns {1, 0} if the event is recorded and {0, wait} if a limit
+// refuses it, wait being milliseconds from ARGV[1]; a refusal writes
+// nothing but forgets events no limit counts.
+//
+// A now before the newest event counts as that event's time (at), so that
+// the set stays one ordered log and callers whose clocks disagree a little
+// cannot exceed a limit together. Every event is then at or before at, and
+// a limit is reached exactly when the set's Nth newest event is still in
+// (at-Window, at]; it is also the event that must leave before another
+// fits, so one ZRANGE by rank answers both the count and RetryAfter. The
+// TTL is relative, the longest window from the newest event and a minute's
+// grace, so that it does not depend on the application's and Redis's
+// clocks agreeing, and a caller whose now was taken a little before the
+// newest event's still finds the events its window holds. Numbers are
+// written with %.0f because Lua's own conversion of large numbers may use
+// an exponent.
 var reserveScript = redis.NewScript(`
-local now, interval = tonumber(ARGV[1]), tonumber(ARGV[2])
-local daily, window = tonumber(ARGV[3]), tonumber(ARGV[4])
-local sent = redis.call('HMGET', KEYS[1], 'last', 'wend', 'count')
-local count = tonumber(sent[3]) or 0
-local wend = tonumber(sent[2]) or 0
-if count > 0 and now < tonumber(sent[1]) + interval then
-	return 0
+local now = tonumber(ARGV[1])
+local longest, most = tonumber(ARGV[3]), tonumber(ARGV[4])
+local newest = redis.call('ZRANGE', KEYS[1], -1, -1, 'WITHSCORES')
+local at = now
+if newest[2] and tonumber(newest[2]) > at then
+	at = tonumber(newest[2])
 end
-if count == 0 or now >= wend then
-	count, wend = 0, now + window
+redis.call('ZREMRANGEBYSCORE', KEYS[1], '-inf', string.format('%.0f', at - longest))
+redis.call('ZREMRANGEBYRANK', KEYS[1], 0, -most - 1)
+local count = redis.call('ZCARD', KEYS[1])
+local wait = 0
+for i = 5, #ARGV, 2 do
+	local n, window = tonumber(ARGV[i]), tonumber(ARGV[i + 1])
+	if count >= n then
+		local nth = redis.call('ZRANGE', KEYS[1], count - n, count - n, 'WITHSCORES')
+		local leaves = tonumber(nth[2]) + window
+		if leaves - at > wait then
+			wait = leaves - at
+		end
+	end
 end
-if count >= daily then
-	return 0
+if wait > 0 then
+	return {0, wait + at - now}
 end
-redis.call('HSET', KEYS[1], 'last', string.format('%.0f', now),
-	'wend', string.format('%.0f', wend), 'count', count + 1)
-redis.call('PEXPIRE', KEYS[1], string.format('%.0f', math.max(wend - now, interval, 1)))
-return 1
+redis.call('ZADD', KEYS[1], string.format('%.0f', at), ARGV[2])
+redis.call('PEXPIRE', KEYS[1], string.format('%.0f', longest + 60000))
+return {1, 0}
 `)
 
-// Reserve implements store.SendLimiter with one Lua script.
-func (l *SendLimiter) Reserve(ctx context.Context, key string, limits store.SendLimits, now time.Time) error {
-	ok, err := reserveScript.Run(ctx, l.rdb, []string{hashedKey(l.prefix, "send", key)},
-		millis(now),
-		strconv.FormatInt(limits.Interval.Milliseconds(), 10),
-		strconv.Itoa(limits.Daily),
-		strconv.FormatInt(limits.Window.Milliseconds(), 10),
-	).Int()
+// Reserve implements store.Limiter with one Lua script. Reservation ids
+// are 32 random hex digits.
+func (l *Limiter) Reserve(ctx context.Context, key string, limits []store.Limit, now time.Time) (string, error) {
+	args, err := limitArgs(limits)
 	if err != nil {
-		return fmt.Errorf("redisstore: reserve send: %w", err)
+		return "", err
 	}
-	if ok != 1 {
-		return store.ErrRateLimited
+	var idBytes [16]byte
+	rand.Read(idBytes[:])
+	id := hex.EncodeToString(idBytes[:])
+	args[0], args[1] = millis(now), id
+	res, err := reserveScript.Run(ctx, l.rdb, []string{l.key(key)}, args...).Int64Slice()
+	if err != nil {
+		return "", fmt.Errorf("redisstore: reserve: %w", err)
+	}
+	if len(res) != 2 {
+		return "", fmt.Errorf("redisstore: reserve: script returned %v", res)
+	}
+	if res[0] != 1 {
+		return "", &store.RateLimitError{RetryAfter: max(time.Duration(res[1])*time.Millisecond, time.Millisecond)}
+	}
+	return id, nil
+}
+
+// Cancel implements store.Limiter with one ZREM. The key's TTL stays: it
+// may outlive its events a little, which costs nothing.
+func (l *Limiter) Cancel(ctx context.Context, key, id string) error {
+	if err := l.rdb.ZRem(ctx, l.key(key), id).Err(); err != nil {
+		return fmt.Errorf("redisstore: cancel: %w", err)
 	}
 	return nil
+}
+
+// limitArgs returns the arguments of reserveScript for limits, leaving the
+// first two (now and id) to the caller, or an error if the list is empty
+// or a limit is not positive.
+func limitArgs(limits []store.Limit) ([]any, error) {
+	if len(limits) == 0 {
+		return nil, errors.New("redisstore: reserve: no limits")
+	}
+	args := make([]any, 4, 4+2*len(limits))
+	var longest int64
+	most := 0
+	for i, lim := range limits {
+		if lim.N <= 0 || lim.Window <= 0 {
+			return nil, fmt.Errorf("redisstore: reserve: limit %d (N %d, Window %v): N and Window must be positive", i, lim.N, lim.Window)
+		}
+		window := int64(lim.Window / time.Millisecond)
+		if lim.Window%time.Millisecond != 0 {
+			window++
+		}
+		longest, most = max(longest, window), max(most, lim.N)
+		args = append(args, strconv.Itoa(lim.N), strconv.FormatInt(window, 10))
+	}
+	args[2], args[3] = strconv.FormatInt(longest, 10), strconv.Itoa(most)
+	return args, nil
 }

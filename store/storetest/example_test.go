@@ -18,8 +18,8 @@ func Example() {
 		storetest.TestCodeStore(t, func(t *testing.T) store.CodeStore {
 			return memstore.NewCodeStore()
 		})
-		storetest.TestSendLimiter(t, func(t *testing.T) store.SendLimiter {
-			return memstore.NewSendLimiter()
+		storetest.TestLimiter(t, func(t *testing.T) store.Limiter {
+			return memstore.NewLimiter()
 		})
 		storetest.TestClientRegistry(t, func(t *testing.T, seed []store.Client) store.ClientRegistry {
 			return memstore.NewClientRegistry(seed...)

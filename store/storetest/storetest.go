@@ -23,12 +23,14 @@
 //		})
 //	}
 //
-// Expiry and send-limit checks sleep for a few hundred milliseconds of real
-// time and pass time.Now() as now, so that a store which also keeps time by
-// its own clock (Redis TTLs, a database's now()) passes them as well as one
-// that trusts the caller's. One check passes now equal to a code's
-// expiresAt, since the contract names that instant as the code's death.
-// The whole suite takes about a second per store.
+// Code expiry checks sleep for a few hundred milliseconds of real time and
+// pass time.Now() as now, so that a store which also keeps time by its own
+// clock (Redis TTLs, a database's now()) passes them as well as one that
+// trusts the caller's. One check passes now equal to a code's expiresAt,
+// since the contract names that instant as the code's death. Limiter checks
+// never sleep: they pass virtual nows in whole milliseconds, far from the
+// wall clock, to test window edges exactly. The whole suite takes about a
+// second per store.
 package storetest
 
 import (
