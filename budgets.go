@@ -176,7 +176,7 @@ func RemoteIP(r *http.Request) netip.Addr {
 
 func parseRemoteAddr(s string) netip.Addr {
 	if ap, err := netip.ParseAddrPort(s); err == nil {
-		return ap.Addr().Unmap()
+		return ap.Addr().WithZone("").Unmap()
 	}
 	if host, _, err := net.SplitHostPort(s); err == nil {
 		s = host

@@ -46,7 +46,7 @@ var limiters = []struct {
 	name string
 	new  func(t *testing.T) store.Limiter
 }{
-	{"memory", func(*testing.T) store.Limiter { return memstore.NewLimiter(memstore.Options{}) }},
+	{"memory", func(*testing.T) store.Limiter { return memstore.NewLimiter() }},
 	{"redis", func(t *testing.T) store.Limiter {
 		rdb, prefix := redistest.Open(t)
 		return redisstore.NewLimiter(rdb, redisstore.Options{Prefix: prefix})
@@ -483,8 +483,8 @@ func TestBudgetsConfig(t *testing.T) {
 func validConfig(t *testing.T) selfservice.Config {
 	return selfservice.Config{
 		Users:      memstore.NewUserStore(),
-		Codes:      memstore.NewCodeStore(memstore.Options{}),
-		Limiter:    memstore.NewLimiter(memstore.Options{}),
+		Codes:      memstore.NewCodeStore(),
+		Limiter:    memstore.NewLimiter(),
 		Clients:    memstore.NewClientRegistry(),
 		Verifier:   testkit.Verifier(t),
 		Mailer:     &recordingMailer{},

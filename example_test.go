@@ -43,7 +43,7 @@ func ExampleMount() {
 	_, err = selfservice.Mount(mux, selfservice.Config{
 		Users:      memstore.NewUserStore(),
 		Codes:      memstore.NewCodeStore(),
-		Limiter:    memstore.NewSendLimiter(),
+		Limiter:    memstore.NewLimiter(),
 		Clients:    memstore.NewClientRegistry(store.Client{ID: "my-app"}),
 		Verifier:   verifier,
 		Mailer:     selfservice.NewLogMailer(log.Writer()),
@@ -65,7 +65,7 @@ func ExampleService_UpdateEmail() {
 		clients  store.ClientRegistry
 	)
 	chain := func(h http.Handler) http.Handler {
-		return middleware.Localize(i18n.Default())(middleware.DeviceHeaders(middleware.RequireClientID(clients)(h)))
+		return middleware.Localize(i18n.Default())(middleware.DeviceHeaders(middleware.RequireClientID(clients, nil)(h)))
 	}
 	http.Handle("POST "+selfservice.UpdateEmailPath, chain(middleware.RequireBearer(verifier)(svc.UpdateEmail())))
 	http.Handle("POST "+selfservice.SendCodePath, chain(svc.SendCode()))

@@ -238,7 +238,7 @@ func (s *Service) register(mux *http.ServeMux) error {
 	front := func(h http.Handler) http.Handler {
 		return middleware.Localize(s.cfg.Bundle)(
 			postOnly(middleware.DeviceHeaders(
-				middleware.RequireClientID(s.cfg.Clients)(h))))
+				middleware.RequireClientID(s.cfg.Clients, s.cfg.Logger)(h))))
 	}
 	mux.Handle(UpdateEmailPath, front(middleware.RequireBearer(s.cfg.Verifier)(s.UpdateEmail())))
 	mux.Handle(SendCodePath, front(s.SendCode()))

@@ -4,6 +4,7 @@ import (
 	"errors"
 	"fmt"
 	"net/http"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -11,6 +12,7 @@ import (
 	"github.com/golang-jwt/jwt/v5"
 
 	"github.com/ciamkit/selfservice"
+	"github.com/ciamkit/selfservice/i18n"
 	"github.com/ciamkit/selfservice/internal/testkit"
 	"github.com/ciamkit/selfservice/middleware"
 )
@@ -38,6 +40,8 @@ var messages = map[string][2]string{ // code -> {en, zh}
 	"IDAAS.SDK.CAPTCHA.9202": {"Human verification failed", "人机验证失败"},
 	"IDAAS.SDK.PARAM.9203":   {"Unsupported verification code type", "不支持的验证码类型"},
 	"IDAAS.SDK.PARAM.9204":   {"Please sign in again to change your email", "请重新登录后再修改邮箱"},
+	"IDAAS.SDK.CAPTCHA.9205": {"Too many incorrect verification codes, please try again later", "验证码错误次数过多,请稍后重试"},
+	"IDAAS.SDK.REQ.9105":     {"A request header that may appear only once is repeated", "请求头重复,该请求头只能出现一次"},
 }
 
 // specCase is one request through the full chain and the answer expected.
@@ -146,6 +150,13 @@ func TestSpec(t *testing.T) {
 		{name: "sign-in too old for the change", config: stepUp, header: auth(signedInAt(t, time.Now().Add(-time.Hour))), body: update("new@example.com", "123456"), status: 401, code: "IDAAS.SDK.PARAM.9204"},
 		{name: "no auth_time where one is required", config: stepUp, header: auth(good), body: update("new@example.com", "123456"), status: 401, code: "IDAAS.SDK.PARAM.9204"},
 		{name: "recent sign-in", config: stepUp, header: auth(signedInAt(t, time.Now().Add(-time.Minute))), body: update(" ALICE@example.com ", "999999"), status: 200},
+		{name: "wrong-code budget spent", setup: func(t *testing.T, f *fixture) {
+			for range 10 {
+				f.update(t, good, "en", "elsewhere@example.com", "000000")
+			}
+		}, header: auth(good), body: update("new@example.com", "123456"), status: 429, code: "IDAAS.SDK.CAPTCHA.9205"},
+		{name: "client id repeated", header: headers(auth(good), func(h http.Header) { h.Add("X-client-id", "client-2") }), body: update("new@example.com", "123456"), status: 400, code: "IDAAS.SDK.REQ.9105"},
+		{name: "Authorization repeated", header: headers(auth(good), func(h http.Header) { h.Add("Authorization", "Bearer "+good) }), body: update("new@example.com", "123456"), status: 400, code: "IDAAS.SDK.REQ.9105"},
 		{name: "method not POST", method: http.MethodGet, header: auth(good), status: 405, code: "IDAAS.SDK.REQ.9101"},
 		{name: "user store down", setup: func(t *testing.T, f *fixture) { f.fusers.fail(errors.New("dial tcp: connection refused")) }, header: auth(good), body: update("new@example.com", "123456"), status: 500, code: "IDAAS.SDK.SYS.9001"},
 
@@ -160,6 +171,11 @@ func TestSpec(t *testing.T) {
 			f.captcha.set(fmt.Errorf("score 0.1: %w", selfservice.ErrCaptchaRejected))
 		}, body: send("new@example.com", "UPDATE_EMAIL_EMS", "bot"), status: 400, code: "IDAAS.SDK.CAPTCHA.9202"},
 		{name: "send: captcha service down", path: selfservice.SendCodePath, setup: func(t *testing.T, f *fixture) { f.captcha.set(errors.New("captcha: timeout")) }, body: send("new@example.com", "UPDATE_EMAIL_EMS", "ok"), status: 500, code: "IDAAS.SDK.SYS.9001"},
+		{name: "send: IP budget spent", path: selfservice.SendCodePath, setup: func(t *testing.T, f *fixture) {
+			for i := range 30 {
+				f.sendCode(t, fmt.Sprintf("n%d@example.com", i))
+			}
+		}, body: send("new@example.com", "UPDATE_EMAIL_EMS", "ok"), status: 429, code: "IDAAS.SDK.CAPTCHA.9201"},
 		{name: "send: too often", path: selfservice.SendCodePath, setup: sendFirst("new@example.com"), body: send("new@example.com", "UPDATE_EMAIL_EMS", "ok"), status: 429, code: "IDAAS.SDK.CAPTCHA.9201"},
 		{name: "send: mailer down", path: selfservice.SendCodePath, setup: func(t *testing.T, f *fixture) { f.mail.fail(errors.New("smtp: 451")) }, body: send("new@example.com", "UPDATE_EMAIL_EMS", "ok"), status: 500, code: "IDAAS.SDK.CAPTCHA.0006"},
 		{name: "send: code store down", path: selfservice.SendCodePath, setup: func(t *testing.T, f *fixture) { f.codes.fail(errors.New("redis: i/o timeout")) }, body: send("new@example.com", "UPDATE_EMAIL_EMS", "ok"), status: 500, code: "IDAAS.SDK.SYS.9001"},
@@ -206,6 +222,11 @@ func TestSpec(t *testing.T) {
 					}
 					return
 				}
+				if tc.status == http.StatusTooManyRequests {
+					if s, err := strconv.Atoi(got.Header.Get("Retry-After")); err != nil || s <= 0 {
+						t.Errorf("Retry-After = %q, want whole positive seconds", got.Header.Get("Retry-After"))
+					}
+				}
 				if tc.status == http.StatusUnauthorized && !strings.Contains(got.Header.Get("WWW-Authenticate"), `error="insufficient_user_authentication"`) {
 					t.Errorf("WWW-Authenticate = %q", got.Header.Get("WWW-Authenticate"))
 				}
@@ -221,6 +242,11 @@ func TestSpec(t *testing.T) {
 	}
 	for _, tc := range cases {
 		seen[tc.code] = true
+	}
+	for _, e := range i18n.Catalog {
+		if _, ok := messages[e.Code]; !ok {
+			t.Errorf("the catalog's %s has no expected messages here", e.Code)
+		}
 	}
 	for code := range messages {
 		if !seen[code] {

@@ -176,7 +176,7 @@ func newFixtureWith(t *testing.T, edit func(*selfservice.Config), users ...store
 	cfg := selfservice.Config{
 		Users:      f.fusers,
 		Codes:      f.codes,
-		Limiter:    memstore.NewSendLimiter(),
+		Limiter:    memstore.NewLimiter(),
 		Clients:    memstore.NewClientRegistry(store.Client{ID: testClient}),
 		Verifier:   testkit.Verifier(t),
 		Mailer:     f.mail,

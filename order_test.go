@@ -192,7 +192,9 @@ func TestCodeLifecycle(t *testing.T) {
 		}
 	})
 	t.Run("resend replaces", func(t *testing.T) {
-		f := newFixtureWith(t, func(c *selfservice.Config) { c.SendInterval = time.Nanosecond },
+		f := newFixtureWith(t, func(c *selfservice.Config) {
+			c.Budgets.SendsPerEmail = []store.Limit{{N: 10, Window: time.Hour}}
+		},
 			mustUser(t, "alice", "alice@example.com"))
 		old := f.sendCode(t, "again@example.com")
 		fresh := f.sendCode(t, "again@example.com")

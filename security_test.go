@@ -14,6 +14,7 @@ import (
 	"time"
 
 	"github.com/ciamkit/selfservice"
+	"github.com/ciamkit/selfservice/internal/testkit"
 	"github.com/ciamkit/selfservice/store"
 )
 
@@ -59,8 +60,11 @@ func TestFaultAfterCodeAccepted(t *testing.T) {
 // byte for byte like a wrong code for a free one, and takes as long.
 func TestNoAddressOracle(t *testing.T) {
 	t.Parallel()
-	f := newFixtureWith(t, func(c *selfservice.Config) { c.MaxTries = 1 << 20 },
-		mustUser(t, "alice", "alice@example.com"), mustUser(t, "bob", "bob@example.com"))
+	f := newFixtureWith(t, func(c *selfservice.Config) {
+		// Every sample must reach the code store: no try limit, no budget.
+		c.MaxTries = 1 << 20
+		c.Budgets = testkit.LooseBudgets()
+	}, mustUser(t, "alice", "alice@example.com"), mustUser(t, "bob", "bob@example.com"))
 	good := token(t, "alice", nil)
 	f.sendCode(t, "bob@example.com")  // a live code for the taken address
 	f.sendCode(t, "free@example.com") // and for a free one
@@ -177,7 +181,9 @@ func TestCodeBindsToItsAddress(t *testing.T) {
 // the try limit, and the right code is dead afterwards.
 func TestConcurrentWrongGuesses(t *testing.T) {
 	t.Parallel()
-	f := newFixture(t, mustUser(t, "alice", "alice@example.com"))
+	// Budgets large enough that only the code's own try limit counts.
+	f := newFixtureWith(t, func(c *selfservice.Config) { c.Budgets = testkit.LooseBudgets() },
+		mustUser(t, "alice", "alice@example.com"))
 	good := token(t, "alice", nil)
 	code := f.sendCode(t, "target@example.com")
 	var wg sync.WaitGroup

@@ -20,6 +20,9 @@
 //	-mail M           log (default: each mail as a JSON line on stdout),
 //	                  smtp://[user:pass@]host:port (STARTTLS when offered) or
 //	                  smtps://[user:pass@]host:port (implicit TLS); ?from=addr
+//	-load-test        loosen every budget to 1,000,000 events a second, so
+//	                  that a load generator on one address is not refused;
+//	                  never in production
 //
 // Codes are hashed under SELFSERVICE_CODE_SECRET (hex, at least 32 bytes)
 // when it is set, else under a random secret of this process, which voids
@@ -45,6 +48,7 @@ import (
 	"github.com/ciamkit/selfservice"
 	"github.com/ciamkit/selfservice/mail"
 	"github.com/ciamkit/selfservice/middleware"
+	"github.com/ciamkit/selfservice/store"
 )
 
 func main() {
@@ -56,6 +60,7 @@ func main() {
 
 type flags struct {
 	addr, seed, issuer, jwksURL, store, codes, mail string
+	loadTest                                        bool
 }
 
 func parseFlags(args []string, stderr io.Writer) (flags, error) {
@@ -69,6 +74,7 @@ func parseFlags(args []string, stderr io.Writer) (flags, error) {
 	fs.StringVar(&f.store, "store", "memory", "users and clients: memory, sqlite:PATH or postgres://...")
 	fs.StringVar(&f.codes, "codes", "memory", "codes and send limits: memory or redis://...")
 	fs.StringVar(&f.mail, "mail", "log", "mail delivery: log (JSON lines on stdout), smtp://[user:pass@]host:port or smtps://...")
+	fs.BoolVar(&f.loadTest, "load-test", false, "loosen every budget to 1,000,000 a second for load generators (never in production)")
 	if err := fs.Parse(args); err != nil {
 		return f, err
 	}
@@ -154,6 +160,12 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	}
 	defer verifier.Close()
 
+	var budgets selfservice.Budgets
+	if f.loadTest {
+		logger.Warn("-load-test: every budget is loosened to 1,000,000 a second; never run this in production")
+		loose := []store.Limit{{N: 1_000_000, Window: time.Second}}
+		budgets = selfservice.Budgets{SendsPerEmail: loose, SendsPerIP: loose, WrongCodesPerUser: loose, WrongCodesPerIP: loose}
+	}
 	svc, err := selfservice.Mount(mux, selfservice.Config{
 		Users:      st.users,
 		Codes:      st.codes,
@@ -163,6 +175,7 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 		Mailer:     mailer,
 		Captcha:    selfservice.AllowAllCaptcha,
 		CodeSecret: secret,
+		Budgets:    budgets,
 		Logger:     logger,
 	})
 	if err != nil {

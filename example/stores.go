@@ -31,7 +31,7 @@ type stores struct {
 		clientCreator
 	}
 	codes   store.CodeStore
-	limiter store.SendLimiter
+	limiter store.Limiter
 	closers []io.Closer
 }
 
@@ -113,7 +113,7 @@ func createPrivate(path string) error {
 func (s *stores) openCodes(ctx context.Context, flag string) error {
 	switch {
 	case flag == "" || flag == "memory":
-		s.codes, s.limiter = memstore.NewCodeStore(), memstore.NewSendLimiter()
+		s.codes, s.limiter = memstore.NewCodeStore(), memstore.NewLimiter()
 		return nil
 	case strings.HasPrefix(flag, "redis://"), strings.HasPrefix(flag, "rediss://"):
 	default:
@@ -129,6 +129,6 @@ func (s *stores) openCodes(ctx context.Context, flag string) error {
 		return fmt.Errorf("-codes: %w", err)
 	}
 	s.codes = redisstore.NewCodeStore(rdb, redisstore.Options{})
-	s.limiter = redisstore.NewSendLimiter(rdb, redisstore.Options{})
+	s.limiter = redisstore.NewLimiter(rdb, redisstore.Options{})
 	return nil
 }

@@ -74,16 +74,16 @@ func newAPI(t *testing.T, mailer selfservice.Mailer, email string) *apiServer {
 	}
 	users := memstore.NewUserStore(store.User{ID: testUser, Email: typed, CanonicalEmail: canonical})
 	svc, err := selfservice.New(selfservice.Config{
-		Users:        users,
-		Codes:        memstore.NewCodeStore(),
-		Limiter:      memstore.NewSendLimiter(),
-		Clients:      memstore.NewClientRegistry(store.Client{ID: testClient}),
-		Verifier:     verifier,
-		Mailer:       mailer,
-		Captcha:      selfservice.AllowAllCaptcha,
-		CodeSecret:   []byte(rand.Text() + rand.Text()),
-		SendInterval: time.Millisecond,
-		Logger:       slog.New(slog.DiscardHandler),
+		Users:      users,
+		Codes:      memstore.NewCodeStore(),
+		Limiter:    memstore.NewLimiter(),
+		Clients:    memstore.NewClientRegistry(store.Client{ID: testClient}),
+		Verifier:   verifier,
+		Mailer:     mailer,
+		Captcha:    selfservice.AllowAllCaptcha,
+		CodeSecret: []byte(rand.Text() + rand.Text()),
+		Budgets:    selfservice.Budgets{SendsPerEmail: []store.Limit{{N: 100, Window: time.Hour}}},
+		Logger:     slog.New(slog.DiscardHandler),
 	})
 	if err != nil {
 		t.Fatal(err)

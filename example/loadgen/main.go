@@ -2,7 +2,7 @@
 // full update-email path. It builds ./example once into a temporary
 // directory, serves an RS256 issuer of its own on 127.0.0.1, writes a seed
 // file of N users and one client, starts the example as a subprocess on
-// 127.0.0.1 (-addr 127.0.0.1:0 -seed FILE -issuer URL -jwks-url URL, with
+// 127.0.0.1 (-addr 127.0.0.1:0 -load-test -seed FILE -issuer URL -jwks-url URL, with
 // -store and -codes passed through), drives it with internal/loadgen
 // (send-code and update-email per user, plus invalid requests) until the
 // duration or the request count is reached, samples the server's RSS from
@@ -145,7 +145,7 @@ func run(ctx context.Context, args []string, stdout io.Writer) error {
 
 	mails := loadgen.NewMailLog()
 	srv, err := startServer(ctx, bin, mails,
-		"-addr", "127.0.0.1:0", "-seed", seedPath, "-issuer", iss.url, "-jwks-url", iss.url+"/jwks",
+		"-addr", "127.0.0.1:0", "-load-test", "-seed", seedPath, "-issuer", iss.url, "-jwks-url", iss.url+"/jwks",
 		"-store", storeArg, "-codes", cfg.codes)
 	if err != nil {
 		return err

@@ -49,7 +49,7 @@ func TestCancelledClientWritesNothing(t *testing.T) {
 	svc, err := selfservice.New(selfservice.Config{
 		Users:      held,
 		Codes:      memstore.NewCodeStore(),
-		Limiter:    memstore.NewSendLimiter(),
+		Limiter:    memstore.NewLimiter(),
 		Clients:    memstore.NewClientRegistry(store.Client{ID: testkit.Client}),
 		Verifier:   testkit.Verifier(t),
 		Mailer:     mail,

@@ -106,14 +106,14 @@ func TestServiceCutMidRun(t *testing.T) {
 	svc, err := selfservice.New(selfservice.Config{
 		Users:      users,
 		Codes:      redisstore.NewCodeStore(rdb, opts),
-		Limiter:    redisstore.NewSendLimiter(rdb, opts),
+		Limiter:    redisstore.NewLimiter(rdb, opts),
 		Clients:    clients,
 		Verifier:   testkit.Verifier(t),
 		Mailer:     mail,
 		Captcha:    selfservice.AllowAllCaptcha,
 		CodeSecret: []byte(strings.Repeat("f", selfservice.MinCodeSecretLen)),
 		// A code per step to the same address.
-		SendInterval: 1,
+		Budgets: testkit.LooseBudgets(),
 	})
 	if err != nil {
 		t.Fatal(err)

@@ -36,7 +36,8 @@ func server(t *testing.T, users []loadgen.User) (string, *loadgen.MailLog) {
 	svc, err := selfservice.Mount(mux, selfservice.Config{
 		Users:      memstore.NewUserStore(seed...),
 		Codes:      memstore.NewCodeStore(),
-		Limiter:    memstore.NewSendLimiter(),
+		Limiter:    memstore.NewLimiter(),
+		Budgets:    testkit.LooseBudgets(),
 		Clients:    memstore.NewClientRegistry(store.Client{ID: testkit.Client}),
 		Verifier:   testkit.Verifier(t),
 		Mailer:     selfservice.NewLogMailer(mails),

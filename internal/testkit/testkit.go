@@ -17,7 +17,9 @@ import (
 
 	"github.com/golang-jwt/jwt/v5"
 
+	"github.com/ciamkit/selfservice"
 	"github.com/ciamkit/selfservice/middleware"
+	"github.com/ciamkit/selfservice/store"
 )
 
 // The issuer, client and key id the tokens of Token carry.
@@ -145,6 +147,14 @@ func Do(t testing.TB, c *http.Client, method, url string, h http.Header, body st
 		}
 	}
 	return r
+}
+
+// LooseBudgets returns budgets that a load test from one address never
+// reaches: a million events a second each, so that the sliding logs stay
+// short.
+func LooseBudgets() selfservice.Budgets {
+	loose := []store.Limit{{N: 1_000_000, Window: time.Second}}
+	return selfservice.Budgets{SendsPerEmail: loose, SendsPerIP: loose, WrongCodesPerUser: loose, WrongCodesPerIP: loose}
 }
 
 // Quote returns s as a JSON string.
