@@ -195,6 +195,7 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 		if err != nil {
 			return err
 		}
+		mountDemo(mux, demoPage{Users: st.users, UserID: seed.Users[0].ID, ClientID: seed.Clients[0].ClientID, Token: token, Logger: logger})
 		printWalkthrough(stderr, base, seed.Clients[0].ClientID, token)
 	}
 
