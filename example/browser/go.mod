@@ -1,0 +1,23 @@
+module github.com/ciamkit/selfservice/example/browser
+
+go 1.26.8
+
+replace github.com/ciamkit/selfservice => ../..
+
+require (
+	github.com/chromedp/chromedp v0.23.0
+	github.com/ciamkit/selfservice v0.0.0-00010101000000-000000000000
+	github.com/rs/cors v1.11.1
+)
+
+require (
+	github.com/MicahParks/jwkset v0.11.4 // indirect
+	github.com/MicahParks/keyfunc/v3 v3.9.1 // indirect
+	github.com/chromedp/cdproto v0.159.0 // indirect
+	github.com/go-json-experiment/json v0.0.0-20260213210345-44df1a37e875 // indirect
+	github.com/golang-jwt/jwt/v5 v5.3.1 // indirect
+	github.com/nicksnyder/go-i18n/v2 v2.7.0 // indirect
+	golang.org/x/net v0.62.0 // indirect
+	golang.org/x/text v0.44.0 // indirect
+	golang.org/x/time v0.15.0 // indirect
+)
