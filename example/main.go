@@ -20,6 +20,7 @@
 //	-mail M           log (default: each mail as a JSON line on stdout),
 //	                  smtp://[user:pass@]host:port (STARTTLS when offered) or
 //	                  smtps://[user:pass@]host:port (implicit TLS); ?from=addr
+//	-db-conns N       SQL connections kept open and idle (default 16)
 //	-load-test        loosen every budget to 1,000,000 events a second, so
 //	                  that a load generator on one address is not refused;
 //	                  never in production
@@ -61,6 +62,7 @@ func main() {
 type flags struct {
 	addr, seed, issuer, jwksURL, store, codes, mail string
 	loadTest                                        bool
+	dbConns                                         int
 }
 
 func parseFlags(args []string, stderr io.Writer) (flags, error) {
@@ -74,9 +76,13 @@ func parseFlags(args []string, stderr io.Writer) (flags, error) {
 	fs.StringVar(&f.store, "store", "memory", "users and clients: memory, sqlite:PATH or postgres://...")
 	fs.StringVar(&f.codes, "codes", "memory", "codes and send limits: memory or redis://...")
 	fs.StringVar(&f.mail, "mail", "log", "mail delivery: log (JSON lines on stdout), smtp://[user:pass@]host:port or smtps://...")
+	fs.IntVar(&f.dbConns, "db-conns", 16, "SQL connections kept open and idle (sqlite: and postgres:// stores)")
 	fs.BoolVar(&f.loadTest, "load-test", false, "loosen every budget to 1,000,000 a second for load generators (never in production)")
 	if err := fs.Parse(args); err != nil {
 		return f, err
+	}
+	if f.dbConns < 1 {
+		return f, errors.New("-db-conns must be at least 1")
 	}
 	if (f.issuer == "") != (f.jwksURL == "") {
 		return f, errors.New("-issuer and -jwks-url go together")
@@ -95,7 +101,7 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	defer stop()
 	logger := slog.New(slog.NewTextHandler(stderr, nil))
 
-	st, err := openStores(ctx, f.store, f.codes)
+	st, err := openStores(ctx, f.store, f.codes, f.dbConns)
 	if err != nil {
 		return err
 	}

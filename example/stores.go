@@ -9,6 +9,7 @@ import (
 	"io/fs"
 	"os"
 	"strings"
+	"time"
 
 	_ "github.com/jackc/pgx/v5/stdlib" // the "pgx" database/sql driver
 	"github.com/redis/go-redis/v9"
@@ -46,9 +47,9 @@ func (s *stores) Close() error {
 // openStores opens the stores that -store (memory, sqlite:PATH or a
 // postgres:// URL) and -codes (memory or a redis:// URL) name. SQL schemas
 // are migrated at once.
-func openStores(ctx context.Context, userFlag, codeFlag string) (*stores, error) {
+func openStores(ctx context.Context, userFlag, codeFlag string, dbConns int) (*stores, error) {
 	s := &stores{}
-	if err := s.openUsers(ctx, userFlag); err != nil {
+	if err := s.openUsers(ctx, userFlag, dbConns); err != nil {
 		s.Close()
 		return nil, err
 	}
@@ -59,7 +60,10 @@ func openStores(ctx context.Context, userFlag, codeFlag string) (*stores, error)
 	return s, nil
 }
 
-func (s *stores) openUsers(ctx context.Context, flag string) error {
+// openUsers opens the user store and client registry; a SQL pool keeps up
+// to dbConns connections, open and idle alike, so that steady load reuses
+// them instead of opening one per request (see sqlstore's package doc).
+func (s *stores) openUsers(ctx context.Context, flag string, dbConns int) error {
 	var (
 		driver, dsn string
 		dialect     sqlstore.Dialect
@@ -88,6 +92,9 @@ func (s *stores) openUsers(ctx context.Context, flag string) error {
 		return fmt.Errorf("-store: %w", err)
 	}
 	s.closers = append(s.closers, db)
+	db.SetMaxOpenConns(dbConns)
+	db.SetMaxIdleConns(dbConns)
+	db.SetConnMaxIdleTime(5 * time.Minute)
 	if err := sqlstore.Migrate(ctx, db, dialect); err != nil {
 		return fmt.Errorf("-store: %w", err)
 	}
