@@ -212,6 +212,7 @@ func jsString(s string) string {
 // example printed, type it, Enter; see the new address.
 func TestDemoPageFlow(t *testing.T) {
 	t.Parallel()
+	chromiumPath(t) // skip before building anything
 	ex := startExample(t)
 	ctx := newBrowser(t, 2*time.Minute)
 	openDemo(t, ctx, ex.base+"/")
@@ -264,6 +265,7 @@ func TestDemoPageFlow(t *testing.T) {
 // in Chinese, and the API's error for a wrong code comes back in Chinese.
 func TestDemoPageWrongCodeChinese(t *testing.T) {
 	t.Parallel()
+	chromiumPath(t)
 	ex := startExample(t)
 	ctx := newBrowser(t, 2*time.Minute, chromedp.Flag("accept-lang", "zh-CN,zh"))
 	openDemo(t, ctx, ex.base+"/")
