@@ -518,9 +518,16 @@ func (s *Service) fail(w http.ResponseWriter, r *http.Request, err error) {
 	middleware.WriteError(w, r, err)
 }
 
-var jsonContentType = []string{"application/json"}
+var (
+	jsonContentType = []string{"application/json"}
+	noStore         = []string{"no-store"}
+)
 
+// ok answers success as the seed page has it: 200, application/json and no
+// body. Like every answer it must not be cached: it is about an account.
 func ok(w http.ResponseWriter) {
-	w.Header()["Content-Type"] = jsonContentType
+	h := w.Header()
+	h["Content-Type"] = jsonContentType
+	h["Cache-Control"] = noStore
 	w.WriteHeader(http.StatusOK)
 }

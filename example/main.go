@@ -187,6 +187,7 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	if err != nil {
 		return err
 	}
+	mux.Handle("GET /openapi.yaml", selfservice.OpenAPIHandler())
 	mux.HandleFunc("GET /readyz", func(w http.ResponseWriter, r *http.Request) {
 		if err := verifier.Ready(r.Context()); err != nil {
 			http.Error(w, "JWKS keys not loaded", http.StatusServiceUnavailable)
@@ -267,5 +268,8 @@ Ready. A demo id_token (valid 24h) for the seeded user:
 
 Errors come back as {"error_code","error_msg"}; try -H 'X-L: zh' for Chinese.
 
-`, token, base, selfservice.SendCodePath, headers, base, selfservice.UpdateEmailPath, headers)
+Or open %s/ in a browser: a demo page runs the same flow as the demo user, in English or 中文 (?lang=zh).
+The API's OpenAPI document is at %s/openapi.yaml.
+
+`, token, base, selfservice.SendCodePath, headers, base, selfservice.UpdateEmailPath, headers, base, base)
 }

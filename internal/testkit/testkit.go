@@ -18,6 +18,7 @@ import (
 	"github.com/golang-jwt/jwt/v5"
 
 	"github.com/ciamkit/selfservice"
+	"github.com/ciamkit/selfservice/internal/openapitest"
 	"github.com/ciamkit/selfservice/middleware"
 	"github.com/ciamkit/selfservice/store"
 )
@@ -123,7 +124,8 @@ type Reply struct {
 }
 
 // Do sends one request and decodes the answer; a body that is not JSON
-// fails t.
+// fails t, and so does an exchange that openapi.yaml does not describe
+// (openapitest.Check), so that every suite keeps the document honest.
 func Do(t testing.TB, c *http.Client, method, url string, h http.Header, body string) Reply {
 	t.Helper()
 	req, err := http.NewRequest(method, url, strings.NewReader(body))
@@ -140,6 +142,7 @@ func Do(t testing.TB, c *http.Client, method, url string, h http.Header, body st
 	if err != nil {
 		t.Fatal(err)
 	}
+	openapitest.Check(t, req, []byte(body), resp.StatusCode, resp.Header, raw)
 	r := Reply{Status: resp.StatusCode, Raw: string(raw), Header: resp.Header}
 	if len(raw) > 0 {
 		if err := json.Unmarshal(raw, &r); err != nil {
