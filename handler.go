@@ -36,7 +36,6 @@ import (
 	"regexp"
 	"strconv"
 	"strings"
-	"sync"
 	"time"
 
 	"golang.org/x/text/language"
@@ -110,6 +109,12 @@ type Config struct {
 	// change; the notice runs after the response, so it never delays or
 	// undoes the change. Default: 30s.
 	NoticeTimeout time.Duration
+	// NoticeWorkers is how many notices are mailed at once. Default: 4.
+	NoticeWorkers int
+	// NoticeQueue is how many notices may wait for a worker; when the
+	// queue is full a notice is dropped, logged and reported as
+	// EventNoticeFailed, and the change stands. Default: 1024.
+	NoticeQueue int
 
 	// OnEvent, when set, receives every audit Event, synchronously on the
 	// request's goroutine (or the notice's, for EventNoticeFailed): keep
@@ -130,9 +135,7 @@ type Service struct {
 	cfg   Config
 	codes *codeHasher
 
-	mu      sync.Mutex     // guards closing and notices.Add against Wait
-	closing bool           // Shutdown has begun: notices are mailed inline
-	notices sync.WaitGroup // notices mailed after responses
+	notices notifier
 }
 
 // New validates cfg, fills in its defaults and returns the Service.
@@ -164,7 +167,14 @@ func New(cfg Config) (*Service, error) {
 	if cfg.NoticeTimeout == 0 {
 		cfg.NoticeTimeout = 30 * time.Second
 	}
-	if cfg.CodeTTL < 0 || cfg.MaxTries < 0 || cfg.MaxBodyBytes < 0 || cfg.MaxAuthAge < 0 || cfg.NoticeTimeout < 0 {
+	if cfg.NoticeWorkers == 0 {
+		cfg.NoticeWorkers = 4
+	}
+	if cfg.NoticeQueue == 0 {
+		cfg.NoticeQueue = 1024
+	}
+	if cfg.CodeTTL < 0 || cfg.MaxTries < 0 || cfg.MaxBodyBytes < 0 || cfg.MaxAuthAge < 0 || cfg.NoticeTimeout < 0 ||
+		cfg.NoticeWorkers < 0 || cfg.NoticeQueue < 0 {
 		return nil, fmt.Errorf("%w: negative limit", ErrConfig)
 	}
 	if cfg.Bundle == nil {
@@ -184,25 +194,6 @@ func New(cfg Config) (*Service, error) {
 		return nil, err
 	}
 	return &Service{cfg: cfg, codes: newCodeHasher(cfg.CodeSecret)}, nil
-}
-
-// Shutdown waits until the notices still being mailed after responses are
-// done, or ctx is. Call it after http.Server.Shutdown.
-func (s *Service) Shutdown(ctx context.Context) error {
-	s.mu.Lock()
-	s.closing = true
-	s.mu.Unlock()
-	done := make(chan struct{})
-	go func() {
-		s.notices.Wait()
-		close(done)
-	}()
-	select {
-	case <-done:
-		return nil
-	case <-ctx.Done():
-		return ctx.Err()
-	}
 }
 
 // Mount validates cfg and registers both endpoints on mux behind the
@@ -343,45 +334,6 @@ func (s *Service) changeEmail(w http.ResponseWriter, r *http.Request) error {
 		s.notifyOldAddress(ctx, user, email)
 	}
 	return nil
-}
-
-// notifyOldAddress mails the notice of a committed change to the user's old
-// address, after the response and detached from the request, so that it
-// can neither delay nor undo the change. A failure is logged (addresses
-// masked) and reported as EventNoticeFailed, never to the client.
-func (s *Service) notifyOldAddress(ctx context.Context, user store.User, newEmail string) {
-	msg := Message{
-		Type:      TypeEmailChanged,
-		To:        user.Email,
-		Language:  s.language(ctx),
-		NewEmail:  MaskEmail(newEmail),
-		ChangedAt: s.cfg.Now(),
-	}
-	send := func() {
-		// The request's values (device, client) stay for the log; its
-		// cancellation does not: the response is already on its way.
-		ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), s.cfg.NoticeTimeout)
-		defer cancel()
-		if err := s.cfg.Mailer.Send(ctx, msg); err != nil {
-			s.cfg.Logger.ErrorContext(ctx, "selfservice: notice to the old address failed",
-				"user", user.ID, "error", redact(err, []string{user.Email, user.CanonicalEmail}))
-			s.event(ctx, EventNoticeFailed, user.ID, user.Email, "")
-		}
-	}
-	s.mu.Lock()
-	if s.closing {
-		// Shutdown is waiting for the notices: a new one may not join
-		// the WaitGroup it waits on, so it goes out before the response.
-		s.mu.Unlock()
-		send()
-		return
-	}
-	s.notices.Add(1)
-	s.mu.Unlock()
-	go func() {
-		defer s.notices.Done()
-		send()
-	}()
 }
 
 // language is the request's language, or the bundle's default.

@@ -120,6 +120,7 @@ func (f *failingUsers) UpdateEmail(ctx context.Context, id, email, canonical str
 
 // fixture is the whole API on an httptest server over memory stores.
 type fixture struct {
+	svc     *selfservice.Service
 	srv     *httptest.Server
 	users   *memstore.UserStore
 	fusers  *failingUsers
@@ -191,6 +192,7 @@ func newFixtureWith(t *testing.T, edit func(*selfservice.Config), users ...store
 	if err != nil {
 		t.Fatal(err)
 	}
+	f.svc = svc
 	h, err := svc.Handler()
 	if err != nil {
 		t.Fatal(err)

@@ -1,0 +1,113 @@
+package selfservice
+
+import (
+	"context"
+	"sync"
+
+	"github.com/ciamkit/selfservice/store"
+)
+
+// notice is one mail to an old address, queued after a committed change.
+type notice struct {
+	ctx  context.Context // the request's values, without its cancellation
+	user store.User      // as it was before the change
+	msg  Message
+}
+
+// notifier mails notices on a few long-lived workers fed by a bounded
+// queue, so that a change costs its request a channel send, not a goroutine,
+// a context and a timer. The workers start with the first notice and stop
+// when Shutdown has drained the queue.
+type notifier struct {
+	mu      sync.Mutex
+	queue   chan notice
+	started bool
+	closing bool // Shutdown has begun: the queue is closed
+	workers sync.WaitGroup
+}
+
+// notifyOldAddress queues the notice of a committed change for the user's
+// old address. The mail goes out after the response, detached from the
+// request, so it can neither delay nor undo the change. A full queue drops
+// the notice; a drop, like a failed send, is logged (addresses masked) and
+// reported as EventNoticeFailed, never to the client. Once Shutdown has
+// begun, the notice is mailed before the response instead.
+func (s *Service) notifyOldAddress(ctx context.Context, user store.User, newEmail string) {
+	n := notice{
+		// The request's values (device, client) stay for the log; its
+		// cancellation does not: the response is already on its way.
+		ctx:  context.WithoutCancel(ctx),
+		user: user,
+		msg: Message{
+			Type:      TypeEmailChanged,
+			To:        user.Email,
+			Language:  s.language(ctx),
+			NewEmail:  MaskEmail(newEmail),
+			ChangedAt: s.cfg.Now(),
+		},
+	}
+	nt := &s.notices
+	nt.mu.Lock()
+	if nt.closing {
+		nt.mu.Unlock()
+		s.mailNotice(n)
+		return
+	}
+	if !nt.started {
+		nt.started = true
+		nt.queue = make(chan notice, s.cfg.NoticeQueue)
+		for range s.cfg.NoticeWorkers {
+			nt.workers.Go(func() {
+				for n := range nt.queue {
+					s.mailNotice(n)
+				}
+			})
+		}
+	}
+	select {
+	case nt.queue <- n:
+		nt.mu.Unlock()
+	default:
+		nt.mu.Unlock()
+		s.cfg.Logger.ErrorContext(n.ctx, "selfservice: notice queue full, notice to the old address dropped",
+			"user", user.ID, "queue", s.cfg.NoticeQueue)
+		s.event(n.ctx, EventNoticeFailed, user.ID, user.Email, "")
+	}
+}
+
+// mailNotice sends n within NoticeTimeout and reports a failure.
+func (s *Service) mailNotice(n notice) {
+	ctx, cancel := context.WithTimeout(n.ctx, s.cfg.NoticeTimeout)
+	defer cancel()
+	if err := s.cfg.Mailer.Send(ctx, n.msg); err != nil {
+		s.cfg.Logger.ErrorContext(ctx, "selfservice: notice to the old address failed",
+			"user", n.user.ID, "error", redact(err, []string{n.user.Email, n.user.CanonicalEmail}))
+		s.event(ctx, EventNoticeFailed, n.user.ID, n.user.Email, "")
+	}
+}
+
+// Shutdown stops taking notices into the queue (later ones are mailed
+// before their responses), and waits until the queued ones are mailed, or
+// ctx is done. Call it after http.Server.Shutdown.
+func (s *Service) Shutdown(ctx context.Context) error {
+	nt := &s.notices
+	nt.mu.Lock()
+	if !nt.closing {
+		nt.closing = true
+		if nt.started {
+			close(nt.queue)
+		}
+	}
+	nt.mu.Unlock()
+	done := make(chan struct{})
+	go func() {
+		nt.workers.Wait()
+		close(done)
+	}()
+	select {
+	case <-done:
+		return nil
+	case <-ctx.Done():
+		return ctx.Err()
+	}
+}
