@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"sync"
 
+	"github.com/ciamkit/selfservice/internal/emailaddr"
 	"github.com/ciamkit/selfservice/store"
 )
 
@@ -15,8 +16,10 @@ type UserStore struct {
 	byCanonical map[string]string // canonical email -> user id
 }
 
-// NewUserStore returns a store holding users; it panics if two of them share
-// an id or a canonical address, since that is a mistake in the caller's data.
+// NewUserStore returns a store holding users, each added as CreateUser adds
+// it; it panics if one of them is refused (two share an id or a canonical
+// address, or an address is invalid or its canonical form wrong), since
+// that is a mistake in the caller's data.
 func NewUserStore(users ...store.User) *UserStore {
 	s := &UserStore{}
 	for _, u := range users {
@@ -34,9 +37,20 @@ func (s *UserStore) init() {
 	}
 }
 
-// CreateUser adds u. It returns store.ErrAlreadyExists if the id is taken and
-// store.ErrEmailExists if the canonical address is, changing nothing.
+// CreateUser adds u, with its address in the form the handlers write it:
+// Email trimmed and NFC-normalised, and CanonicalEmail computed from it
+// when empty (see the root package's CanonicalEmail). It returns
+// store.ErrAlreadyExists if the id is taken and store.ErrEmailExists if the
+// canonical address is; an error that is neither if Email is not a valid
+// address, or CanonicalEmail is given without Email or is not Email's
+// canonical form, since the uniqueness of addresses rests on that form. In
+// every case of an error it changes nothing.
 func (s *UserStore) CreateUser(_ context.Context, u store.User) error {
+	email, canonical, err := emailaddr.Reconcile(u.Email, u.CanonicalEmail)
+	if err != nil {
+		return fmt.Errorf("memstore: user %q: %w", u.ID, err)
+	}
+	u.Email, u.CanonicalEmail = email, canonical
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	s.init()

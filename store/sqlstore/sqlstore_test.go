@@ -14,6 +14,7 @@ import (
 	"github.com/jackc/pgx/v5/pgconn"
 	"modernc.org/sqlite"
 
+	"github.com/ciamkit/selfservice/internal/emailaddr"
 	"github.com/ciamkit/selfservice/internal/pgtest"
 	"github.com/ciamkit/selfservice/internal/testenv"
 	"github.com/ciamkit/selfservice/store"
@@ -124,15 +125,27 @@ func TestClientRegistry(t *testing.T) {
 func TestCreateUser(t *testing.T) {
 	alice := store.User{ID: "u-alice", Email: "Alice@Example.com", CanonicalEmail: "alice@example.com"}
 	tests := []struct {
-		name string
-		user store.User
-		want error
+		name   string
+		user   store.User
+		want   error
+		stored store.User // when added; zero: the user as given
 	}{
-		{"new user", store.User{ID: "u-bob", Email: "Bob@Example.com", CanonicalEmail: "bob@example.com"}, nil},
-		{"new user without an address", store.User{ID: "u-nomail"}, nil},
-		{"taken id", store.User{ID: alice.ID, Email: "other@example.com", CanonicalEmail: "other@example.com"}, store.ErrAlreadyExists},
-		{"taken id and address", alice, store.ErrAlreadyExists},
-		{"taken address", store.User{ID: "u-bob", Email: "ALICE@example.com", CanonicalEmail: alice.CanonicalEmail}, store.ErrEmailExists},
+		{"new user", store.User{ID: "u-bob", Email: "Bob@Example.com", CanonicalEmail: "bob@example.com"}, nil, store.User{}},
+		{"new user without an address", store.User{ID: "u-nomail"}, nil, store.User{}},
+		{"taken id", store.User{ID: alice.ID, Email: "other@example.com", CanonicalEmail: "other@example.com"}, store.ErrAlreadyExists, store.User{}},
+		{"taken id and address", alice, store.ErrAlreadyExists, store.User{}},
+		{"taken address", store.User{ID: "u-bob", Email: "ALICE@example.com", CanonicalEmail: alice.CanonicalEmail}, store.ErrEmailExists, store.User{}},
+
+		// Seeding checks (issue 10, 5): the canonical form is computed
+		// or checked, so that two users never hold one address.
+		{"canonical form computed", store.User{ID: "u-bob", Email: " Bob@Bücher.example "}, nil,
+			store.User{ID: "u-bob", Email: "Bob@Bücher.example", CanonicalEmail: "bob@xn--bcher-kva.example"}},
+		{"taken address, canonical form not given", store.User{ID: "u-bob", Email: "ALICE@example.com"}, store.ErrEmailExists, store.User{}},
+		{"canonical form of another address", store.User{ID: "u-bob", Email: "bob@example.com", CanonicalEmail: "carol@example.com"}, emailaddr.ErrMismatch, store.User{}},
+		{"canonical form not lower-cased", store.User{ID: "u-bob", Email: "Bob@example.com", CanonicalEmail: "Bob@example.com"}, emailaddr.ErrMismatch, store.User{}},
+		{"canonical form without an address", store.User{ID: "u-bob", CanonicalEmail: "bob@example.com"}, emailaddr.ErrMismatch, store.User{}},
+		{"invalid address", store.User{ID: "u-bob", Email: "Bob <bob@example.com>"}, emailaddr.ErrCharacter, store.User{}},
+		{"look-alike of a taken address", store.User{ID: "u-bob", Email: "alice\u034f@example.com", CanonicalEmail: "alice@example.com"}, emailaddr.ErrCharacter, store.User{}},
 	}
 	forEachEngine(t, func(t *testing.T, e engine) {
 		db := openMigrated(t, e)
@@ -147,12 +160,26 @@ func TestCreateUser(t *testing.T) {
 					t.Fatalf("CreateUser(alice): %v", err)
 				}
 				err := s.CreateUser(ctx, tt.user)
-				if !errors.Is(err, tt.want) {
+				if !errors.Is(err, tt.want) || (err == nil) != (tt.want == nil) {
 					t.Fatalf("CreateUser(%+v) = %v, want %v", tt.user, err, tt.want)
 				}
-				want := tt.user
 				if tt.want != nil {
-					want = alice
+					if errors.Is(err, store.ErrNotFound) {
+						t.Errorf("CreateUser(%+v) = %v, which wraps ErrNotFound", tt.user, err)
+					}
+					if got, err := s.User(ctx, alice.ID); err != nil || got != alice {
+						t.Errorf("User(%q) = %+v, %v; want %+v", alice.ID, got, err, alice)
+					}
+					if tt.user.ID != alice.ID {
+						if _, err := s.User(ctx, tt.user.ID); !errors.Is(err, store.ErrNotFound) {
+							t.Errorf("refused user %q was added: %v", tt.user.ID, err)
+						}
+					}
+					return
+				}
+				want := tt.user
+				if tt.stored != (store.User{}) {
+					want = tt.stored
 				}
 				if got, err := s.User(ctx, want.ID); err != nil || got != want {
 					t.Errorf("User(%q) = %+v, %v; want %+v", want.ID, got, err, want)
