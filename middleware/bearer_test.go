@@ -1,12 +1,15 @@
 package middleware_test
 
 import (
+	"cmp"
 	"context"
 	"crypto/x509"
 	"encoding/base64"
+	"encoding/json"
 	"encoding/pem"
 	"errors"
 	"net/http"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -40,10 +43,11 @@ func TestVerifier(t *testing.T) {
 	in := func(d time.Duration) int64 { return testNow.Add(d).Unix() }
 
 	tests := []struct {
-		name  string
-		token func(t *testing.T) string
-		cause error // for a refused token, when the reason has a sentinel
-		ok    bool
+		name    string
+		token   func(t *testing.T) string
+		cause   error // for a refused token, when the reason has a sentinel
+		ok      bool
+		subject string // of an accepted token; "": testUser
 	}{
 		{name: "RS256", ok: true, token: func(t *testing.T) string { return rs256(k).sign(t, claims()) }},
 		{name: "ES256", ok: true, token: func(t *testing.T) string { return es256(k).sign(t, claims()) }},
@@ -70,6 +74,21 @@ func TestVerifier(t *testing.T) {
 		{name: "single audience with azp of this client", ok: true, token: func(t *testing.T) string {
 			return rs256(k).sign(t, claims(setClaim("azp", testClient)))
 		}},
+		{name: "typ claim JWT", ok: true, token: func(t *testing.T) string { return rs256(k).sign(t, claims(setClaim("typ", "JWT"))) }},
+		{name: "typ claim ID (Keycloak)", ok: true, token: func(t *testing.T) string { return rs256(k).sign(t, claims(setClaim("typ", "ID"))) }},
+		{name: "sub of 255 printable ASCII characters", ok: true, subject: " " + strings.Repeat("~", 254), token: func(t *testing.T) string {
+			return rs256(k).sign(t, claims(setClaim("sub", " "+strings.Repeat("~", 254))))
+		}},
+		{name: "fractional dates", ok: true, token: func(t *testing.T) string {
+			return rs256(k).sign(t, claims(setClaim("exp", float64(in(time.Minute))+0.5), setClaim("iat", float64(ago(time.Minute))+0.25)))
+		}},
+		{name: "dates in exponent form", ok: true, token: func(t *testing.T) string {
+			return rs256(k).sign(t, claims(setClaim("exp", json.Number(strconv.FormatFloat(float64(in(time.Minute)), 'e', -1, 64)))))
+		}},
+		{name: "null nbf is no nbf", ok: true, token: func(t *testing.T) string { return rs256(k).sign(t, claims(setClaim("nbf", nil))) }},
+		{name: "auth_time, acr and amr", ok: true, token: func(t *testing.T) string {
+			return rs256(k).sign(t, claims(setClaim("auth_time", ago(time.Hour)), setClaim("acr", "1"), setClaim("amr", []string{"pwd", "otp"})))
+		}},
 
 		{name: "expired", cause: jwt.ErrTokenExpired, token: func(t *testing.T) string {
 			return rs256(k).sign(t, claims(setClaim("exp", ago(2*time.Minute))))
@@ -80,8 +99,80 @@ func TestVerifier(t *testing.T) {
 		{name: "iat in the future beyond leeway", cause: jwt.ErrTokenUsedBeforeIssued, token: func(t *testing.T) string {
 			return rs256(k).sign(t, claims(setClaim("iat", in(2*time.Minute))))
 		}},
-		{name: "exp not a number", token: func(t *testing.T) string {
+		{name: "exp not a number", cause: middleware.ErrTokenNumericDate, token: func(t *testing.T) string {
 			return rs256(k).sign(t, claims(setClaim("exp", "tomorrow")))
+		}},
+		{name: "exp a numeric string", cause: middleware.ErrTokenNumericDate, token: func(t *testing.T) string {
+			return rs256(k).sign(t, claims(setClaim("exp", strconv.FormatInt(in(10*time.Minute), 10))))
+		}},
+		{name: "iat a numeric string", cause: middleware.ErrTokenNumericDate, token: func(t *testing.T) string {
+			return rs256(k).sign(t, claims(setClaim("iat", strconv.FormatInt(ago(time.Minute), 10))))
+		}},
+		{name: "nbf a numeric string", cause: middleware.ErrTokenNumericDate, token: func(t *testing.T) string {
+			return rs256(k).sign(t, claims(setClaim("nbf", strconv.FormatInt(ago(time.Minute), 10))))
+		}},
+		{name: "auth_time a numeric string", cause: middleware.ErrTokenNumericDate, token: func(t *testing.T) string {
+			return rs256(k).sign(t, claims(setClaim("auth_time", strconv.FormatInt(ago(time.Minute), 10))))
+		}},
+		{name: "exp a boolean", cause: middleware.ErrTokenNumericDate, token: func(t *testing.T) string {
+			return rs256(k).sign(t, claims(setClaim("exp", true)))
+		}},
+		{name: "exp an array", cause: middleware.ErrTokenNumericDate, token: func(t *testing.T) string {
+			return rs256(k).sign(t, claims(setClaim("exp", []int64{in(time.Minute)})))
+		}},
+		{name: "exp negative", cause: middleware.ErrTokenNumericDate, token: func(t *testing.T) string {
+			return rs256(k).sign(t, claims(setClaim("exp", -1)))
+		}},
+		{name: "exp past the year 9999", cause: middleware.ErrTokenNumericDate, token: func(t *testing.T) string {
+			return rs256(k).sign(t, claims(setClaim("exp", 1e300)))
+		}},
+		{name: "exp null", cause: jwt.ErrTokenRequiredClaimMissing, token: func(t *testing.T) string {
+			return rs256(k).sign(t, claims(setClaim("exp", nil)))
+		}},
+		{name: "iat null", cause: middleware.ErrTokenNoIssuedAt, token: func(t *testing.T) string {
+			return rs256(k).sign(t, claims(setClaim("iat", nil)))
+		}},
+		{name: "client_id claim (RFC 9068 access token)", cause: middleware.ErrTokenAccessToken, token: func(t *testing.T) string {
+			return rs256(k).sign(t, claims(setClaim("client_id", "other-app")))
+		}},
+		{name: "client_id claim of this client", cause: middleware.ErrTokenAccessToken, token: func(t *testing.T) string {
+			return rs256(k).sign(t, claims(setClaim("client_id", testClient)))
+		}},
+		{name: "client_id claim null", cause: middleware.ErrTokenAccessToken, token: func(t *testing.T) string {
+			return rs256(k).sign(t, claims(setClaim("client_id", nil)))
+		}},
+		{name: "scope claim", cause: middleware.ErrTokenAccessToken, token: func(t *testing.T) string {
+			return rs256(k).sign(t, claims(setClaim("scope", "openid email")))
+		}},
+		{name: "scp claim", cause: middleware.ErrTokenAccessToken, token: func(t *testing.T) string {
+			return rs256(k).sign(t, claims(setClaim("scp", []string{"openid"})))
+		}},
+		{name: "scp claim empty", cause: middleware.ErrTokenAccessToken, token: func(t *testing.T) string {
+			return rs256(k).sign(t, claims(setClaim("scp", []string{})))
+		}},
+		{name: "typ claim at+jwt", cause: middleware.ErrTokenType, token: func(t *testing.T) string {
+			return rs256(k).sign(t, claims(setClaim("typ", "at+jwt")))
+		}},
+		{name: "typ claim Bearer (Keycloak access token)", cause: middleware.ErrTokenType, token: func(t *testing.T) string {
+			return rs256(k).sign(t, claims(setClaim("typ", "Bearer")))
+		}},
+		{name: "typ claim not a string", cause: middleware.ErrTokenType, token: func(t *testing.T) string {
+			return rs256(k).sign(t, claims(setClaim("typ", 1)))
+		}},
+		{name: "sub of 256 characters", cause: middleware.ErrTokenSubject, token: func(t *testing.T) string {
+			return rs256(k).sign(t, claims(setClaim("sub", strings.Repeat("u", 256))))
+		}},
+		{name: "sub not ASCII", cause: middleware.ErrTokenSubject, token: func(t *testing.T) string {
+			return rs256(k).sign(t, claims(setClaim("sub", "usér-42")))
+		}},
+		{name: "sub with a control character", cause: middleware.ErrTokenSubject, token: func(t *testing.T) string {
+			return rs256(k).sign(t, claims(setClaim("sub", "user-42\n")))
+		}},
+		{name: "sub not a string", cause: jwt.ErrTokenMalformed, token: func(t *testing.T) string {
+			return rs256(k).sign(t, claims(setClaim("sub", 42)))
+		}},
+		{name: "amr not a list of strings", cause: jwt.ErrTokenMalformed, token: func(t *testing.T) string {
+			return rs256(k).sign(t, claims(setClaim("amr", []any{"pwd", 1})))
 		}},
 		{name: "missing iat", cause: middleware.ErrTokenNoIssuedAt, token: func(t *testing.T) string {
 			return rs256(k).sign(t, claims(dropClaim("iat")))
@@ -102,13 +193,13 @@ func TestVerifier(t *testing.T) {
 		{name: "missing audience", cause: middleware.ErrTokenAudience, token: func(t *testing.T) string {
 			return rs256(k).sign(t, claims(dropClaim("aud")))
 		}},
-		{name: "audience list without azp", cause: middleware.ErrTokenAudience, token: func(t *testing.T) string {
+		{name: "audience list without azp", cause: middleware.ErrTokenAuthorizedParty, token: func(t *testing.T) string {
 			return rs256(k).sign(t, claims(setClaim("aud", []string{testClient, "other-app"})))
 		}},
-		{name: "audience list with azp of another client", cause: middleware.ErrTokenAudience, token: func(t *testing.T) string {
+		{name: "audience list with azp of another client", cause: middleware.ErrTokenAuthorizedParty, token: func(t *testing.T) string {
 			return rs256(k).sign(t, claims(setClaim("aud", []string{testClient, "other-app"}), setClaim("azp", "other-app")))
 		}},
-		{name: "single audience with azp of another client", cause: middleware.ErrTokenAudience, token: func(t *testing.T) string {
+		{name: "single audience with azp of another client", cause: middleware.ErrTokenAuthorizedParty, token: func(t *testing.T) string {
 			return rs256(k).sign(t, claims(setClaim("azp", "other-app")))
 		}},
 		{name: "missing sub", cause: middleware.ErrTokenNoSubject, token: func(t *testing.T) string {
@@ -132,10 +223,13 @@ func TestVerifier(t *testing.T) {
 		{name: "unknown kid", cause: jwkset.ErrKeyNotFound, token: func(t *testing.T) string {
 			return signer{jwt.SigningMethodRS256, k.rs, "no-such-kid"}.sign(t, claims())
 		}},
-		{name: "missing kid", token: func(t *testing.T) string {
+		{name: "missing kid", cause: middleware.ErrTokenNoKID, token: func(t *testing.T) string {
 			return signer{jwt.SigningMethodRS256, k.rs, ""}.sign(t, claims())
 		}},
-		{name: "kid not a string", token: func(t *testing.T) string {
+		{name: "empty kid", cause: middleware.ErrTokenNoKID, token: func(t *testing.T) string {
+			return rs256(k).sign(t, claims(), header("kid", ""))
+		}},
+		{name: "kid not a string", cause: middleware.ErrTokenNoKID, token: func(t *testing.T) string {
 			return rs256(k).sign(t, claims(), header("kid", 1))
 		}},
 		{name: "tampered payload", cause: jwt.ErrTokenSignatureInvalid, token: func(t *testing.T) string {
@@ -191,13 +285,14 @@ func TestVerifier(t *testing.T) {
 		t.Run(tt.name, func(t *testing.T) {
 			t.Parallel()
 			raw := tt.token(t)
+			subject := cmp.Or(tt.subject, testUser)
 
 			got, err := v.Verify(context.Background(), raw, testClient)
 			switch {
 			case tt.ok && err != nil:
 				t.Fatalf("Verify: %v", err)
-			case tt.ok && (got == nil || got.Subject != testUser):
-				t.Fatalf("Verify claims = %+v, want subject %q", got, testUser)
+			case tt.ok && (got == nil || got.Subject != subject):
+				t.Fatalf("Verify claims = %+v, want subject %q", got, subject)
 			case !tt.ok && err == nil:
 				t.Fatalf("Verify accepted the token: %+v", got)
 			case !tt.ok && !errors.Is(err, i18n.ErrTokenInvalid):
@@ -217,8 +312,8 @@ func TestVerifier(t *testing.T) {
 				return
 			}
 			assertPassed(t, w, next)
-			if c := middleware.ClaimsFromContext(next.context(t)); c == nil || c.Subject != testUser {
-				t.Errorf("ClaimsFromContext = %+v, want subject %q", c, testUser)
+			if c := middleware.ClaimsFromContext(next.context(t)); c == nil || c.Subject != subject {
+				t.Errorf("ClaimsFromContext = %+v, want subject %q", c, subject)
 			}
 		})
 	}
@@ -406,7 +501,9 @@ func TestRequireBearerAuthorizationHeader(t *testing.T) {
 		{"short", []string{"Bear"}, http.StatusBadRequest, codeTokenEmpty, msgTokenEmpty},
 		{"garbage token", []string{"Bearer a.b.c"}, http.StatusBadRequest, codeTokenInvalid, msgTokenInvalid},
 		{"two tokens", []string{"Bearer " + good + " " + good}, http.StatusBadRequest, codeTokenInvalid, msgTokenInvalid},
-		{"first of repeated headers counts", []string{"Bearer " + good, "Basic xxx"}, http.StatusOK, "", ""},
+		{"repeated", []string{"Bearer " + good, "Basic xxx"}, http.StatusBadRequest, codeHeaderRepeated, msgHeaderRepeated},
+		{"repeated with the same token", []string{"Bearer " + good, "Bearer " + good}, http.StatusBadRequest, codeHeaderRepeated, msgHeaderRepeated},
+		{"repeated, the first empty", []string{"", "Bearer " + good}, http.StatusBadRequest, codeHeaderRepeated, msgHeaderRepeated},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -443,7 +540,7 @@ func TestRequireBearerAudienceSource(t *testing.T) {
 
 	standalone := func(next http.Handler) http.Handler { return middleware.RequireBearer(v)(next) }
 	chained := func(next http.Handler) http.Handler {
-		return middleware.RequireClientID(folding)(middleware.RequireBearer(v)(next))
+		return middleware.RequireClientID(folding, discard)(middleware.RequireBearer(v)(next))
 	}
 	tests := []struct {
 		name     string
@@ -501,4 +598,19 @@ func TestRequireBearerLocalised(t *testing.T) {
 func TestRequireBearerPanicsOnNilVerifier(t *testing.T) {
 	t.Parallel()
 	assertPanics(t, "RequireBearer(nil)", func() { middleware.RequireBearer(nil) })
+}
+
+// TestRequireBearerRepeatedClientID: on its own, RequireBearer reads
+// X-client-id as the audience and refuses two of them, as RequireClientID
+// does.
+func TestRequireBearerRepeatedClientID(t *testing.T) {
+	t.Parallel()
+	k := keys(t)
+	v := staticVerifier(t, k, nil)
+	raw := eddsa(k).sign(t, claims(setClaim("aud", []string{testClient, "app-2"}), setClaim("azp", testClient)))
+	for _, ids := range [][]string{{testClient, "app-2"}, {testClient, testClient}, {"app-2", testClient}} {
+		next := &recorder{}
+		w := serve(middleware.RequireBearer(v)(next), newRequest(http.Header{"X-Client-Id": ids, "Authorization": {"Bearer " + raw}}))
+		assertError(t, w, next, http.StatusBadRequest, codeHeaderRepeated, msgHeaderRepeated)
+	}
 }

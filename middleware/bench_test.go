@@ -135,7 +135,7 @@ func BenchmarkDeviceHeaders(b *testing.B) {
 }
 
 func BenchmarkRequireClientID(b *testing.B) {
-	serveLoop(b, middleware.RequireClientID(benchRegistry())(empty), benchRequest(""))
+	serveLoop(b, middleware.RequireClientID(benchRegistry(), discard)(empty), benchRequest(""))
 }
 
 // BenchmarkNonCrypto is the three middlewares in front of RequireBearer
@@ -143,7 +143,7 @@ func BenchmarkRequireClientID(b *testing.B) {
 func BenchmarkNonCrypto(b *testing.B) {
 	h := middleware.Localize(i18n.Default())(
 		middleware.DeviceHeaders(
-			middleware.RequireClientID(benchRegistry())(empty)))
+			middleware.RequireClientID(benchRegistry(), discard)(empty)))
 	serveLoop(b, h, benchRequest(""))
 }
 

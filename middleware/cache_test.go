@@ -220,7 +220,7 @@ func TestCacheBound(t *testing.T) {
 	if entries, _ := middleware.CacheSize(cv.Verifier); entries == 0 {
 		t.Error("cache is empty after 100 good tokens")
 	}
-	// The last token is in its shard's newest entry, so it is a hit.
+	// The last token is the newest entry, so it is a hit.
 	if _, checked := cv.verify(t, tokens[len(tokens)-1], testClient); checked {
 		t.Error("the newest token was evicted")
 	}
@@ -284,6 +284,80 @@ func TestCacheOptionsRefused(t *testing.T) {
 		})
 		if !errors.Is(err, middleware.ErrConfig) {
 			t.Errorf("Cache %+v: error %v, want ErrConfig", c, err)
+		}
+	}
+}
+
+// TestCacheHoldsMaxEntries: the cache fills up to MaxEntries exactly, however
+// the tokens spread over its shards, and then evicts only the oldest entry
+// (issue 10, 6: 10 entries over 8 shards used to hold 1 or 2 per shard).
+func TestCacheHoldsMaxEntries(t *testing.T) {
+	t.Parallel()
+	s := eddsa(keys(t))
+	var tokens []string
+	for i := range 1001 {
+		tokens = append(tokens, s.sign(t, claims(setClaim("jti", fmt.Sprintf("%04d", i)))))
+	}
+	for _, maxEntries := range []int{1, 2, 3, 10, 17, 100, 1000} {
+		t.Run(strconv.Itoa(maxEntries), func(t *testing.T) {
+			t.Parallel()
+			cv := newCachedVerifier(t, middleware.CacheOptions{MaxEntries: maxEntries})
+			for i, raw := range tokens[:maxEntries] {
+				if passed, checked := cv.verify(t, raw, testClient); !passed || !checked {
+					t.Fatalf("token %d: passed %v, checked %v on its first use", i, passed, checked)
+				}
+			}
+			if entries, _ := middleware.CacheSize(cv.Verifier); entries != maxEntries {
+				t.Fatalf("cache holds %d entries after %d tokens, want %d", entries, maxEntries, maxEntries)
+			}
+			for i, raw := range tokens[:maxEntries] {
+				if _, checked := cv.verify(t, raw, testClient); checked {
+					t.Fatalf("token %d of %d was evicted before the cache was full", i, maxEntries)
+				}
+			}
+			// One more evicts the oldest, and only it.
+			cv.verify(t, tokens[maxEntries], testClient)
+			if entries, _ := middleware.CacheSize(cv.Verifier); entries != maxEntries {
+				t.Fatalf("cache holds %d entries, want %d", entries, maxEntries)
+			}
+			for i := 1; i <= maxEntries; i++ {
+				if _, checked := cv.verify(t, tokens[i], testClient); checked {
+					t.Fatalf("token %d was evicted, want only token 0", i)
+				}
+			}
+			if _, checked := cv.verify(t, tokens[0], testClient); !checked {
+				t.Error("the oldest token is still cached")
+			}
+		})
+	}
+}
+
+// TestCacheHoldsMaxBytes: MaxBytes holds for the whole cache too.
+func TestCacheHoldsMaxBytes(t *testing.T) {
+	t.Parallel()
+	s := eddsa(keys(t))
+	var tokens []string
+	for i := range 20 {
+		tokens = append(tokens, s.sign(t, claims(setClaim("jti", fmt.Sprintf("%04d", i)))))
+	}
+	probe := newCachedVerifier(t, middleware.CacheOptions{MaxEntries: 1})
+	probe.verify(t, tokens[0], testClient)
+	_, size := middleware.CacheSize(probe.Verifier)
+
+	const fit = 5
+	cv := newCachedVerifier(t, middleware.CacheOptions{MaxEntries: 100, MaxBytes: fit * size})
+	for _, raw := range tokens {
+		cv.verify(t, raw, testClient)
+		if entries, bytes := middleware.CacheSize(cv.Verifier); bytes > fit*size || entries > fit {
+			t.Fatalf("cache holds %d entries, %d bytes; MaxBytes %d", entries, bytes, fit*size)
+		}
+	}
+	if entries, _ := middleware.CacheSize(cv.Verifier); entries != fit {
+		t.Errorf("cache holds %d entries of %d bytes under MaxBytes %d, want %d", entries, size, fit*size, fit)
+	}
+	for _, raw := range tokens[len(tokens)-fit:] {
+		if _, checked := cv.verify(t, raw, testClient); checked {
+			t.Error("one of the newest tokens was evicted")
 		}
 	}
 }

@@ -17,7 +17,7 @@ import (
 func chain(reg store.ClientRegistry, v *middleware.Verifier, next http.Handler) http.Handler {
 	return middleware.Localize(i18n.Default())(
 		middleware.DeviceHeaders(
-			middleware.RequireClientID(reg)(
+			middleware.RequireClientID(reg, discard)(
 				middleware.RequireBearer(v)(next))))
 }
 

@@ -31,18 +31,28 @@ func plausibleID(id string) bool {
 }
 
 // RequireClientID returns a middleware that requires X-client-id and looks it
-// up in reg: blank is IDAAS.SDK.PARAM.0002, unknown (or too long, not UTF-8,
-// holding a control character) is IDAAS.SDK.PARAM.0003,
-// a registry failure is the internal-error code (logged with slog's default
-// logger). The store.Client found goes into the request context. Panics if
-// reg is nil: a missing registry is a configuration error, not a pass.
-func RequireClientID(reg store.ClientRegistry) func(http.Handler) http.Handler {
+// up in reg: repeated is IDAAS.SDK.REQ.9105 (a proxy may have checked the
+// other value), blank is IDAAS.SDK.PARAM.0002, unknown (or too long, not
+// UTF-8, holding a control character) is IDAAS.SDK.PARAM.0003, a registry
+// failure is the internal-error code, logged to logger (nil:
+// slog.Default()). The store.Client found goes into the request context.
+// Panics if reg is nil: a missing registry is a configuration error, not a
+// pass.
+func RequireClientID(reg store.ClientRegistry, logger *slog.Logger) func(http.Handler) http.Handler {
 	if reg == nil {
 		panic("middleware: RequireClientID: nil ClientRegistry")
 	}
+	if logger == nil {
+		logger = slog.Default()
+	}
 	return func(next http.Handler) http.Handler {
 		return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-			id := strings.TrimSpace(headerValue(r.Header, "X-Client-Id"))
+			id, ok := singleValue(r.Header, "X-Client-Id")
+			if !ok {
+				WriteError(w, r, i18n.ErrHeaderRepeated)
+				return
+			}
+			id = strings.TrimSpace(id)
 			if id == "" {
 				WriteError(w, r, i18n.ErrClientIDEmpty)
 				return
@@ -57,7 +67,7 @@ func RequireClientID(reg store.ClientRegistry) func(http.Handler) http.Handler {
 					WriteError(w, r, i18n.ErrClientUnknown)
 					return
 				}
-				slog.ErrorContext(r.Context(), "selfservice: client registry failed", "error", err)
+				logger.ErrorContext(r.Context(), "selfservice: client registry failed", "error", err)
 				WriteError(w, r, i18n.ErrInternal.WithCause(err))
 				return
 			}

@@ -50,7 +50,7 @@ func TestRequireClientID(t *testing.T) {
 			if tt.header != nil {
 				hdr["X-Client-Id"] = tt.header
 			}
-			w := serve(middleware.RequireClientID(reg)(next), newRequest(hdr))
+			w := serve(middleware.RequireClientID(reg, discard)(next), newRequest(hdr))
 			if got := reg.calls.Load(); got != tt.lookups {
 				t.Errorf("registry called %d times, want %d", got, tt.lookups)
 			}
@@ -85,7 +85,7 @@ func TestRequireClientIDRegistryFailure(t *testing.T) {
 		t.Run(tt.name, func(t *testing.T) {
 			t.Parallel()
 			next := &recorder{}
-			h := middleware.Localize(i18n.Default())(middleware.RequireClientID(failingRegistry{tt.err})(next))
+			h := middleware.Localize(i18n.Default())(middleware.RequireClientID(failingRegistry{tt.err}, discard)(next))
 			w := serve(h, newRequest(http.Header{"X-Client-Id": {"app-1"}, "X-L": {tt.xl}}))
 			assertError(t, w, next, http.StatusInternalServerError, codeInternal, tt.msg)
 			for _, leak := range []string{"hunter2", "10.1.2.3", "connection refused", "clients:"} {
@@ -102,7 +102,7 @@ func TestRequireClientIDWrappedNotFound(t *testing.T) {
 	t.Parallel()
 	next := &recorder{}
 	reg := failingRegistry{fmt.Errorf("sql registry: client %q: %w", "x", store.ErrNotFound)}
-	w := serve(middleware.RequireClientID(reg)(next), newRequest(http.Header{"X-Client-Id": {"x"}}))
+	w := serve(middleware.RequireClientID(reg, discard)(next), newRequest(http.Header{"X-Client-Id": {"x"}}))
 	assertError(t, w, next, http.StatusBadRequest, codeClientUnknown, msgClientUnknown)
 }
 
@@ -119,7 +119,7 @@ func TestRequireClientIDLocalised(t *testing.T) {
 		t.Run(tt.name, func(t *testing.T) {
 			t.Parallel()
 			next := &recorder{}
-			h := middleware.Localize(i18n.Default())(middleware.RequireClientID(reg)(next))
+			h := middleware.Localize(i18n.Default())(middleware.RequireClientID(reg, discard)(next))
 			w := serve(h, newRequest(http.Header{"X-Client-Id": {tt.id}, "X-L": {"zh_CN"}}))
 			assertError(t, w, next, http.StatusBadRequest, tt.code, tt.msg)
 		})
@@ -128,5 +128,53 @@ func TestRequireClientIDLocalised(t *testing.T) {
 
 func TestRequireClientIDPanicsOnNilRegistry(t *testing.T) {
 	t.Parallel()
-	assertPanics(t, "RequireClientID(nil)", func() { middleware.RequireClientID(nil) })
+	assertPanics(t, "RequireClientID(nil)", func() { middleware.RequireClientID(nil, nil) })
+}
+
+// TestRequireClientIDRepeated: two X-client-id values are refused before
+// any other check and without a lookup: a proxy may have checked the other
+// one (issue 10, 5).
+func TestRequireClientIDRepeated(t *testing.T) {
+	t.Parallel()
+	tests := []struct {
+		name string
+		ids  []string
+	}{
+		{"two clients", []string{"app-1", "app-2"}},
+		{"the same client twice", []string{"app-1", "app-1"}},
+		{"both empty", []string{"", ""}},
+		{"one of them blank", []string{" ", "app-1"}},
+		{"one of them implausible", []string{"app-1", "\x00"}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			t.Parallel()
+			reg := &countingRegistry{ClientRegistry: memstore.NewClientRegistry(store.Client{ID: "app-1"}, store.Client{ID: "app-2"})}
+			next := &recorder{}
+			h := middleware.Localize(i18n.Default())(middleware.RequireClientID(reg, discard)(next))
+			for _, lang := range []struct{ xl, msg string }{{"en", msgHeaderRepeated}, {"zh", msgHeaderRepeatedZH}} {
+				w := serve(h, newRequest(http.Header{"X-Client-Id": tt.ids, "X-L": {lang.xl}}))
+				assertError(t, w, next, http.StatusBadRequest, codeHeaderRepeated, lang.msg)
+			}
+			if n := reg.calls.Load(); n != 0 {
+				t.Errorf("registry called %d times", n)
+			}
+		})
+	}
+}
+
+// TestRequireClientIDLogger: a registry failure goes to the logger given,
+// once.
+func TestRequireClientIDLogger(t *testing.T) {
+	t.Parallel()
+	logs := &logSink{}
+	next := &recorder{}
+	h := middleware.RequireClientID(failingRegistry{errors.New("registry down")}, logs.logger())(next)
+	w := serve(h, newRequest(http.Header{"X-Client-Id": {"app-1"}}))
+	assertError(t, w, next, http.StatusInternalServerError, codeInternal, msgInternal)
+	recs := logs.records()
+	if len(recs) != 1 || recs[0]["msg"] != "selfservice: client registry failed" || recs[0]["level"] != "ERROR" ||
+		!strings.Contains(fmt.Sprint(recs[0]["error"]), "registry down") {
+		t.Errorf("logged %v, want one ERROR record of the registry failure", recs)
+	}
 }

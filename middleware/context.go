@@ -9,7 +9,14 @@
 //
 // The standard order is the one above: Localize first so that every error,
 // even a missing device header, is answered in the request's language.
-// Errors are written by WriteError as {"error_code","error_msg"}.
+// Errors are written by WriteError as {"error_code","error_msg"}. A header
+// that may appear once (X-L, X-client-id, Authorization) and is repeated is
+// refused with IDAAS.SDK.REQ.9105 by the middleware that reads it.
+//
+// What a middleware puts in the context is never changed afterwards: each
+// one attaches a new value, so a request derived from another, such as a
+// sub-request a batch handler dispatches through the chain again, never
+// sees or overwrites its parent's or a sibling's values.
 //
 // Quick start:
 //
@@ -21,7 +28,7 @@
 //	defer v.Close()
 //	h := middleware.Localize(i18n.Default())(
 //		middleware.DeviceHeaders(
-//			middleware.RequireClientID(clients)(
+//			middleware.RequireClientID(clients, logger)(
 //				middleware.RequireBearer(v)(app))))
 package middleware
 
@@ -40,9 +47,13 @@ type contextKey struct{ name string }
 
 var stateKey = &contextKey{"selfservice request state"}
 
-// state is what the middlewares learn about one request. The first of them
-// attaches it; the others fill it in place, so a full chain costs one context
-// and one request copy instead of one of each per middleware.
+// state is what the middlewares learn about one request. It is immutable
+// once a middleware has passed the request on: each middleware attaches a new
+// state, copied from the one its request carried plus its own finding, so
+// that a request derived from another (a sub-request of a batch, a request
+// a framework dispatches again) never sees or changes its parent's or a
+// sibling's state. Getters read the nearest state, which holds everything
+// the middlewares before it learnt.
 type state struct {
 	locale    *i18n.Locale
 	device    Device
@@ -71,19 +82,21 @@ func stateFrom(ctx context.Context) *state {
 }
 
 // stateRequest is the request copy that carries a stateContext together
-// with that context, so that attaching the state costs one allocation.
+// with that context, so that attaching a state costs one allocation.
 type stateRequest struct {
 	req http.Request
 	ctx stateContext
 }
 
-// withState returns r carrying a state, reusing the one an earlier middleware
-// attached. Only the goroutine serving r writes to it, before next runs.
+// withState returns a copy of r carrying a new state, a copy of the state r
+// carried (if any), for the caller to complete before it calls the next
+// handler. Nothing writes to the state after that: the caller owns it until
+// then, and nobody else has seen it.
 func withState(r *http.Request) (*http.Request, *state) {
-	if st := stateFrom(r.Context()); st != nil {
-		return r, st
-	}
 	sr := &stateRequest{ctx: stateContext{Context: r.Context()}}
+	if parent := stateFrom(r.Context()); parent != nil {
+		sr.ctx.st = *parent
+	}
 	// WithContext is the only way to set a request's context; its copy
 	// does not escape here, so the compiler keeps it off the heap, and
 	// this copy of it is the shallow copy WithContext documents.
@@ -127,7 +140,8 @@ func ClientFromContext(ctx context.Context) (store.Client, bool) {
 }
 
 // ClaimsFromContext returns the verified id_token claims RequireBearer put
-// in the context, or nil.
+// in the context, or nil. They are shared with every request derived from
+// this one: read them, do not modify them.
 func ClaimsFromContext(ctx context.Context) *Claims {
 	if st := stateFrom(ctx); st != nil {
 		return st.claims
@@ -146,6 +160,15 @@ var (
 // string never reaches the client. An *i18n.Error whose Status is not a 4xx
 // or 5xx code is answered with its code and HTTP 500.
 func WriteError(w http.ResponseWriter, r *http.Request, err error) {
+	loc := LocaleFromContext(r.Context())
+	if loc == nil {
+		loc = i18n.Default().DefaultLocale()
+	}
+	writeError(w, loc, err)
+}
+
+// writeError is WriteError in the language loc.
+func writeError(w http.ResponseWriter, loc *i18n.Locale, err error) {
 	var e *i18n.Error
 	if !errors.As(err, &e) {
 		e = i18n.ErrInternal
@@ -155,10 +178,6 @@ func WriteError(w http.ResponseWriter, r *http.Request, err error) {
 		// An integrator's *i18n.Error built without a failure status
 		// must neither panic in WriteHeader (0) nor answer as a success.
 		status = http.StatusInternalServerError
-	}
-	loc := LocaleFromContext(r.Context())
-	if loc == nil {
-		loc = i18n.Default().DefaultLocale()
 	}
 	h := w.Header()
 	h["Content-Type"] = jsonContentType

@@ -5,6 +5,7 @@ import (
 	"crypto/ed25519"
 	"errors"
 	"fmt"
+	"log/slog"
 	"net/http"
 	"net/http/httptest"
 	"time"
@@ -57,7 +58,7 @@ func ExampleDeviceHeaders() {
 
 func ExampleRequireClientID() {
 	clients := memstore.NewClientRegistry(store.Client{ID: "app-1", Name: "Shop"})
-	h := middleware.RequireClientID(clients)(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+	h := middleware.RequireClientID(clients, nil)(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		c, _ := middleware.ClientFromContext(r.Context())
 		fmt.Println("hello,", c.Name)
 	}))
@@ -85,6 +86,9 @@ func ExampleRequireBearer() {
 		Issuer:  "https://id.example.com",
 		Keyfunc: func(*jwt.Token) (any, error) { return key.Public(), nil },
 		Now:     func() time.Time { return now },
+		// Refused tokens are logged at Info by default; here at Debug,
+		// which slog.Default() leaves out.
+		RefusalLogLevel: slog.LevelDebug,
 	})
 	if err != nil {
 		fmt.Println(err)
@@ -95,10 +99,12 @@ func ExampleRequireBearer() {
 	h := middleware.RequireBearer(v)(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		fmt.Println("user", middleware.ClaimsFromContext(r.Context()).Subject)
 	}))
-	token, _ := jwt.NewWithClaims(jwt.SigningMethodEdDSA, jwt.MapClaims{
+	tok := jwt.NewWithClaims(jwt.SigningMethodEdDSA, jwt.MapClaims{
 		"iss": "https://id.example.com", "sub": "u-1001", "aud": "app-1",
 		"iat": now.Unix(), "exp": now.Add(time.Hour).Unix(),
-	}).SignedString(key)
+	})
+	tok.Header["kid"] = "2031-01"
+	token, _ := tok.SignedString(key)
 
 	for _, auth := range []string{"Bearer " + token, "Bearer " + token[:len(token)-2], ""} {
 		r := httptest.NewRequest(http.MethodPost, "/", nil)
@@ -128,18 +134,21 @@ func ExampleNewVerifier() {
 func ExampleVerifier_Verify() {
 	key := ed25519.NewKeyFromSeed(make([]byte, ed25519.SeedSize))
 	v, err := middleware.NewVerifier(middleware.VerifierOptions{
-		Issuer:  "https://id.example.com",
-		Keyfunc: func(*jwt.Token) (any, error) { return key.Public(), nil },
+		Issuer:          "https://id.example.com",
+		Keyfunc:         func(*jwt.Token) (any, error) { return key.Public(), nil },
+		RefusalLogLevel: slog.LevelDebug,
 	})
 	if err != nil {
 		fmt.Println(err)
 		return
 	}
 	defer v.Close()
-	token, _ := jwt.NewWithClaims(jwt.SigningMethodEdDSA, jwt.MapClaims{
+	tok := jwt.NewWithClaims(jwt.SigningMethodEdDSA, jwt.MapClaims{
 		"iss": "https://id.example.com", "sub": "u-1001", "aud": "another-app",
 		"iat": time.Now().Unix(), "exp": time.Now().Add(time.Hour).Unix(),
-	}).SignedString(key)
+	})
+	tok.Header["kid"] = "2031-01"
+	token, _ := tok.SignedString(key)
 
 	_, err = v.Verify(context.Background(), token, "app-1")
 	fmt.Println(errors.Is(err, i18n.ErrTokenInvalid), errors.Is(err, middleware.ErrTokenAudience))

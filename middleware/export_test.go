@@ -1,17 +1,21 @@
 package middleware
 
 // CacheSize returns how many entries v's token cache holds and the bytes
-// they are counted for, or zeros when the cache is off.
+// they are counted for, or zeros when the cache is off. It counts the
+// shards' maps and fails when they disagree with the cache's totals.
 func CacheSize(v *Verifier) (entries, bytes int) {
-	if v.cache == nil {
+	c := v.cache
+	if c == nil {
 		return 0, 0
 	}
-	for i := range v.cache.shards {
-		s := &v.cache.shards[i]
-		s.mu.RLock()
-		entries += len(s.entries)
-		bytes += s.bytes
-		s.mu.RUnlock()
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	n := 0
+	for i := range c.shards {
+		n += len(c.shards[i].entries)
 	}
-	return entries, bytes
+	if n != c.entries {
+		panic("middleware: cache totals disagree with its shards")
+	}
+	return c.entries, c.bytes
 }

@@ -66,9 +66,24 @@ func FuzzDeviceHeaders(f *testing.F) {
 var fuzzKey = ed25519.NewKeyFromSeed([]byte("selfservice fuzz key, 32 bytes!!"))
 
 func FuzzBearerToken(f *testing.F) {
-	valid, err := jwt.NewWithClaims(jwt.SigningMethodEdDSA, claims()).SignedString(fuzzKey)
-	if err != nil {
-		f.Fatal(err)
+	sign := func(c jwt.MapClaims) string {
+		tok := jwt.NewWithClaims(jwt.SigningMethodEdDSA, c)
+		tok.Header["kid"] = "fuzz"
+		raw, err := tok.SignedString(fuzzKey)
+		if err != nil {
+			f.Fatal(err)
+		}
+		return raw
+	}
+	valid := sign(claims())
+	for _, c := range []jwt.MapClaims{
+		claims(setClaim("exp", "1999999999")),
+		claims(setClaim("iat", "1")),
+		claims(setClaim("client_id", "other-app"), setClaim("scp", []string{"openid"})),
+		claims(setClaim("typ", "at+jwt")),
+		claims(setClaim("sub", strings.Repeat("s", 256))),
+	} {
+		f.Add("Bearer " + sign(c))
 	}
 	for _, s := range []string{
 		"Bearer " + valid, "bearer\t" + valid, "Bearer " + valid + "x", "Bearer " + strings.Replace(valid, ".", "..", 1),

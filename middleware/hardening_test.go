@@ -24,7 +24,7 @@ func TestRequireClientIDImplausible(t *testing.T) {
 		h := deviceHeaders()
 		h["X-Client-Id"] = []string{id}
 		next := &recorder{}
-		w := serve(middleware.RequireClientID(reg)(next), newRequest(h))
+		w := serve(middleware.RequireClientID(reg, discard)(next), newRequest(h))
 		assertError(t, w, next, http.StatusBadRequest, codeClientUnknown, msgClientUnknown)
 		if n := reg.calls.Load(); n != 0 {
 			t.Errorf("X-client-id %q: %d registry calls", id, n)

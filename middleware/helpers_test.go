@@ -1,11 +1,14 @@
 package middleware_test
 
 import (
+	"bytes"
 	"context"
 	"encoding/json"
+	"log/slog"
 	"net/http"
 	"net/http/httptest"
 	"strings"
+	"sync"
 	"sync/atomic"
 	"testing"
 
@@ -14,25 +17,28 @@ import (
 
 // Exact English and Chinese messages of the codes the middlewares answer.
 const (
-	msgDevice          = "Device information is incomplete"
-	msgDeviceZH        = "设备信息不完整"
-	msgClientEmpty     = "clientId cannot be empty"
-	msgClientEmptyZH   = "clientId不能为空"
-	msgClientUnknown   = "The app is not registered, please register the app first"
-	msgClientUnknownZH = "应用未注册,请先注册应用"
-	msgTokenEmpty      = "IdToken cannot be empty"
-	msgTokenEmptyZH    = "IdToken不能为空"
-	msgTokenInvalid    = "IdToken is invalid or expired"
-	msgTokenInvalidZH  = "IdToken无效或已过期"
-	msgInternal        = "System busy, please try again later"
-	msgInternalZH      = "系统繁忙,请稍后重试"
+	msgDevice           = "Device information is incomplete"
+	msgDeviceZH         = "设备信息不完整"
+	msgClientEmpty      = "clientId cannot be empty"
+	msgClientEmptyZH    = "clientId不能为空"
+	msgClientUnknown    = "The app is not registered, please register the app first"
+	msgClientUnknownZH  = "应用未注册,请先注册应用"
+	msgTokenEmpty       = "IdToken cannot be empty"
+	msgTokenEmptyZH     = "IdToken不能为空"
+	msgTokenInvalid     = "IdToken is invalid or expired"
+	msgTokenInvalidZH   = "IdToken无效或已过期"
+	msgInternal         = "System busy, please try again later"
+	msgInternalZH       = "系统繁忙,请稍后重试"
+	msgHeaderRepeated   = "A request header that may appear only once is repeated"
+	msgHeaderRepeatedZH = "请求头重复,该请求头只能出现一次"
 
-	codeDevice        = "IDAAS.SDK.PARAM.0001"
-	codeClientEmpty   = "IDAAS.SDK.PARAM.0002"
-	codeClientUnknown = "IDAAS.SDK.PARAM.0003"
-	codeTokenEmpty    = "IDAAS.SDK.PARAM.0015"
-	codeTokenInvalid  = "IDAAS.SDK.PARAM.0016"
-	codeInternal      = "IDAAS.SDK.SYS.9001"
+	codeDevice         = "IDAAS.SDK.PARAM.0001"
+	codeClientEmpty    = "IDAAS.SDK.PARAM.0002"
+	codeClientUnknown  = "IDAAS.SDK.PARAM.0003"
+	codeTokenEmpty     = "IDAAS.SDK.PARAM.0015"
+	codeTokenInvalid   = "IDAAS.SDK.PARAM.0016"
+	codeInternal       = "IDAAS.SDK.SYS.9001"
+	codeHeaderRepeated = "IDAAS.SDK.REQ.9105"
 )
 
 // deviceHeaders returns a complete, valid set of device headers.
@@ -161,4 +167,41 @@ func assertPanics(t *testing.T, name string, f func()) {
 		}
 	}()
 	f()
+}
+
+// logSink collects what a logger writes, as JSON lines, at every level.
+type logSink struct {
+	mu  sync.Mutex
+	buf bytes.Buffer
+}
+
+func (s *logSink) Write(p []byte) (int, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.buf.Write(p)
+}
+
+// logger returns a logger writing to s, with Debug enabled.
+func (s *logSink) logger() *slog.Logger {
+	return slog.New(slog.NewJSONHandler(s, &slog.HandlerOptions{Level: slog.LevelDebug}))
+}
+
+// text returns everything written so far.
+func (s *logSink) text() string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.buf.String()
+}
+
+// records returns the records written so far, one map per line.
+func (s *logSink) records() []map[string]any {
+	var out []map[string]any
+	for line := range strings.Lines(s.text()) {
+		var rec map[string]any
+		if err := json.Unmarshal([]byte(line), &rec); err != nil {
+			panic("logSink: " + err.Error())
+		}
+		out = append(out, rec)
+	}
+	return out
 }

@@ -4,6 +4,9 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"log/slog"
+	"math/rand/v2"
+	"sync"
 	"time"
 
 	"github.com/MicahParks/jwkset"
@@ -17,20 +20,33 @@ import (
 // (retry later) rather than as an invalid token (sign in again).
 var ErrKeysUnavailable = errors.New("middleware: no JWKS keys loaded")
 
-var errNoKID = errors.New("middleware: token has no kid")
-
 // jwksKeys resolves token keys from a JWKS over HTTP through keyfunc. It
-// keeps two views of the same key storage: remote, which only reads what the
-// last fetch brought, and kf, which also refetches on an unknown kid. Every
-// refetch first passes unknownKID, which never blocks a request, so a flood
+// keeps three views of the same key storage: remote, which only reads what
+// the last fetch brought; client, which fetches the set again when asked
+// for a kid it lacks; and kf, the keyfunc over client. Every refetch a token
+// causes first passes unknownKID, which never blocks a request, so a flood
 // of made-up kids causes at most its rate of fetches.
+//
+// Besides jwkset's own refresh every RefreshInterval, a goroutine fetches
+// while no key is loaded (retry), with capped exponential backoff: without
+// it a server that started while the JWKS was down, or whose JWKS once
+// served an empty set, would wait for a token or the hourly refresh before
+// it could become ready. It starts with the Verifier when the first fetch
+// brought no key, and again whenever Ready or a token finds none.
 type jwksKeys struct {
 	remote     jwkset.Storage
+	client     jwkset.Storage
 	kf         keyfunc.Keyfunc
 	unknownKID *rate.Limiter
 	ctx        context.Context // the Verifier's lifetime
 	cancel     context.CancelFunc
 	timeout    time.Duration // one fetch
+
+	retryMin, retryMax time.Duration
+	logger             *slog.Logger
+	mu                 sync.Mutex // guards running and closed, and starting retry
+	running, closed    bool
+	retrying           sync.WaitGroup
 }
 
 func newJWKSKeys(opts VerifierOptions) (*jwksKeys, error) {
@@ -72,24 +88,94 @@ func newJWKSKeys(opts VerifierOptions) (*jwksKeys, error) {
 		cancel()
 		return nil, fmt.Errorf("%w: %w", ErrConfig, err)
 	}
-	return &jwksKeys{
+	k := &jwksKeys{
 		remote:     remote,
+		client:     client,
 		kf:         kf,
 		unknownKID: rate.NewLimiter(rate.Every(opts.UnknownKIDInterval), 1),
 		ctx:        ctx,
 		cancel:     cancel,
 		timeout:    opts.HTTPTimeout,
-	}, nil
+		retryMin:   opts.KeyRetryMin,
+		retryMax:   opts.KeyRetryMax,
+		logger:     opts.Logger,
+	}
+	k.ensureRetry()
+	return k, nil
+}
+
+// ensureRetry starts retry unless keys are loaded, it runs already or the
+// Verifier is closed.
+func (k *jwksKeys) ensureRetry() {
+	if k.loaded(k.ctx) {
+		return
+	}
+	k.mu.Lock()
+	defer k.mu.Unlock()
+	if k.running || k.closed {
+		return
+	}
+	k.running = true
+	k.retrying.Go(func() {
+		k.retry(k.retryMin, k.retryMax)
+		k.mu.Lock()
+		k.running = false
+		k.mu.Unlock()
+	})
+}
+
+// retryKID is the kid retry asks the client for. The client holds no key
+// at all when retry asks, so any kid makes it fetch the set; the name only
+// makes the purpose plain in a debugger.
+const retryKID = "selfservice: no key loaded yet"
+
+// retry fetches the set until a key is loaded or the Verifier closes,
+// waiting first, then doubling each wait from wait up to maxWait, each wait
+// cut by a random part of up to half. Failed fetches are logged by the
+// storage's error handler, like every other fetch.
+func (k *jwksKeys) retry(wait, maxWait time.Duration) {
+	timer := time.NewTimer(jitter(wait))
+	defer timer.Stop()
+	for attempt := 1; ; attempt++ {
+		select {
+		case <-k.ctx.Done():
+			return
+		case <-timer.C:
+		}
+		// Another fetch (a token's kid, the periodic refresh) may have
+		// brought keys meanwhile.
+		if !k.loaded(k.ctx) {
+			ctx, cancel := context.WithTimeout(k.ctx, k.timeout)
+			_, _ = k.client.KeyRead(ctx, retryKID)
+			cancel()
+		}
+		if k.loaded(k.ctx) {
+			k.logger.InfoContext(k.ctx, "selfservice: JWKS keys loaded", "attempts", attempt)
+			return
+		}
+		wait = min(2*wait, maxWait)
+		timer.Reset(jitter(wait))
+	}
+}
+
+// jitter returns d less a random part of up to half of it, so that replicas
+// started together do not fetch together.
+func jitter(d time.Duration) time.Duration {
+	if half := int64(d / 2); half > 0 {
+		return d - time.Duration(rand.Int64N(half+1))
+	}
+	return d
 }
 
 // keyfunc returns the jwt.Keyfunc for one request. Tokens must name their
 // key: without a kid keyfunc would try every key of the set and skip the
-// key's own "alg" and "use", so such a token is refused.
+// key's own "alg" and "use", so such a token is refused (checkHeader does
+// so first, for a Keyfunc too).
 func (k *jwksKeys) keyfunc(ctx context.Context) jwt.Keyfunc {
 	return func(t *jwt.Token) (any, error) {
 		kid, _ := t.Header["kid"].(string)
 		if kid == "" {
-			return nil, errNoKID
+			return nil, ErrTokenNoKID
 		}
 		_, err := k.remote.KeyRead(ctx, kid)
 		switch {
@@ -101,10 +187,12 @@ func (k *jwksKeys) keyfunc(ctx context.Context) jwt.Keyfunc {
 			// Fetch the set again: the issuer may have rotated keys.
 			key, err := k.refetch(ctx, t)
 			if err != nil && !k.loaded(ctx) {
+				k.ensureRetry()
 				return nil, errors.Join(ErrKeysUnavailable, err)
 			}
 			return key, err
 		case !k.loaded(ctx):
+			k.ensureRetry()
 			return nil, ErrKeysUnavailable
 		default:
 			return nil, err
@@ -141,7 +229,16 @@ func (k *jwksKeys) loaded(ctx context.Context) bool {
 	return err == nil && len(keys) > 0
 }
 
-func (k *jwksKeys) close() { k.cancel() }
+// close stops the background work and waits for retry to return; jwkset's
+// refresh goroutine and a refetch in flight end with the same context, on
+// their own.
+func (k *jwksKeys) close() {
+	k.mu.Lock()
+	k.closed = true
+	k.mu.Unlock()
+	k.cancel()
+	k.retrying.Wait()
+}
 
 // defaults for VerifierOptions.
 const (
@@ -149,6 +246,8 @@ const (
 	defaultHTTPTimeout        = 10 * time.Second
 	defaultRefreshInterval    = time.Hour
 	defaultUnknownKIDInterval = 10 * time.Second
+	defaultKeyRetryMin        = 250 * time.Millisecond
+	defaultKeyRetryMax        = 5 * time.Second
 	defaultMaxTokenBytes      = 8 << 10
 )
 

@@ -127,6 +127,7 @@ type jwksServer struct {
 	body    atomic.Pointer[[]byte]
 	status  atomic.Int32
 	hang    atomic.Bool
+	drop    atomic.Bool // close the connection without an answer
 	fetches atomic.Int32
 	release chan struct{}
 }
@@ -152,6 +153,12 @@ func (s *jwksServer) serve(w http.ResponseWriter, r *http.Request) {
 		select {
 		case <-s.release:
 		case <-r.Context().Done():
+		}
+		return
+	}
+	if s.drop.Load() {
+		if conn, _, err := http.NewResponseController(w).Hijack(); err == nil {
+			conn.Close()
 		}
 		return
 	}

@@ -8,16 +8,24 @@ import (
 
 // Localize returns a middleware that picks the response language from X-L,
 // then Accept-Language, then the bundle's default (see i18n.Bundle.Match),
-// puts it in the request context and sets Content-Language. It never answers
-// on its own. Panics if bundle is nil.
+// puts it in the request context and sets Content-Language. It answers on
+// its own only a repeated X-L, with IDAAS.SDK.REQ.9105 in the bundle's
+// default language: which of the values would be the right one? Panics if
+// bundle is nil.
 func Localize(bundle *i18n.Bundle) func(http.Handler) http.Handler {
 	if bundle == nil {
 		panic("middleware: Localize: nil bundle")
 	}
 	decided := decidingXL(bundle)
+	fallback := bundle.DefaultLocale()
 	return func(next http.Handler) http.Handler {
 		return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-			xl := headerValue(r.Header, "X-L")
+			xl, ok := singleValue(r.Header, "X-L")
+			if !ok {
+				w.Header()["Content-Language"] = fallback.ContentLanguage()
+				writeError(w, fallback, i18n.ErrHeaderRepeated)
+				return
+			}
 			loc := decided.lookup(xl)
 			if loc == nil {
 				loc = bundle.Match(xl, headerValue(r.Header, "Accept-Language"))
@@ -83,4 +91,19 @@ func headerValue(h http.Header, canonicalKey string) string {
 		return v[0]
 	}
 	return ""
+}
+
+// singleValue returns the value of a header that may appear at most once,
+// given in canonical form, or "" when it is absent; ok is false when it
+// appears more than once. Go keeps each occurrence of a header as its own
+// value; a comma inside one value is left to the header's own syntax.
+func singleValue(h http.Header, canonicalKey string) (value string, ok bool) {
+	switch v := h[canonicalKey]; len(v) {
+	case 0:
+		return "", true
+	case 1:
+		return v[0], true
+	default:
+		return "", false
+	}
 }

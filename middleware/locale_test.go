@@ -115,3 +115,36 @@ func TestGettersOnEmptyContext(t *testing.T) {
 		t.Error("ClaimsFromContext is not nil")
 	}
 }
+
+// TestLocalizeRepeatedXL: two X-L values are refused, in the bundle's
+// default language, never resolved to one of them (issue 10, 5).
+func TestLocalizeRepeatedXL(t *testing.T) {
+	t.Parallel()
+	zhDefault, err := i18n.NewBundle(i18n.Options{Default: language.Chinese})
+	if err != nil {
+		t.Fatal(err)
+	}
+	tests := []struct {
+		name     string
+		bundle   *i18n.Bundle
+		xl       []string
+		wantLang string
+		msg      string
+	}{
+		{"two languages", i18n.Default(), []string{"zh", "en"}, "en", msgHeaderRepeated},
+		{"the same language twice", i18n.Default(), []string{"zh", "zh"}, "en", msgHeaderRepeated},
+		{"one of them empty", i18n.Default(), []string{"", "zh"}, "en", msgHeaderRepeated},
+		{"bundle with Chinese as its default", zhDefault, []string{"en", "en"}, "zh", msgHeaderRepeatedZH},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			t.Parallel()
+			next := &recorder{}
+			w := serve(middleware.Localize(tt.bundle)(next), newRequest(http.Header{"X-L": tt.xl, "Accept-Language": {"zh"}}))
+			assertError(t, w, next, http.StatusBadRequest, codeHeaderRepeated, tt.msg)
+			if got := w.Header().Get("Content-Language"); got != tt.wantLang {
+				t.Errorf("Content-Language = %q, want %q", got, tt.wantLang)
+			}
+		})
+	}
+}
