@@ -134,7 +134,7 @@ func ourChain(b *testing.B, pub crypto.PublicKey, cache middleware.CacheOptions)
 	}
 	return middleware.Localize(i18n.Default())(
 		middleware.DeviceHeaders(
-			middleware.RequireClientID(memstore.NewClientRegistry(store.Client{ID: client}))(
+			middleware.RequireClientID(memstore.NewClientRegistry(store.Client{ID: client}), nil)(
 				middleware.RequireBearer(v)(empty))))
 }
 

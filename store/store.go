@@ -7,7 +7,8 @@
 // Addresses reach a store twice: as typed by the user (kept for display and
 // mail) and in canonical form (lower-cased, normalised; see the root
 // package's CanonicalEmail). Stores compare, index and key only the canonical
-// form and never canonicalise themselves, so that one rule holds everywhere.
+// form. UpdateEmail takes it as given; the create methods (seeding) compute
+// or check it with the same rule, so that one rule holds everywhere.
 package store
 
 import (
@@ -35,6 +36,10 @@ var (
 	// handlers answer it as an internal failure: they fail closed rather
 	// than drop live codes or budgets.
 	ErrFull = errors.New("store: full")
+	// ErrInvalidUser: a user handed to a store's create method (seeding)
+	// whose Email is not a valid address, or whose CanonicalEmail is set
+	// without Email or is not Email's canonical form; nothing was written.
+	ErrInvalidUser = errors.New("store: invalid user")
 	// ErrAlreadyExists: a record with that id exists. Returned by the
 	// stores' own create methods (seeding), which are not part of the
 	// interfaces below.

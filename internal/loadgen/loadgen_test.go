@@ -21,7 +21,7 @@ import (
 
 // server is the API over memory stores on a loopback httptest server, with
 // its mails going to a MailLog.
-func server(t *testing.T, users []loadgen.User) (string, *loadgen.MailLog) {
+func server(t *testing.T, users []loadgen.User) (string, *loadgen.MailLog, *selfservice.Service) {
 	t.Helper()
 	var seed []store.User
 	for _, u := range users {
@@ -57,7 +57,7 @@ func server(t *testing.T, users []loadgen.User) (string, *loadgen.MailLog) {
 			t.Errorf("Shutdown: %v", err)
 		}
 	})
-	return srv.URL, mails
+	return srv.URL, mails, svc
 }
 
 func users(t *testing.T, n int) []loadgen.User {
@@ -84,7 +84,7 @@ func TestRun(t *testing.T) {
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			us := users(t, 6)
-			base, mails := server(t, us)
+			base, mails, svc := server(t, us)
 			opts := loadgen.Options{
 				BaseURL: base, ClientID: testkit.Client, Users: us, Codes: mails,
 				Concurrency: 3, Duration: tt.duration, Requests: tt.requests, Rate: tt.rate,
@@ -122,8 +122,12 @@ func TestRun(t *testing.T) {
 			if len(rep.Final) == 0 {
 				t.Error("no final addresses")
 			}
-			// Run's own goroutines are gone; idle connections close
+			// Run's own goroutines are gone, once the server's notice
+			// workers have stopped; idle connections close
 			// asynchronously, so allow them a moment.
+			if err := svc.Shutdown(t.Context()); err != nil {
+				t.Fatalf("Shutdown: %v", err)
+			}
 			deadline := time.Now().Add(5 * time.Second)
 			for runtime.NumGoroutine() > before && time.Now().Before(deadline) {
 				time.Sleep(10 * time.Millisecond)
@@ -138,7 +142,7 @@ func TestRun(t *testing.T) {
 // Check notices an address that is not the user's.
 func TestCheckMismatch(t *testing.T) {
 	us := users(t, 2)
-	base, mails := server(t, us)
+	base, mails, _ := server(t, us)
 	opts := loadgen.Options{BaseURL: base, ClientID: testkit.Client, Users: us, Codes: mails, Concurrency: 1, Duration: time.Second, Requests: 1}
 	bad, err := loadgen.Check(t.Context(), opts, map[string]string{us[0].ID: us[0].Email, us[1].ID: "someone.else@example.com"})
 	if err != nil {

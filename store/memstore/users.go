@@ -41,14 +41,14 @@ func (s *UserStore) init() {
 // Email trimmed and NFC-normalised, and CanonicalEmail computed from it
 // when empty (see the root package's CanonicalEmail). It returns
 // store.ErrAlreadyExists if the id is taken and store.ErrEmailExists if the
-// canonical address is; an error that is neither if Email is not a valid
+// canonical address is; store.ErrInvalidUser if Email is not a valid
 // address, or CanonicalEmail is given without Email or is not Email's
 // canonical form, since the uniqueness of addresses rests on that form. In
 // every case of an error it changes nothing.
 func (s *UserStore) CreateUser(_ context.Context, u store.User) error {
 	email, canonical, err := emailaddr.Reconcile(u.Email, u.CanonicalEmail)
 	if err != nil {
-		return fmt.Errorf("memstore: user %q: %w", u.ID, err)
+		return fmt.Errorf("memstore: user %q: %w: %w", u.ID, store.ErrInvalidUser, err)
 	}
 	u.Email, u.CanonicalEmail = email, canonical
 	s.mu.Lock()

@@ -40,6 +40,9 @@ func TestCreateUserChecksAddresses(t *testing.T) {
 			if !errors.Is(err, tt.want) || (err == nil) != (tt.want == nil) {
 				t.Fatalf("CreateUser(%+v) = %v, want %v", tt.user, err, tt.want)
 			}
+			if invalid := tt.want != nil && !errors.Is(tt.want, store.ErrEmailExists) && !errors.Is(tt.want, store.ErrAlreadyExists); invalid != errors.Is(err, store.ErrInvalidUser) {
+				t.Errorf("CreateUser(%+v) = %v: wraps store.ErrInvalidUser %v, want %v", tt.user, err, !invalid, invalid)
+			}
 			if tt.want != nil {
 				if _, err := s.User(t.Context(), tt.user.ID); !errors.Is(err, store.ErrNotFound) {
 					t.Errorf("refused user %q was added: %v", tt.user.ID, err)

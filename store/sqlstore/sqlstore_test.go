@@ -163,6 +163,9 @@ func TestCreateUser(t *testing.T) {
 				if !errors.Is(err, tt.want) || (err == nil) != (tt.want == nil) {
 					t.Fatalf("CreateUser(%+v) = %v, want %v", tt.user, err, tt.want)
 				}
+				if invalid := tt.want != nil && !errors.Is(tt.want, store.ErrEmailExists) && !errors.Is(tt.want, store.ErrAlreadyExists); invalid != errors.Is(err, store.ErrInvalidUser) {
+					t.Errorf("CreateUser(%+v) = %v: wraps store.ErrInvalidUser %v, want %v", tt.user, err, !invalid, invalid)
+				}
 				if tt.want != nil {
 					if errors.Is(err, store.ErrNotFound) {
 						t.Errorf("CreateUser(%+v) = %v, which wraps ErrNotFound", tt.user, err)

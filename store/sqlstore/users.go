@@ -81,14 +81,14 @@ func (s *UserStore) UpdateEmail(ctx context.Context, id, email, canonical string
 // and NFC-normalised, and CanonicalEmail computed from it when empty (see
 // the root package's CanonicalEmail). It returns an error wrapping
 // store.ErrAlreadyExists if the id is taken and store.ErrEmailExists if the
-// canonical address is; one that wraps neither if Email is not a valid
+// canonical address is; store.ErrInvalidUser if Email is not a valid
 // address, or CanonicalEmail is given without Email or is not Email's
 // canonical form, since the unique index holds only as long as every row
 // has that form. On any error it adds nothing.
 func (s *UserStore) CreateUser(ctx context.Context, u store.User) error {
 	email, canonical, err := emailaddr.Reconcile(u.Email, u.CanonicalEmail)
 	if err != nil {
-		return fmt.Errorf("sqlstore: create user %q: %w", u.ID, err)
+		return fmt.Errorf("sqlstore: create user %q: %w: %w", u.ID, store.ErrInvalidUser, err)
 	}
 	u.Email, u.CanonicalEmail = email, canonical
 	res, err := s.db.ExecContext(ctx, s.insertUser, u.ID, u.Email, u.CanonicalEmail)
