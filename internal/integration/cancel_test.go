@@ -59,6 +59,7 @@ func TestCancelledClientWritesNothing(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
+	t.Cleanup(func() { shutdown(t, svc) })
 	h, _ := svc.Handler()
 	srv := httptest.NewServer(h)
 	t.Cleanup(srv.Close)

@@ -10,6 +10,7 @@ import (
 	"strings"
 	"sync"
 	"testing"
+	"time"
 
 	"github.com/redis/go-redis/v9"
 
@@ -42,6 +43,17 @@ func (m *lastCode) get() string {
 	m.mu.Lock()
 	defer m.mu.Unlock()
 	return m.code
+}
+
+// shutdown stops svc's notice workers, which goleak would otherwise find
+// after the tests.
+func shutdown(t *testing.T, svc *selfservice.Service) {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	if err := svc.Shutdown(ctx); err != nil {
+		t.Errorf("Shutdown: %v", err)
+	}
 }
 
 func randomSuffix() string {
@@ -118,6 +130,7 @@ func TestServiceCutMidRun(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
+	t.Cleanup(func() { shutdown(t, svc) })
 	h, err := svc.Handler()
 	if err != nil {
 		t.Fatal(err)
@@ -162,8 +175,15 @@ func TestServiceCutMidRun(t *testing.T) {
 
 	t.Log("cut PostgreSQL")
 	pgProxy.Cut()
-	want("send, PostgreSQL cut", send("two@example.com"), 500, "IDAAS.SDK.SYS.9001")
-	want("update, PostgreSQL cut", update("two@example.com", "123456"), 500, "IDAAS.SDK.SYS.9001")
+	// The client's registration is cached (Config.ClientCacheTTL), and a
+	// send needs nothing else from PostgreSQL; a client id not cached yet
+	// must ask the registry, which fails closed.
+	want("send, PostgreSQL cut, cached client", send("two@example.com"), 200, "")
+	other := testkit.Headers("en")
+	other.Set("X-client-id", "not-cached")
+	want("send, PostgreSQL cut, client not cached", testkit.Do(t, srv.Client(), http.MethodPost, srv.URL+selfservice.SendCodePath, other,
+		`{"email":"two@example.com","type":"UPDATE_EMAIL_EMS","captcha_token":"ok"}`), 500, "IDAAS.SDK.SYS.9001")
+	want("update, PostgreSQL cut", update("two@example.com", mail.get()), 500, "IDAAS.SDK.SYS.9001")
 	pgProxy.Restore()
 	t.Log("PostgreSQL back")
 	want("send, PostgreSQL back", send("two@example.com"), 200, "")

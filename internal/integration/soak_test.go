@@ -91,6 +91,7 @@ func TestSoak(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
+	t.Cleanup(func() { shutdown(t, svc) })
 	h, _ := svc.Handler()
 	srv := httptest.NewServer(h)
 	t.Cleanup(srv.Close)
