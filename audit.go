@@ -63,12 +63,12 @@ func MaskEmail(email string) string {
 
 // event records kind for the user (empty for sends) about email, and the
 // previous address oldEmail when there is one.
-func (s *Service) event(ctx context.Context, kind EventKind, userID, email, oldEmail string) {
+func (s *Service) event(ctx context.Context, c caller, kind EventKind, userID, email, oldEmail string) {
 	level := slog.LevelInfo
 	if kind == EventNoticeFailed || kind == EventCodeRejected {
 		level = slog.LevelWarn
 	}
-	s.emit(ctx, level, func(e *Event) {
+	s.emit(ctx, c, level, func(e *Event) {
 		e.Kind, e.UserID, e.Email = kind, userID, MaskEmail(email)
 		if oldEmail != "" {
 			e.OldEmail = MaskEmail(oldEmail)
@@ -78,26 +78,22 @@ func (s *Service) event(ctx context.Context, kind EventKind, userID, email, oldE
 
 // rateLimited records that budget refused a request of the user (empty for
 // sends).
-func (s *Service) rateLimited(ctx context.Context, userID, budget string) {
-	s.emit(ctx, slog.LevelWarn, func(e *Event) {
+func (s *Service) rateLimited(ctx context.Context, c caller, userID, budget string) {
+	s.emit(ctx, c, slog.LevelWarn, func(e *Event) {
 		e.Kind, e.UserID, e.Budget = EventRateLimited, userID, budget
 	})
 }
 
-// emit fills in what every event of this request shares, lets fill add the
+// emit fills in what every event of the caller c shares, lets fill add the
 // rest, logs the event at level and hands it to Config.OnEvent. Nothing is
 // built when neither would see it.
-func (s *Service) emit(ctx context.Context, level slog.Level, fill func(*Event)) {
+func (s *Service) emit(ctx context.Context, c caller, level slog.Level, fill func(*Event)) {
 	logged := s.cfg.Logger.Enabled(ctx, level)
 	if !logged && s.cfg.OnEvent == nil {
 		return
 	}
-	e := Event{Time: s.cfg.Now()}
+	e := Event{Time: s.cfg.Now(), ClientID: c.clientID, Device: c.device}
 	fill(&e)
-	if c, ok := middleware.ClientFromContext(ctx); ok {
-		e.ClientID = c.ID
-	}
-	e.Device, _ = middleware.DeviceFromContext(ctx)
 	if logged {
 		attrs := []slog.Attr{
 			slog.String("event", string(e.Kind)),

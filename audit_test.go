@@ -94,7 +94,7 @@ func TestAuditAndNotice(t *testing.T) {
 		t.Fatalf("change: %s", r.Raw)
 	}
 
-	notice := waitForMail(t, f, selfservice.TypeEmailChanged)
+	notice := waitForMail(t, f, selfservice.MailEmailChanged)
 	if notice.To != "Alice.Old@example.com" || notice.NewEmail != "A***@example.com" || notice.Code != "" {
 		t.Errorf("notice = %+v", notice)
 	}
@@ -163,19 +163,19 @@ func TestNoticeFailureKeepsChange(t *testing.T) {
 type noticeFailer struct{ next selfservice.Mailer }
 
 func (m *noticeFailer) Send(ctx context.Context, msg selfservice.Message) error {
-	if msg.Type == selfservice.TypeEmailChanged {
+	if msg.Kind == selfservice.MailEmailChanged {
 		return errors.New("550 5.1.1 <" + msg.To + ">: mailbox unavailable")
 	}
 	return m.next.Send(ctx, msg)
 }
 
-func waitForMail(t *testing.T, f *fixture, typ string) selfservice.Message {
+func waitForMail(t *testing.T, f *fixture, kind selfservice.MailKind) selfservice.Message {
 	t.Helper()
 	deadline := time.Now().Add(5 * time.Second)
 	for time.Now().Before(deadline) {
 		f.mail.mu.Lock()
 		for _, m := range f.mail.msgs {
-			if m.Type == typ {
+			if m.Kind == kind {
 				f.mail.mu.Unlock()
 				return m
 			}
@@ -183,7 +183,7 @@ func waitForMail(t *testing.T, f *fixture, typ string) selfservice.Message {
 		f.mail.mu.Unlock()
 		time.Sleep(10 * time.Millisecond)
 	}
-	t.Fatalf("no %s mail within 5s", typ)
+	t.Fatalf("no %s mail within 5s", kind)
 	return selfservice.Message{}
 }
 

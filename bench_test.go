@@ -24,9 +24,9 @@ import (
 	"github.com/redis/go-redis/v9"
 	_ "modernc.org/sqlite" // the "sqlite" database/sql driver
 
+	"github.com/ciamkit/selfservice/idtoken"
 	"github.com/ciamkit/selfservice/internal/pgtest"
 	"github.com/ciamkit/selfservice/internal/testenv"
-	"github.com/ciamkit/selfservice/middleware"
 	"github.com/ciamkit/selfservice/store"
 	"github.com/ciamkit/selfservice/store/memstore"
 	"github.com/ciamkit/selfservice/store/redisstore"
@@ -208,10 +208,10 @@ type benchEnv struct {
 	token   string
 }
 
-func newBenchEnv(b *testing.B, alg benchAlg, st benchStores, cache middleware.CacheOptions) *benchEnv {
+func newBenchEnv(b *testing.B, alg benchAlg, st benchStores, cache idtoken.CacheOptions) *benchEnv {
 	b.Helper()
 	pub := alg.signer(b).Public()
-	verifier, err := middleware.NewVerifier(middleware.VerifierOptions{
+	verifier, err := idtoken.New(idtoken.Options{
 		Issuer:  benchIssuer,
 		Keyfunc: func(*jwt.Token) (any, error) { return pub, nil },
 		Cache:   cache,
@@ -228,7 +228,7 @@ func newBenchEnv(b *testing.B, alg benchAlg, st benchStores, cache middleware.Ca
 		Clients:    st.clients,
 		Verifier:   verifier,
 		Mailer:     MailerFunc(func(context.Context, Message) error { return nil }),
-		Captcha:    AllowAllCaptcha,
+		Captcha:    AllowAllCaptcha{},
 		CodeSecret: env.secret,
 		// Every iteration mails a code to the same address and the
 		// budgets would soon refuse; a window of a second keeps the logs
@@ -241,9 +241,7 @@ func newBenchEnv(b *testing.B, alg benchAlg, st benchStores, cache middleware.Ca
 	if err != nil {
 		b.Fatal(err)
 	}
-	if env.handler, err = svc.Handler(); err != nil {
-		b.Fatal(err)
-	}
+	env.handler = svc.Handler()
 	return env
 }
 
@@ -319,7 +317,7 @@ func BenchmarkFloor(b *testing.B) {
 func BenchmarkUpdateEmail(b *testing.B) {
 	for _, alg := range benchAlgs {
 		b.Run(alg.name, func(b *testing.B) {
-			runUpdateEmail(b, newBenchEnv(b, alg, memoryStores(b), middleware.CacheOptions{}))
+			runUpdateEmail(b, newBenchEnv(b, alg, memoryStores(b), idtoken.CacheOptions{}))
 		})
 	}
 }
@@ -330,7 +328,7 @@ func BenchmarkUpdateEmail(b *testing.B) {
 func BenchmarkUpdateEmailCached(b *testing.B) {
 	for _, alg := range benchAlgs {
 		b.Run(alg.name, func(b *testing.B) {
-			runUpdateEmail(b, newBenchEnv(b, alg, memoryStores(b), middleware.CacheOptions{MaxEntries: 1000}))
+			runUpdateEmail(b, newBenchEnv(b, alg, memoryStores(b), idtoken.CacheOptions{MaxEntries: 1000}))
 		})
 	}
 }
@@ -343,17 +341,17 @@ func BenchmarkUpdateEmailCached(b *testing.B) {
 func BenchmarkUpdateEmailStores(b *testing.B) {
 	rs := benchAlgs[0]
 	b.Run("sqlite", func(b *testing.B) {
-		runUpdateEmail(b, newBenchEnv(b, rs, sqlStores(b, sqliteDB(b), sqlstore.SQLite), middleware.CacheOptions{}))
+		runUpdateEmail(b, newBenchEnv(b, rs, sqlStores(b, sqliteDB(b), sqlstore.SQLite), idtoken.CacheOptions{}))
 	})
 	b.Run("postgres", func(b *testing.B) {
-		runUpdateEmail(b, newBenchEnv(b, rs, sqlStores(b, postgresDB(b), sqlstore.Postgres), middleware.CacheOptions{}))
+		runUpdateEmail(b, newBenchEnv(b, rs, sqlStores(b, postgresDB(b), sqlstore.Postgres), idtoken.CacheOptions{}))
 	})
 	b.Run("redis", func(b *testing.B) {
-		runUpdateEmail(b, newBenchEnv(b, rs, redisCodes(b, memoryStores(b)), middleware.CacheOptions{}))
+		runUpdateEmail(b, newBenchEnv(b, rs, redisCodes(b, memoryStores(b)), idtoken.CacheOptions{}))
 	})
 	b.Run("postgres+redis", func(b *testing.B) {
 		st := redisCodes(b, sqlStores(b, postgresDB(b), sqlstore.Postgres))
-		runUpdateEmail(b, newBenchEnv(b, rs, st, middleware.CacheOptions{}))
+		runUpdateEmail(b, newBenchEnv(b, rs, st, idtoken.CacheOptions{}))
 	})
 }
 
@@ -400,10 +398,10 @@ func runUpdateEmail(b *testing.B, env *benchEnv) {
 func BenchmarkSendCode(b *testing.B) {
 	rs := benchAlgs[0]
 	b.Run("memory", func(b *testing.B) {
-		runSendCode(b, newBenchEnv(b, rs, memoryStores(b), middleware.CacheOptions{}))
+		runSendCode(b, newBenchEnv(b, rs, memoryStores(b), idtoken.CacheOptions{}))
 	})
 	b.Run("redis", func(b *testing.B) {
-		runSendCode(b, newBenchEnv(b, rs, redisCodes(b, memoryStores(b)), middleware.CacheOptions{}))
+		runSendCode(b, newBenchEnv(b, rs, redisCodes(b, memoryStores(b)), idtoken.CacheOptions{}))
 	})
 }
 

@@ -21,17 +21,27 @@ var (
 	errInvalidUTF8    = errors.New("selfservice: body is not UTF-8")
 )
 
+// readFields reads the body as readBody does and decodes it into fields as
+// decodeFields does.
+func readFields(w http.ResponseWriter, r *http.Request, limit int64, fields []field) error {
+	body, err := readBody(w, r, limit)
+	if err != nil {
+		return err
+	}
+	return decodeFields(body, fields)
+}
+
 // readBody checks the content type and reads at most limit bytes of the body.
 func readBody(w http.ResponseWriter, r *http.Request, limit int64) ([]byte, error) {
 	if !isJSON(r.Header.Get("Content-Type")) {
-		return nil, i18n.ErrContentType
+		return nil, i18n.CodeContentType
 	}
 	body, err := io.ReadAll(http.MaxBytesReader(w, r.Body, limit))
 	if err != nil {
 		if _, ok := errors.AsType[*http.MaxBytesError](err); ok {
-			return nil, i18n.ErrBodyTooLarge.WithCause(err)
+			return nil, i18n.Wrap(i18n.CodeBodyTooLarge, err)
 		}
-		return nil, i18n.ErrBodyMalformed.WithCause(err)
+		return nil, i18n.Wrap(i18n.CodeBodyMalformed, err)
 	}
 	return body, nil
 }
@@ -70,28 +80,28 @@ type field struct {
 // has to pick the members out, without reflection or a token per value.
 func decodeFields(body []byte, fields []field) error {
 	if !utf8.Valid(body) {
-		return i18n.ErrBodyMalformed.WithCause(errInvalidUTF8)
+		return i18n.Wrap(i18n.CodeBodyMalformed, errInvalidUTF8)
 	}
 	if !json.Valid(body) {
-		return i18n.ErrBodyMalformed.WithCause(errNotObject)
+		return i18n.Wrap(i18n.CodeBodyMalformed, errNotObject)
 	}
 	i := skipSpace(body, 0)
 	if body[i] != '{' {
-		return i18n.ErrBodyMalformed.WithCause(errNotObject)
+		return i18n.Wrap(i18n.CodeBodyMalformed, errNotObject)
 	}
 	var seen uint64 // bit k: fields[k] was given
 	i = skipSpace(body, i+1)
 	for body[i] != '}' {
 		name, next, err := jsonString(body, i)
 		if err != nil {
-			return i18n.ErrBodyMalformed.WithCause(err)
+			return i18n.Wrap(i18n.CodeBodyMalformed, err)
 		}
 		k := fieldIndex(fields, name)
 		switch {
 		case k < 0:
-			return i18n.ErrBodyMalformed.WithCause(errUnknownField)
+			return i18n.Wrap(i18n.CodeBodyMalformed, errUnknownField)
 		case seen&(1<<k) != 0:
-			return i18n.ErrBodyMalformed.WithCause(errDuplicateField)
+			return i18n.Wrap(i18n.CodeBodyMalformed, errDuplicateField)
 		}
 		seen |= 1 << k
 		i = skipSpace(body, skipSpace(body, next)+1) // past the colon
@@ -99,13 +109,13 @@ func decodeFields(body []byte, fields []field) error {
 		case '"':
 			v, next, err := jsonString(body, i)
 			if err != nil {
-				return i18n.ErrBodyMalformed.WithCause(err)
+				return i18n.Wrap(i18n.CodeBodyMalformed, err)
 			}
 			*fields[k].dst, i = v, next
 		case 'n':
 			i += len("null")
 		default:
-			return i18n.ErrBodyMalformed.WithCause(errFieldType)
+			return i18n.Wrap(i18n.CodeBodyMalformed, errFieldType)
 		}
 		i = skipSpace(body, i)
 		if body[i] == ',' {

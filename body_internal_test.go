@@ -41,7 +41,7 @@ func TestDecodeFields(t *testing.T) {
 			var email, code string
 			err := decodeFields([]byte(tc.body), []field{{"email", &email}, {"verify_code", &code}})
 			if tc.wantErr {
-				if !errors.Is(err, i18n.ErrBodyMalformed) {
+				if !errors.Is(err, i18n.CodeBodyMalformed) {
 					t.Fatalf("err = %v, want REQ.9104", err)
 				}
 				return
@@ -79,7 +79,7 @@ func FuzzDecodeFields(f *testing.F) {
 	f.Fuzz(func(t *testing.T, body []byte) {
 		var email, code string
 		err := decodeFields(body, []field{{"email", &email}, {"verify_code", &code}})
-		if err != nil && !errors.Is(err, i18n.ErrBodyMalformed) {
+		if err != nil && !errors.Is(err, i18n.CodeBodyMalformed) {
 			t.Fatalf("error %v is not REQ.9104", err)
 		}
 		// Differential check: what is accepted, encoding/json reads the

@@ -108,7 +108,7 @@ type reservation struct {
 // refuses, the slots already taken are given back and the refusal is
 // returned as refused (with its Retry-After) after an EventRateLimited for
 // userID (empty for sends). A store failure is an internal error.
-func (s *Service) reserve(ctx context.Context, userID string, refused *i18n.Error, bs ...budget) ([]reservation, error) {
+func (s *Service) reserve(ctx context.Context, c caller, userID string, refused i18n.Code, bs ...budget) ([]reservation, error) {
 	taken := make([]reservation, 0, len(bs))
 	now := s.cfg.Now()
 	for _, b := range bs {
@@ -120,10 +120,10 @@ func (s *Service) reserve(ctx context.Context, userID string, refused *i18n.Erro
 		s.cancel(ctx, taken)
 		var rl *store.RateLimitError
 		if errors.As(err, &rl) {
-			s.rateLimited(ctx, userID, b.name)
-			return nil, refused.WithCause(fmt.Errorf("budget %s: %w", b.name, err)).WithRetryAfter(rl.RetryAfter)
+			s.rateLimited(ctx, c, userID, b.name)
+			return nil, &i18n.Error{Code: refused, RetryAfter: rl.RetryAfter, Err: fmt.Errorf("budget %s: %w", b.name, err)}
 		}
-		return nil, i18n.ErrInternal.WithCause(err)
+		return nil, i18n.Wrap(i18n.CodeInternal, err)
 	}
 	return taken, nil
 }

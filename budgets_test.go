@@ -488,7 +488,7 @@ func validConfig(t *testing.T) selfservice.Config {
 		Clients:    memstore.NewClientRegistry(),
 		Verifier:   testkit.Verifier(t),
 		Mailer:     &recordingMailer{},
-		Captcha:    selfservice.AllowAllCaptcha,
+		Captcha:    selfservice.AllowAllCaptcha{},
 		CodeSecret: make([]byte, selfservice.MinCodeSecretLen),
 	}
 }

@@ -11,15 +11,6 @@ const (
 	MaxLocalPartLen = emailaddr.MaxLocalLen
 )
 
-// Why an address breaks the rules; CanonicalEmail wraps one of them in
-// i18n.ErrEmailInvalid for logs, clients only see IDAAS.SDK.USER.0021.
-var (
-	ErrEmailSyntax    = emailaddr.ErrSyntax
-	ErrEmailLength    = emailaddr.ErrLength
-	ErrEmailCharacter = emailaddr.ErrCharacter
-	ErrEmailDomain    = emailaddr.ErrDomain
-)
-
 // CanonicalEmail checks s against the address rules and returns it twice:
 // email, trimmed and NFC-normalised but in the case the user typed, for
 // display and mail; and canonical, the one form used for uniqueness, code
@@ -39,12 +30,12 @@ var (
 //     so ß stays ß and never meets ss) and the domain in lower-case ASCII
 //     (IDNA), so bücher.example and xn--bcher-kva.example are one address.
 //
-// A broken rule yields an error wrapping i18n.ErrEmailInvalid and one of
-// ErrEmailSyntax, ErrEmailLength, ErrEmailCharacter and ErrEmailDomain.
+// A broken rule yields an error wrapping i18n.CodeEmailInvalid whose text
+// names the rule, for logs; clients only see IDAAS.SDK.USER.0021.
 func CanonicalEmail(s string) (email, canonical string, err error) {
 	email, canonical, err = emailaddr.Canonical(s)
 	if err != nil {
-		return "", "", i18n.ErrEmailInvalid.WithCause(err)
+		return "", "", i18n.Wrap(i18n.CodeEmailInvalid, err)
 	}
 	return email, canonical, nil
 }

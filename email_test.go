@@ -7,6 +7,7 @@ import (
 
 	"github.com/ciamkit/selfservice"
 	"github.com/ciamkit/selfservice/i18n"
+	"github.com/ciamkit/selfservice/internal/emailaddr"
 )
 
 // The rules themselves are tested in internal/emailaddr; this checks what
@@ -21,16 +22,16 @@ func TestCanonicalEmail(t *testing.T) {
 		in     string
 		reason error
 	}{
-		{"Alice <a@example.com>", selfservice.ErrEmailCharacter},
-		{"a(comment)@example.com", selfservice.ErrEmailSyntax},
-		{"admin\u034f@example.com", selfservice.ErrEmailCharacter},
-		{"a@example\u3002com", selfservice.ErrEmailCharacter},
-		{"a@example", selfservice.ErrEmailDomain},
-		{"a@" + strings.Repeat("d", 4*selfservice.MaxEmailLen), selfservice.ErrEmailSyntax},
+		{"Alice <a@example.com>", emailaddr.ErrCharacter},
+		{"a(comment)@example.com", emailaddr.ErrSyntax},
+		{"admin\u034f@example.com", emailaddr.ErrCharacter},
+		{"a@example\u3002com", emailaddr.ErrCharacter},
+		{"a@example", emailaddr.ErrDomain},
+		{"a@" + strings.Repeat("d", 4*selfservice.MaxEmailLen), emailaddr.ErrSyntax},
 	}
 	for _, tt := range tests {
 		email, canonical, err := selfservice.CanonicalEmail(tt.in)
-		if !errors.Is(err, i18n.ErrEmailInvalid) || !errors.Is(err, tt.reason) || email != "" || canonical != "" {
+		if !errors.Is(err, i18n.CodeEmailInvalid) || !errors.Is(err, tt.reason) || email != "" || canonical != "" {
 			t.Errorf("CanonicalEmail(%+q) = %q, %q, %v; want USER.0021 wrapping %v", tt.in, email, canonical, err, tt.reason)
 		}
 	}

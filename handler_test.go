@@ -13,8 +13,8 @@ import (
 
 	"github.com/ciamkit/selfservice"
 	"github.com/ciamkit/selfservice/i18n"
+	"github.com/ciamkit/selfservice/idtoken"
 	"github.com/ciamkit/selfservice/internal/testkit"
-	"github.com/ciamkit/selfservice/middleware"
 )
 
 // messages are the texts every code must be answered with, written out here
@@ -91,7 +91,7 @@ func stepUp(c *selfservice.Config) { c.MaxAuthAge = 10 * time.Minute }
 // signedInAt returns alice's token with auth_time at.
 func signedInAt(t testing.TB, at time.Time) string {
 	now := time.Now()
-	return testkit.Sign(t, middleware.Claims{
+	return testkit.Sign(t, idtoken.Claims{
 		RegisteredClaims: jwt.RegisteredClaims{
 			Issuer: testkit.Issuer, Subject: "alice", Audience: jwt.ClaimStrings{testkit.Client},
 			IssuedAt: jwt.NewNumericDate(now), ExpiresAt: jwt.NewNumericDate(now.Add(time.Hour)),
@@ -243,9 +243,9 @@ func TestSpec(t *testing.T) {
 	for _, tc := range cases {
 		seen[tc.code] = true
 	}
-	for _, e := range i18n.Catalog {
-		if _, ok := messages[e.Code]; !ok {
-			t.Errorf("the catalog's %s has no expected messages here", e.Code)
+	for _, c := range i18n.Codes() {
+		if _, ok := messages[string(c)]; !ok {
+			t.Errorf("the catalog's %s has no expected messages here", c)
 		}
 	}
 	for code := range messages {

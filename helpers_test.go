@@ -193,10 +193,7 @@ func newFixtureWith(t *testing.T, edit func(*selfservice.Config), users ...store
 		t.Fatal(err)
 	}
 	f.svc = svc
-	h, err := svc.Handler()
-	if err != nil {
-		t.Fatal(err)
-	}
+	h := svc.Handler()
 	f.srv = httptest.NewServer(h)
 	t.Cleanup(f.srv.Close)
 	return f

@@ -10,15 +10,26 @@ import (
 	"golang.org/x/text/language"
 )
 
-// TypeEmailChanged is the Message.Type of the notice mailed to the old
-// address after a change.
-const TypeEmailChanged = "EMAIL_CHANGED"
+// MailKind says what a Message is for.
+type MailKind string
+
+// The mails the package sends.
+const (
+	// MailCode carries a verification code (Message.Code) for the send
+	// type Message.Purpose.
+	MailCode MailKind = "code"
+	// MailEmailChanged tells the old address that the account's email was
+	// changed (Message.NewEmail, Message.ChangedAt).
+	MailEmailChanged MailKind = "email_changed"
+)
 
 // Message is one mail the package asks a Mailer to deliver.
 type Message struct {
-	// Type is what the mail is for: the send type of a verification code
-	// (PurposeUpdateEmail) or TypeEmailChanged for the notice.
-	Type string
+	// Kind is what the mail is for.
+	Kind MailKind
+	// Purpose is the send type a code is for, such as PurposeUpdateEmail
+	// (MailCode only).
+	Purpose string
 	// To is the recipient as the user typed it (see CanonicalEmail).
 	To string
 	// Language is the request's language, for the mail's text.
@@ -48,7 +59,8 @@ type MailerFunc func(ctx context.Context, msg Message) error
 func (f MailerFunc) Send(ctx context.Context, msg Message) error { return f(ctx, msg) }
 
 // LogMailer is the development Mailer: it writes every message to w as one
-// JSON line {"type","to","code","language",...} and delivers nothing. It prints codes in clear, so it has no place in
+// JSON line {"kind","purpose","to","code","language",...} and delivers
+// nothing. It prints codes in clear, so it has no place in
 // production.
 type LogMailer struct {
 	mu sync.Mutex
@@ -60,7 +72,7 @@ func NewLogMailer(w io.Writer) *LogMailer { return &LogMailer{w: w} }
 
 // Send implements Mailer.
 func (m *LogMailer) Send(_ context.Context, msg Message) error {
-	line := logLine{Type: msg.Type, To: msg.To, Code: msg.Code, Language: msg.Language.String(), NewEmail: msg.NewEmail}
+	line := logLine{Kind: msg.Kind, Purpose: msg.Purpose, To: msg.To, Code: msg.Code, Language: msg.Language.String(), NewEmail: msg.NewEmail}
 	if msg.Code != "" {
 		line.ExpiresIn = int64(msg.ExpiresIn / time.Second)
 	}
@@ -78,13 +90,14 @@ func (m *LogMailer) Send(_ context.Context, msg Message) error {
 }
 
 type logLine struct {
-	Type      string `json:"type"`
-	To        string `json:"to"`
-	Code      string `json:"code,omitempty"`
-	Language  string `json:"language"`
-	ExpiresIn int64  `json:"expires_in_seconds,omitempty"`
-	NewEmail  string `json:"new_email,omitempty"`
-	ChangedAt string `json:"changed_at,omitempty"`
+	Kind      MailKind `json:"kind"`
+	Purpose   string   `json:"purpose,omitempty"`
+	To        string   `json:"to"`
+	Code      string   `json:"code,omitempty"`
+	Language  string   `json:"language"`
+	ExpiresIn int64    `json:"expires_in_seconds,omitempty"`
+	NewEmail  string   `json:"new_email,omitempty"`
+	ChangedAt string   `json:"changed_at,omitempty"`
 }
 
 // CaptchaVerifier checks the captcha_token of a send request against the
@@ -101,6 +114,20 @@ type CaptchaFunc func(ctx context.Context, token string) error
 // VerifyCaptcha calls f.
 func (f CaptchaFunc) VerifyCaptcha(ctx context.Context, token string) error { return f(ctx, token) }
 
-// AllowAllCaptcha passes every non-empty token. It exists for development
-// and tests and must be chosen explicitly: Config has no default verifier.
-var AllowAllCaptcha CaptchaVerifier = CaptchaFunc(func(context.Context, string) error { return nil })
+// AllowAllCaptcha is the CaptchaVerifier that passes every non-empty token.
+// It exists for development and tests and must be chosen explicitly
+// (Captcha: selfservice.AllowAllCaptcha{}): Config has no default verifier.
+type AllowAllCaptcha struct{}
+
+// VerifyCaptcha returns nil.
+func (AllowAllCaptcha) VerifyCaptcha(context.Context, string) error { return nil }
+
+// ErrCaptchaRejected is what a CaptchaVerifier wraps when it refuses a
+// token; it is answered with IDAAS.SDK.CAPTCHA.9202.
+const ErrCaptchaRejected captchaRejected = "selfservice: captcha rejected"
+
+// captchaRejected is the type of ErrCaptchaRejected: a constant, so that no
+// importer can reassign it.
+type captchaRejected string
+
+func (e captchaRejected) Error() string { return string(e) }

@@ -9,9 +9,10 @@ import (
 
 // notice is one mail to an old address, queued after a committed change.
 type notice struct {
-	ctx  context.Context // the request's values, without its cancellation
-	user store.User      // as it was before the change
-	msg  Message
+	ctx    context.Context // the request's values, without its cancellation
+	caller caller
+	user   store.User // as it was before the change
+	msg    Message
 }
 
 // notifier mails notices on a few long-lived workers fed by a bounded
@@ -32,16 +33,17 @@ type notifier struct {
 // the notice; a drop, like a failed send, is logged (addresses masked) and
 // reported as EventNoticeFailed, never to the client. Once Shutdown has
 // begun, the notice is mailed before the response instead.
-func (s *Service) notifyOldAddress(ctx context.Context, user store.User, newEmail string) {
+func (s *Service) notifyOldAddress(ctx context.Context, c caller, user store.User, newEmail string) {
 	n := notice{
-		// The request's values (device, client) stay for the log; its
-		// cancellation does not: the response is already on its way.
-		ctx:  context.WithoutCancel(ctx),
-		user: user,
+		// The request's values stay for the log; its cancellation does
+		// not: the response is already on its way.
+		ctx:    context.WithoutCancel(ctx),
+		caller: c,
+		user:   user,
 		msg: Message{
-			Type:      TypeEmailChanged,
+			Kind:      MailEmailChanged,
 			To:        user.Email,
-			Language:  s.language(ctx),
+			Language:  c.language,
 			NewEmail:  MaskEmail(newEmail),
 			ChangedAt: s.cfg.Now(),
 		},
@@ -71,7 +73,7 @@ func (s *Service) notifyOldAddress(ctx context.Context, user store.User, newEmai
 		nt.mu.Unlock()
 		s.cfg.Logger.ErrorContext(n.ctx, "selfservice: notice queue full, notice to the old address dropped",
 			"user", user.ID, "queue", s.cfg.NoticeQueue)
-		s.event(n.ctx, EventNoticeFailed, user.ID, user.Email, "")
+		s.event(n.ctx, c, EventNoticeFailed, user.ID, user.Email, "")
 	}
 }
 
@@ -82,7 +84,7 @@ func (s *Service) mailNotice(n notice) {
 	if err := s.cfg.Mailer.Send(ctx, n.msg); err != nil {
 		s.cfg.Logger.ErrorContext(ctx, "selfservice: notice to the old address failed",
 			"user", n.user.ID, "error", redact(err, []string{n.user.Email, n.user.CanonicalEmail}))
-		s.event(ctx, EventNoticeFailed, n.user.ID, n.user.Email, "")
+		s.event(ctx, n.caller, EventNoticeFailed, n.user.ID, n.user.Email, "")
 	}
 }
 

@@ -27,7 +27,7 @@ type gatedMailer struct {
 }
 
 func (m *gatedMailer) Send(ctx context.Context, msg selfservice.Message) error {
-	if msg.Type != selfservice.TypeEmailChanged {
+	if msg.Kind != selfservice.MailEmailChanged {
 		return m.next.Send(ctx, msg)
 	}
 	m.entered <- struct{}{}

@@ -20,6 +20,7 @@ import (
 	"github.com/golang-jwt/jwt/v5"
 
 	"github.com/ciamkit/selfservice/i18n"
+	"github.com/ciamkit/selfservice/idtoken"
 	"github.com/ciamkit/selfservice/middleware"
 	"github.com/ciamkit/selfservice/store"
 	"github.com/ciamkit/selfservice/store/memstore"
@@ -121,9 +122,9 @@ func serve(b *testing.B, h http.Handler, r *http.Request) {
 var empty = http.HandlerFunc(func(http.ResponseWriter, *http.Request) {})
 
 // ourChain is selfservice's standard chain of four middlewares.
-func ourChain(b *testing.B, pub crypto.PublicKey, cache middleware.CacheOptions) http.Handler {
+func ourChain(b *testing.B, pub crypto.PublicKey, cache idtoken.CacheOptions) http.Handler {
 	b.Helper()
-	v, err := middleware.NewVerifier(middleware.VerifierOptions{
+	v, err := idtoken.New(idtoken.Options{
 		Issuer:  issuer,
 		Keyfunc: func(*jwt.Token) (any, error) { return pub, nil },
 		Cache:   cache,
@@ -162,10 +163,10 @@ func BenchmarkPeers(b *testing.B) {
 			}
 		})
 		b.Run(name+"selfservice-chain", func(b *testing.B) {
-			serve(b, ourChain(b, pub, middleware.CacheOptions{}), request(raw))
+			serve(b, ourChain(b, pub, idtoken.CacheOptions{}), request(raw))
 		})
 		b.Run(name+"selfservice-chain-cached", func(b *testing.B) {
-			serve(b, ourChain(b, pub, middleware.CacheOptions{MaxEntries: 10_000}), request(raw))
+			serve(b, ourChain(b, pub, idtoken.CacheOptions{MaxEntries: 10_000}), request(raw))
 		})
 		b.Run(name+"go-oidc", func(b *testing.B) {
 			v := oidc.NewVerifier(issuer, &oidc.StaticKeySet{PublicKeys: []crypto.PublicKey{pub}}, &oidc.Config{

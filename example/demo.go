@@ -127,7 +127,7 @@ func mountDemo(mux *http.ServeMux, d demoPage) {
 // ?lang= first, as X-L would be, then Accept-Language, then English.
 func pageLanguage(r *http.Request) string {
 	loc := i18n.Default().Match(r.URL.Query().Get("lang"), r.Header.Get("Accept-Language"))
-	base, _ := loc.Tag.Base()
+	base, _ := loc.Tag().Base()
 	if _, ok := pageTexts[base.String()]; ok {
 		return base.String()
 	}

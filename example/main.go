@@ -12,7 +12,8 @@
 //
 //	-addr HOST:PORT   listen address (default 127.0.0.1:8080)
 //	-seed FILE        {"clients":[{"client_id":"..."}],"users":[{"id":"...","email":"..."}]};
-//	                  inserts what is missing, never overwrites
+//	                  inserted after the demo client and user, when missing;
+//	                  never overwrites
 //	-issuer URL       trust this external issuer instead of the built-in one
 //	-jwks-url URL     the external issuer's JWKS (required with -issuer)
 //	-store S          users and clients: memory (default), sqlite:PATH or postgres://...
@@ -47,13 +48,17 @@ import (
 	"time"
 
 	"github.com/ciamkit/selfservice"
+	"github.com/ciamkit/selfservice/idtoken"
 	"github.com/ciamkit/selfservice/mail"
-	"github.com/ciamkit/selfservice/middleware"
 	"github.com/ciamkit/selfservice/store"
 )
 
 func main() {
-	if err := run(context.Background(), os.Args[1:], os.Stdout, os.Stderr); err != nil {
+	err := run(context.Background(), os.Args[1:], os.Stdout, os.Stderr)
+	switch {
+	case errors.Is(err, flag.ErrHelp):
+		// -h printed the usage, as asked: not a failure.
+	case err != nil:
 		fmt.Fprintln(os.Stderr, "example:", err)
 		os.Exit(1)
 	}
@@ -70,7 +75,7 @@ func parseFlags(args []string, stderr io.Writer) (flags, error) {
 	fs := flag.NewFlagSet("example", flag.ContinueOnError)
 	fs.SetOutput(stderr)
 	fs.StringVar(&f.addr, "addr", "127.0.0.1:8080", "listen address `HOST:PORT`")
-	fs.StringVar(&f.seed, "seed", "", "seed `FILE` with clients and users to insert when missing")
+	fs.StringVar(&f.seed, "seed", "", "seed `FILE` with clients and users to insert, after the demo ones, when missing")
 	fs.StringVar(&f.issuer, "issuer", "", "trust this external issuer `URL` instead of the built-in one")
 	fs.StringVar(&f.jwksURL, "jwks-url", "", "JWKS `URL` of the external issuer")
 	fs.StringVar(&f.store, "store", "memory", "users and clients: memory, sqlite:PATH or postgres://...")
@@ -106,14 +111,20 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 		return err
 	}
 	defer st.Close()
+	// The demo client and user always, then the -seed file's: the
+	// walkthrough and the demo page need the demo ones.
 	seed := defaultSeed
-	if f.seed != "" {
-		if seed, err = readSeed(f.seed); err != nil {
-			return err
-		}
-	}
 	if err := seed.apply(ctx, st.users, st.clients); err != nil {
 		return err
+	}
+	if f.seed != "" {
+		extra, err := readSeed(f.seed)
+		if err != nil {
+			return err
+		}
+		if err := extra.apply(ctx, st.users, st.clients); err != nil {
+			return err
+		}
 	}
 	secret, err := codeSecret()
 	if err != nil {
@@ -156,7 +167,7 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 		mux.Handle(jwksPath, iss)
 		issuerURL, jwksURL = iss.url, base+jwksPath
 	}
-	verifier, err := middleware.NewVerifier(middleware.VerifierOptions{
+	verifier, err := idtoken.New(idtoken.Options{
 		Issuer:  issuerURL,
 		JWKSURL: jwksURL,
 		Logger:  logger,
@@ -172,14 +183,14 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 		loose := []store.Limit{{N: 1_000_000, Window: time.Second}}
 		budgets = selfservice.Budgets{SendsPerEmail: loose, SendsPerIP: loose, WrongCodesPerUser: loose, WrongCodesPerIP: loose}
 	}
-	svc, err := selfservice.Mount(mux, selfservice.Config{
+	svc, err := selfservice.New(selfservice.Config{
 		Users:      st.users,
 		Codes:      st.codes,
 		Limiter:    st.limiter,
 		Clients:    st.clients,
 		Verifier:   verifier,
 		Mailer:     mailer,
-		Captcha:    selfservice.AllowAllCaptcha,
+		Captcha:    selfservice.AllowAllCaptcha{},
 		CodeSecret: secret,
 		Budgets:    budgets,
 		Logger:     logger,
@@ -187,6 +198,7 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	if err != nil {
 		return err
 	}
+	svc.Mount(mux, "")
 	mux.Handle("GET /openapi.yaml", selfservice.OpenAPIHandler())
 	mux.HandleFunc("GET /readyz", func(w http.ResponseWriter, r *http.Request) {
 		if err := verifier.Ready(r.Context()); err != nil {

@@ -4,6 +4,8 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"errors"
+	"flag"
 	"fmt"
 	"io"
 	"net/http"
@@ -119,11 +121,11 @@ func (s started) post(t *testing.T, path, token, body string) (int, string) {
 func (s started) mailedCode(t *testing.T, to string) string {
 	t.Helper()
 	for _, line := range strings.Split(strings.TrimSpace(s.stdout.String()), "\n") {
-		var m struct{ To, Type, Code string }
+		var m struct{ To, Kind, Purpose, Code string }
 		if err := json.Unmarshal([]byte(line), &m); err != nil {
 			t.Fatalf("stdout line %q is not JSON: %v", line, err)
 		}
-		if m.To == to && m.Type == "UPDATE_EMAIL_EMS" && len(m.Code) == 6 {
+		if m.To == to && m.Kind == "code" && m.Purpose == "UPDATE_EMAIL_EMS" && len(m.Code) == 6 {
 			return m.Code
 		}
 	}
@@ -155,6 +157,8 @@ func TestWalkthrough(t *testing.T) {
 	resp.Body.Close()
 }
 
+// TestSeedFile: -seed adds its clients and users to the demo ones, which
+// the walkthrough keeps using.
 func TestSeedFile(t *testing.T) {
 	path := filepath.Join(t.TempDir(), "seed.json")
 	seed := `{"clients":[{"client_id":"my-app"}],"users":[{"id":"u-42","email":"Me@Example.com"},{"id":"u-43","email":"me@example.com"}]}`
@@ -173,11 +177,39 @@ func TestSeedFile(t *testing.T) {
 		t.Fatal(err)
 	}
 	s := start(t, "-seed", path)
-	if s.client != "my-app" {
-		t.Fatalf("walkthrough uses client %q", s.client)
+	if s.client != "nTo1eRIub60vPb54WeE6aojPwYwImtl4" {
+		t.Fatalf("walkthrough uses client %q, want the demo client", s.client)
 	}
-	if st, body := s.post(t, "/api/v2/sdk/profile/update-email", s.token, `{"email":"me@example.com","verify_code":"000000"}`); st != 200 {
-		t.Fatalf("own address again: %d %s", st, body)
+	demo := s
+	if st, body := demo.post(t, "/api/v2/sdk/profile/update-email", s.token, `{"email":"15201657312@163.com","verify_code":"000000"}`); st != 200 {
+		t.Fatalf("the demo user's own address again: %d %s", st, body)
+	}
+	mine := s
+	mine.client = "my-app"
+	if st, body := mine.post(t, "/api/v2/sdk/email/send", "", `{"email":"new@example.com","type":"UPDATE_EMAIL_EMS","captcha_token":"dev"}`); st != 200 {
+		t.Fatalf("send for the seeded client: %d %s", st, body)
+	}
+	// The seeded address is taken: the demo user cannot have it.
+	if st, body := demo.post(t, "/api/v2/sdk/email/send", "", `{"email":"me@example.com","type":"UPDATE_EMAIL_EMS","captcha_token":"dev"}`); st != 200 {
+		t.Fatalf("send: %d %s", st, body)
+	}
+	code := demo.mailedCode(t, "me@example.com")
+	if st, body := demo.post(t, "/api/v2/sdk/profile/update-email", s.token, `{"email":"me@example.com","verify_code":"`+code+`"}`); st != 400 || !strings.Contains(body, "IDAAS.SDK.USER.0036") {
+		t.Fatalf("taking the seeded user's address: %d %s", st, body)
+	}
+}
+
+// TestHelp: -h prints the usage and is no failure.
+func TestHelp(t *testing.T) {
+	var stderr bytes.Buffer
+	err := run(context.Background(), []string{"-h"}, io.Discard, &stderr)
+	if !errors.Is(err, flag.ErrHelp) {
+		t.Fatalf("run -h = %v, want flag.ErrHelp, which main exits 0 on", err)
+	}
+	for _, f := range []string{"-addr", "-store", "-codes", "-mail", "-seed", "-load-test"} {
+		if !strings.Contains(stderr.String(), f) {
+			t.Errorf("usage lacks %s:\n%s", f, stderr.String())
+		}
 	}
 }
 

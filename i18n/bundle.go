@@ -7,12 +7,11 @@
 //
 //	b := i18n.Default()                       // English and Chinese, English by default
 //	loc := b.Match(r.Header.Get("X-L"), r.Header.Get("Accept-Language"))
-//	w.Write(loc.ErrorBody(i18n.ErrUserNotFound)) // {"error_code":"IDAAS.SDK.USER.0001","error_msg":"..."}
+//	w.Write(loc.ErrorBody(i18n.CodeUserNotFound)) // {"error_code":"IDAAS.SDK.USER.0001","error_msg":"..."}
 package i18n
 
 import (
 	"encoding/json"
-	"errors"
 	"fmt"
 	"io/fs"
 	"strings"
@@ -21,6 +20,7 @@ import (
 	goi18n "github.com/nicksnyder/go-i18n/v2/i18n"
 	"golang.org/x/text/language"
 
+	"github.com/ciamkit/selfservice/internal/configerr"
 	"github.com/ciamkit/selfservice/locales"
 )
 
@@ -38,13 +38,21 @@ type Bundle struct {
 }
 
 // Locale is one supported language with everything a request needs from it,
-// prepared once: its localizer and its rendered error bodies.
+// prepared once: its localizer and its rendered error bodies. It is
+// immutable and shared by every request in its language.
 type Locale struct {
-	Tag       language.Tag
-	Localizer *goi18n.Localizer
-	header    []string          // Content-Language value, shared read-only
-	bodies    map[string][]byte // error code -> JSON body
+	tag       language.Tag
+	localizer *goi18n.Localizer
+	header    []string        // Content-Language value, shared read-only
+	bodies    map[Code][]byte // error code -> JSON body
 }
+
+// Tag returns the language.
+func (l *Locale) Tag() language.Tag { return l.tag }
+
+// Localizer returns the go-i18n localizer of the language, for the
+// integrator's own messages in the same bundle.
+func (l *Locale) Localizer() *goi18n.Localizer { return l.localizer }
 
 // Options configures NewBundle.
 type Options struct {
@@ -57,35 +65,32 @@ type Options struct {
 	Default language.Tag
 }
 
-// ErrConfig reports an unusable Options value.
-var ErrConfig = errors.New("i18n: invalid configuration")
-
-// NewBundle loads the message files and prepares every locale. It fails if a
-// file does not parse, if the default language is not loaded, or if any
-// catalog code or mail message (MailMessages) lacks a message in any loaded
-// language.
+// NewBundle loads the message files and prepares every locale. It fails,
+// with an error wrapping selfservice.configerr.Err, if a file does not parse, if
+// the default language is not loaded, or if any catalog code or mail message
+// (MailMessages) lacks a message in any loaded language.
 func NewBundle(opts Options) (*Bundle, error) {
 	files := opts.Files
 	if files == nil {
-		files = locales.FS
+		files = locales.FS()
 	}
 	def := opts.Default
 	if def == language.Und {
 		def = language.English
 	}
 	gb := goi18n.NewBundle(def)
-	for _, msgs := range [][]*goi18n.Message{Messages, MailMessages} {
+	for _, msgs := range [][]*goi18n.Message{Messages(), MailMessages()} {
 		if err := gb.AddMessages(language.English, msgs...); err != nil {
-			return nil, fmt.Errorf("%w: %w", ErrConfig, err)
+			return nil, fmt.Errorf("%w: %w", configerr.Err, err)
 		}
 	}
 	names, err := fs.Glob(files, "active.*.json")
 	if err != nil || len(names) == 0 {
-		return nil, fmt.Errorf("%w: no active.*.json message files", ErrConfig)
+		return nil, fmt.Errorf("%w: no active.*.json message files", configerr.Err)
 	}
 	for _, name := range names {
 		if _, err := gb.LoadMessageFileFS(files, name); err != nil {
-			return nil, fmt.Errorf("%w: %s: %w", ErrConfig, name, err)
+			return nil, fmt.Errorf("%w: %s: %w", configerr.Err, name, err)
 		}
 	}
 
@@ -99,7 +104,7 @@ func NewBundle(opts Options) (*Bundle, error) {
 		}
 	}
 	if !containsTag(tags, def) {
-		return nil, fmt.Errorf("%w: default language %s has no message file", ErrConfig, def)
+		return nil, fmt.Errorf("%w: default language %s has no message file", configerr.Err, def)
 	}
 	for _, t := range ordered {
 		loc, err := newLocale(gb, t)
@@ -127,38 +132,39 @@ func containsTag(tags []language.Tag, t language.Tag) bool {
 }
 
 func newLocale(gb *goi18n.Bundle, tag language.Tag) (*Locale, error) {
+	codes := Codes()
 	loc := &Locale{
-		Tag:       tag,
-		Localizer: goi18n.NewLocalizer(gb, tag.String()),
+		tag:       tag,
+		localizer: goi18n.NewLocalizer(gb, tag.String()),
 		header:    []string{tag.String()},
-		bodies:    make(map[string][]byte, len(Catalog)),
+		bodies:    make(map[Code][]byte, len(codes)),
 	}
-	for _, e := range Catalog {
+	for _, c := range codes {
 		// Only this language's own file counts: falling back to English
 		// would hide a missing translation.
-		msg, got, err := loc.Localizer.LocalizeWithTag(&goi18n.LocalizeConfig{MessageID: e.Code})
+		msg, got, err := loc.localizer.LocalizeWithTag(&goi18n.LocalizeConfig{MessageID: string(c)})
 		if err != nil || got != tag {
-			return nil, fmt.Errorf("%w: no %s message for %s", ErrConfig, tag, e.Code)
+			return nil, fmt.Errorf("%w: no %s message for %s", configerr.Err, tag, c)
 		}
-		loc.bodies[e.Code] = renderBody(e.Code, msg)
+		loc.bodies[c] = renderBody(c, msg)
 	}
-	for _, m := range MailMessages {
+	for _, m := range MailMessages() {
 		// Rendered without data: this checks that the language has its
 		// own text and that the text parses as a template.
-		_, got, err := loc.Localizer.LocalizeWithTag(&goi18n.LocalizeConfig{MessageID: m.ID})
+		_, got, err := loc.localizer.LocalizeWithTag(&goi18n.LocalizeConfig{MessageID: m.ID})
 		if got != tag {
-			return nil, fmt.Errorf("%w: no %s message for %s", ErrConfig, tag, m.ID)
+			return nil, fmt.Errorf("%w: no %s message for %s", configerr.Err, tag, m.ID)
 		}
 		if err != nil {
-			return nil, fmt.Errorf("%w: %s message for %s: %w", ErrConfig, tag, m.ID, err)
+			return nil, fmt.Errorf("%w: %s message for %s: %w", configerr.Err, tag, m.ID, err)
 		}
 	}
 	return loc, nil
 }
 
-func renderBody(code, msg string) []byte {
+func renderBody(code Code, msg string) []byte {
 	body, err := json.Marshal(struct {
-		Code string `json:"error_code"`
+		Code Code   `json:"error_code"`
 		Msg  string `json:"error_msg"`
 	}{code, msg})
 	if err != nil {
@@ -171,26 +177,27 @@ func renderBody(code, msg string) []byte {
 // Message returns the text of message id in this language, or "" when there
 // is none.
 func (l *Locale) Message(id string) string {
-	s, err := l.Localizer.Localize(&goi18n.LocalizeConfig{MessageID: id})
+	s, err := l.localizer.Localize(&goi18n.LocalizeConfig{MessageID: id})
 	if err != nil {
 		return ""
 	}
 	return s
 }
 
-// ErrorBody returns the JSON body {"error_code","error_msg"} for e in this
-// language. Catalog errors are answered from bodies rendered at start-up; an
-// integrator's own *Error is localised on the fly and falls back to its code
-// as the message. The returned slice must not be modified.
-func (l *Locale) ErrorBody(e *Error) []byte {
-	if b, ok := l.bodies[e.Code]; ok {
+// ErrorBody returns the JSON body {"error_code","error_msg"} for code in
+// this language. The catalog's codes are answered from bodies rendered at
+// start-up; an integrator's own code is localised on the fly from the
+// bundle and falls back to the code itself as the message. The returned
+// slice must not be modified.
+func (l *Locale) ErrorBody(code Code) []byte {
+	if b, ok := l.bodies[code]; ok {
 		return b
 	}
-	msg := l.Message(e.Code)
+	msg := l.Message(string(code))
 	if msg == "" {
-		msg = e.Code
+		msg = string(code)
 	}
-	return renderBody(e.Code, msg)
+	return renderBody(code, msg)
 }
 
 // ContentLanguage returns the Content-Language header value for this locale

@@ -12,6 +12,7 @@ import (
 	"golang.org/x/text/language"
 
 	"github.com/ciamkit/selfservice/i18n"
+	"github.com/ciamkit/selfservice/internal/configerr"
 	"github.com/ciamkit/selfservice/locales"
 )
 
@@ -70,8 +71,8 @@ func TestMatch(t *testing.T) {
 			if loc == nil {
 				t.Fatal("Match returned nil")
 			}
-			if loc.Tag != tt.want {
-				t.Errorf("Match(%.40q, %.40q) = %v, want %v", tt.xl, tt.acceptLanguage, loc.Tag, tt.want)
+			if loc.Tag() != tt.want {
+				t.Errorf("Match(%.40q, %.40q) = %v, want %v", tt.xl, tt.acceptLanguage, loc.Tag(), tt.want)
 			}
 			if got := loc.ContentLanguage(); len(got) != 1 || got[0] != tt.want.String() {
 				t.Errorf("ContentLanguage() = %q, want [%q]", got, tt.want.String())
@@ -85,13 +86,13 @@ func TestLocales(t *testing.T) {
 	b := i18n.Default()
 	var got []language.Tag
 	for _, l := range b.Locales() {
-		got = append(got, l.Tag)
+		got = append(got, l.Tag())
 	}
 	if want := []language.Tag{language.English, language.Chinese}; len(got) != 2 || got[0] != want[0] || got[1] != want[1] {
 		t.Errorf("Locales() = %v, want %v", got, want)
 	}
-	if b.DefaultLocale().Tag != language.English {
-		t.Errorf("DefaultLocale() = %v, want en", b.DefaultLocale().Tag)
+	if b.DefaultLocale().Tag() != language.English {
+		t.Errorf("DefaultLocale() = %v, want en", b.DefaultLocale().Tag())
 	}
 	if i18n.Default() != b {
 		t.Error("Default() returns a new bundle on each call")
@@ -103,7 +104,7 @@ func fullFiles(t *testing.T) fstest.MapFS {
 	t.Helper()
 	m := fstest.MapFS{}
 	for _, name := range []string{"active.en.json", "active.zh.json"} {
-		raw, err := fs.ReadFile(locales.FS, name)
+		raw, err := fs.ReadFile(locales.FS(), name)
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -194,7 +195,7 @@ func TestNewBundle(t *testing.T) {
 				if err == nil {
 					t.Fatal("NewBundle succeeded, want an error")
 				}
-				if !errors.Is(err, i18n.ErrConfig) {
+				if !errors.Is(err, configerr.Err) {
 					t.Errorf("error %v does not wrap ErrConfig", err)
 				}
 				return
@@ -202,10 +203,10 @@ func TestNewBundle(t *testing.T) {
 			if err != nil {
 				t.Fatalf("NewBundle: %v", err)
 			}
-			if got := b.DefaultLocale().Tag; got != tt.want {
+			if got := b.DefaultLocale().Tag(); got != tt.want {
 				t.Errorf("DefaultLocale() = %v, want %v", got, tt.want)
 			}
-			if got := b.Match("", "").Tag; got != tt.want {
+			if got := b.Match("", "").Tag(); got != tt.want {
 				t.Errorf("Match with no language = %v, want %v", got, tt.want)
 			}
 		})
@@ -234,10 +235,10 @@ func TestNewBundleWithThirdLanguage(t *testing.T) {
 	t.Parallel()
 	full := fullFiles(t)
 	fr := make(map[string]string)
-	for _, e := range i18n.Catalog {
-		fr[e.Code] = "fr " + e.Code
+	for _, c := range i18n.Codes() {
+		fr[string(c)] = "fr " + string(c)
 	}
-	for _, m := range i18n.MailMessages {
+	for _, m := range i18n.MailMessages() {
 		fr[m.ID] = "fr " + m.ID
 	}
 	raw, err := json.Marshal(fr)
@@ -250,10 +251,10 @@ func TestNewBundleWithThirdLanguage(t *testing.T) {
 		t.Fatalf("NewBundle: %v", err)
 	}
 	loc := b.Match("fr-CA", "")
-	if loc.Tag != language.French {
-		t.Fatalf("Match(fr-CA) = %v, want fr", loc.Tag)
+	if loc.Tag() != language.French {
+		t.Fatalf("Match(fr-CA) = %v, want fr", loc.Tag())
 	}
-	assertBody(t, loc.ErrorBody(i18n.ErrUserNotFound), "IDAAS.SDK.USER.0001", "fr IDAAS.SDK.USER.0001")
+	assertBody(t, loc.ErrorBody(i18n.CodeUserNotFound), "IDAAS.SDK.USER.0001", "fr IDAAS.SDK.USER.0001")
 }
 
 // assertBody checks that body is exactly {"error_code": code, "error_msg": msg}.
@@ -281,22 +282,21 @@ func TestErrorBody(t *testing.T) {
 	t.Parallel()
 	b := i18n.Default()
 	en, zh := b.Match("en", ""), b.Match("zh", "")
-	custom := &i18n.Error{Code: "ACME.0001", Status: 400}
-	quoted := &i18n.Error{Code: `ACME."<0002>"`, Status: 400}
+	custom := i18n.Code("ACME.0001")
+	quoted := i18n.Code(`ACME."<0002>"`)
 
 	tests := []struct {
 		name     string
 		loc      *i18n.Locale
-		err      *i18n.Error
+		err      i18n.Code
 		code     string
 		msg      string
 		wantSame bool // the catalog's pre-rendered body, byte for byte
 	}{
-		{"seed code in English", en, i18n.ErrTokenInvalid, "IDAAS.SDK.PARAM.0016", "IdToken is invalid or expired", true},
-		{"seed code in Chinese", zh, i18n.ErrTokenInvalid, "IDAAS.SDK.PARAM.0016", "IdToken无效或已过期", true},
-		{"own code in English", en, i18n.ErrInternal, "IDAAS.SDK.SYS.9001", "System busy, please try again later", true},
-		{"own code in Chinese", zh, i18n.ErrInternal, "IDAAS.SDK.SYS.9001", "系统繁忙,请稍后重试", true},
-		{"copy with a cause hides the cause", en, i18n.ErrUserNotFound.WithCause(errors.New("secret dsn")), "IDAAS.SDK.USER.0001", "User not found", true},
+		{"seed code in English", en, i18n.CodeTokenInvalid, "IDAAS.SDK.PARAM.0016", "IdToken is invalid or expired", true},
+		{"seed code in Chinese", zh, i18n.CodeTokenInvalid, "IDAAS.SDK.PARAM.0016", "IdToken无效或已过期", true},
+		{"own code in English", en, i18n.CodeInternal, "IDAAS.SDK.SYS.9001", "System busy, please try again later", true},
+		{"own code in Chinese", zh, i18n.CodeInternal, "IDAAS.SDK.SYS.9001", "系统繁忙,请稍后重试", true},
 		{"integrator code falls back to the code", en, custom, "ACME.0001", "ACME.0001", false},
 		{"integrator code with JSON specials", zh, quoted, `ACME."<0002>"`, `ACME."<0002>"`, false},
 	}
@@ -318,13 +318,13 @@ func TestErrorBody(t *testing.T) {
 func TestErrorBodyEveryCode(t *testing.T) {
 	t.Parallel()
 	for _, loc := range i18n.Default().Locales() {
-		for _, e := range i18n.Catalog {
-			body := loc.ErrorBody(e)
-			msg := loc.Message(e.Code)
-			if msg == "" || msg == e.Code {
-				t.Errorf("%v %s: no message", loc.Tag, e.Code)
+		for _, c := range i18n.Codes() {
+			body := loc.ErrorBody(c)
+			msg := loc.Message(string(c))
+			if msg == "" || msg == string(c) {
+				t.Errorf("%v %s: no message", loc.Tag(), c)
 			}
-			assertBody(t, body, e.Code, msg)
+			assertBody(t, body, string(c), msg)
 		}
 	}
 }

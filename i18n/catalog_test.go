@@ -10,6 +10,7 @@ import (
 	"slices"
 	"strings"
 	"testing"
+	"time"
 	"unicode"
 
 	"github.com/ciamkit/selfservice/i18n"
@@ -37,7 +38,7 @@ var seedMessages = []struct {
 // (message id -> text).
 func readLocaleFile(t *testing.T, name string) map[string]string {
 	t.Helper()
-	raw, err := fs.ReadFile(locales.FS, name)
+	raw, err := fs.ReadFile(locales.FS(), name)
 	if err != nil {
 		t.Fatalf("read %s: %v", name, err)
 	}
@@ -49,16 +50,16 @@ func readLocaleFile(t *testing.T, name string) map[string]string {
 }
 
 func catalogCodes() []string {
-	codes := make([]string, len(i18n.Catalog))
-	for i, e := range i18n.Catalog {
-		codes[i] = e.Code
+	codes := make([]string, len(i18n.Codes()))
+	for i, c := range i18n.Codes() {
+		codes[i] = string(c)
 	}
 	return codes
 }
 
 func mailIDs() []string {
-	ids := make([]string, len(i18n.MailMessages))
-	for i, m := range i18n.MailMessages {
+	ids := make([]string, len(i18n.MailMessages()))
+	for i, m := range i18n.MailMessages() {
 		ids[i] = m.ID
 	}
 	return ids
@@ -91,7 +92,7 @@ func TestLocaleFilesCoverCatalog(t *testing.T) {
 
 func TestLocaleFilesAreTheOnlyOnes(t *testing.T) {
 	t.Parallel()
-	names, err := fs.Glob(locales.FS, "active.*.json")
+	names, err := fs.Glob(locales.FS(), "active.*.json")
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -118,7 +119,7 @@ func TestEnglishFileMatchesGoLiterals(t *testing.T) {
 	t.Parallel()
 	file := readLocaleFile(t, "active.en.json")
 	seen := make(map[string]bool)
-	literals := append(slices.Clone(i18n.Messages), i18n.MailMessages...)
+	literals := append(i18n.Messages(), i18n.MailMessages()...)
 	for _, m := range literals {
 		t.Run(m.ID, func(t *testing.T) {
 			if seen[m.ID] {
@@ -136,7 +137,7 @@ func TestEnglishFileMatchesGoLiterals(t *testing.T) {
 		})
 	}
 	if len(file) != len(literals) {
-		t.Errorf("active.en.json has %d messages, i18n.Messages and i18n.MailMessages %d", len(file), len(literals))
+		t.Errorf("active.en.json has %d messages, i18n.Messages() and i18n.MailMessages() %d", len(file), len(literals))
 	}
 }
 
@@ -157,7 +158,7 @@ func TestMailMessages(t *testing.T) {
 	en := readLocaleFile(t, "active.en.json")
 	zh := readLocaleFile(t, "active.zh.json")
 	codes := catalogCodes()
-	for _, m := range i18n.MailMessages {
+	for _, m := range i18n.MailMessages() {
 		if !strings.HasPrefix(m.ID, "MAIL.") {
 			t.Errorf("mail message %s lacks the MAIL. prefix", m.ID)
 		}
@@ -179,24 +180,24 @@ func TestMailMessages(t *testing.T) {
 
 func TestMessagesFollowCatalog(t *testing.T) {
 	t.Parallel()
-	ids := make([]string, len(i18n.Messages))
-	for i, m := range i18n.Messages {
+	ids := make([]string, len(i18n.Messages()))
+	for i, m := range i18n.Messages() {
 		ids[i] = m.ID
 	}
 	if codes := catalogCodes(); !slices.Equal(ids, codes) {
 		t.Errorf("Messages IDs = %v\nCatalog codes = %v", ids, codes)
 	}
-	seen := make(map[string]bool)
-	for _, e := range i18n.Catalog {
-		if seen[e.Code] {
-			t.Errorf("code %s appears twice in Catalog", e.Code)
+	seen := make(map[i18n.Code]bool)
+	for _, c := range i18n.Codes() {
+		if seen[c] {
+			t.Errorf("code %s appears twice in Codes", c)
 		}
-		seen[e.Code] = true
-		if !strings.HasPrefix(e.Code, "IDAAS.SDK.") {
-			t.Errorf("code %s lacks the IDAAS.SDK. prefix", e.Code)
+		seen[c] = true
+		if !strings.HasPrefix(string(c), "IDAAS.SDK.") {
+			t.Errorf("code %s lacks the IDAAS.SDK. prefix", c)
 		}
-		if e.Status < 400 || e.Status > 599 {
-			t.Errorf("code %s has status %d, want 4xx or 5xx", e.Code, e.Status)
+		if s := c.Status(); s < 400 || s > 599 {
+			t.Errorf("code %s has status %d, want 4xx or 5xx", c, s)
 		}
 	}
 }
@@ -229,41 +230,39 @@ func TestSeedMessages(t *testing.T) {
 // The seed page answers all its codes with HTTP 400.
 func TestSeedCodesAreBadRequest(t *testing.T) {
 	t.Parallel()
-	byCode := make(map[string]*i18n.Error)
-	for _, e := range i18n.Catalog {
-		byCode[e.Code] = e
-	}
 	for _, s := range seedMessages {
-		e, ok := byCode[s.code]
+		c := i18n.Code(s.code)
 		switch {
-		case !ok:
-			t.Errorf("%s is not in Catalog", s.code)
-		case e.Status != http.StatusBadRequest:
-			t.Errorf("%s has status %d, want 400", s.code, e.Status)
+		case !slices.Contains(i18n.Codes(), c):
+			t.Errorf("%s is not in Codes", s.code)
+		case c.Status() != http.StatusBadRequest:
+			t.Errorf("%s has status %d, want 400", s.code, c.Status())
 		}
 	}
-	if i18n.ErrInternal.Status != http.StatusInternalServerError {
-		t.Errorf("ErrInternal status = %d, want 500", i18n.ErrInternal.Status)
+	if s := i18n.CodeInternal.Status(); s != http.StatusInternalServerError {
+		t.Errorf("CodeInternal status = %d, want 500", s)
+	}
+	if s := i18n.Code("ACME.0001").Status(); s != http.StatusInternalServerError {
+		t.Errorf("a code outside the catalog has status %d, want 500", s)
 	}
 }
 
 func TestError(t *testing.T) {
 	t.Parallel()
 	cause := errors.New("db: connection refused")
-	wrapped := i18n.ErrUserNotFound.WithCause(cause)
+	wrapped := i18n.Wrap(i18n.CodeUserNotFound, cause)
 
 	tests := []struct {
 		name string
 		got  bool
 		want bool
 	}{
-		{"copy with cause is the catalog error", errors.Is(wrapped, i18n.ErrUserNotFound), true},
-		{"copy with cause unwraps to the cause", errors.Is(wrapped, cause), true},
-		{"wrapped twice is still the catalog error", errors.Is(fmt.Errorf("update: %w", wrapped), i18n.ErrUserNotFound), true},
-		{"another code is another error", errors.Is(wrapped, i18n.ErrEmailExists), false},
-		{"catalog value keeps no cause", i18n.ErrUserNotFound.Unwrap() == nil, true},
-		{"copy keeps the status", wrapped.Status == i18n.ErrUserNotFound.Status, true},
-		{"copy is a new value", wrapped != i18n.ErrUserNotFound, true},
+		{"wrapped is the code", errors.Is(wrapped, i18n.CodeUserNotFound), true},
+		{"wrapped unwraps to the cause", errors.Is(wrapped, cause), true},
+		{"wrapped twice is still the code", errors.Is(fmt.Errorf("update: %w", wrapped), i18n.CodeUserNotFound), true},
+		{"a code wrapped in text is the code", errors.Is(fmt.Errorf("update: %w", i18n.CodeUserNotFound), i18n.CodeUserNotFound), true},
+		{"another code is another error", errors.Is(wrapped, i18n.CodeEmailExists), false},
+		{"an *Error matches an *Error of its code", errors.Is(wrapped, &i18n.Error{Code: i18n.CodeUserNotFound}), true},
 	}
 	for _, tt := range tests {
 		if tt.got != tt.want {
@@ -273,7 +272,42 @@ func TestError(t *testing.T) {
 	if got, want := wrapped.Error(), "IDAAS.SDK.USER.0001: db: connection refused"; got != want {
 		t.Errorf("Error() = %q, want %q", got, want)
 	}
-	if got, want := i18n.ErrUserNotFound.Error(), "IDAAS.SDK.USER.0001"; got != want {
+	if got, want := i18n.CodeUserNotFound.Error(), "IDAAS.SDK.USER.0001"; got != want {
 		t.Errorf("Error() = %q, want %q", got, want)
+	}
+}
+
+func TestErrorOf(t *testing.T) {
+	t.Parallel()
+	cause := errors.New("redis: i/o timeout")
+	limited := &i18n.Error{Code: i18n.CodeSendLimited, RetryAfter: 30 * time.Second}
+	tests := []struct {
+		name      string
+		err       error
+		code      i18n.Code
+		retry     time.Duration
+		keepCause error
+	}{
+		{"a code", i18n.CodeEmailExists, i18n.CodeEmailExists, 0, nil},
+		{"a code in text", fmt.Errorf("step: %w", i18n.CodeEmailExists), i18n.CodeEmailExists, 0, nil},
+		{"an *Error keeps its Retry-After", fmt.Errorf("step: %w", limited), i18n.CodeSendLimited, 30 * time.Second, nil},
+		{"the outer of two wins", i18n.Wrap(i18n.CodeInternal, i18n.CodeTokenInvalid), i18n.CodeInternal, 0, nil},
+		{"a joined code", errors.Join(cause, i18n.CodeTokenInvalid), i18n.CodeTokenInvalid, 0, cause},
+		{"any other error is internal", cause, i18n.CodeInternal, 0, cause},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			t.Parallel()
+			e := i18n.ErrorOf(tt.err)
+			if e.Code != tt.code || e.RetryAfter != tt.retry {
+				t.Errorf("ErrorOf(%v) = %+v, want code %s, retry %v", tt.err, e, tt.code, tt.retry)
+			}
+			if tt.keepCause != nil && !errors.Is(e, tt.keepCause) {
+				t.Errorf("ErrorOf(%v) lost the cause: %v", tt.err, e)
+			}
+		})
+	}
+	if i18n.ErrorOf(nil) != nil {
+		t.Error("ErrorOf(nil) is not nil")
 	}
 }

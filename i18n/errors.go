@@ -1,117 +1,194 @@
 package i18n
 
 import (
+	"errors"
+	"net/http"
 	"time"
 
 	goi18n "github.com/nicksnyder/go-i18n/v2/i18n"
 )
 
-// Error is an API failure: a stable code that clients branch on, the HTTP
-// status it is answered with, and an optional cause kept for logs. The code is
-// also the ID of the message that localises it. A cause never reaches the
-// client: only the code and the localised message do.
+// Code is the stable error_code of an API failure; clients branch on it,
+// and it is also the ID of the message that localises it. A Code is an
+// error itself, so the catalog's codes serve as sentinels:
+//
+//	if errors.Is(err, i18n.CodeEmailExists) { ... }
+type Code string
+
+// Error returns the code.
+func (c Code) Error() string { return string(c) }
+
+// Status returns the HTTP status the package answers the code with: the
+// catalog's, or 500 for a code outside it.
+func (c Code) Status() int {
+	if s, ok := statuses[c]; ok {
+		return s
+	}
+	return http.StatusInternalServerError
+}
+
+// The catalog: every code this package answers with. The first ten are the
+// seed page's, verbatim; CodeSendFailed is the API family's code for a failed
+// send; the rest are this package's own and keep their codes across
+// releases. The README's error table lists each with its status and texts.
+const (
+	CodeDeviceIncomplete    Code = "IDAAS.SDK.PARAM.0001"
+	CodeClientIDEmpty       Code = "IDAAS.SDK.PARAM.0002"
+	CodeClientUnknown       Code = "IDAAS.SDK.PARAM.0003"
+	CodeTokenEmpty          Code = "IDAAS.SDK.PARAM.0015"
+	CodeTokenInvalid        Code = "IDAAS.SDK.PARAM.0016"
+	CodeVerifyCodeEmpty     Code = "IDAAS.SDK.PARAM.0009"
+	CodeVerifyCodeIncorrect Code = "IDAAS.SDK.CAPTCHA.0007"
+	CodeEmailInvalid        Code = "IDAAS.SDK.USER.0021"
+	CodeEmailExists         Code = "IDAAS.SDK.USER.0036"
+	CodeUserNotFound        Code = "IDAAS.SDK.USER.0001"
+	CodeSendFailed          Code = "IDAAS.SDK.CAPTCHA.0006"
+	CodeInternal            Code = "IDAAS.SDK.SYS.9001"
+	CodeMethodNotAllowed    Code = "IDAAS.SDK.REQ.9101"
+	CodeContentType         Code = "IDAAS.SDK.REQ.9102"
+	CodeBodyTooLarge        Code = "IDAAS.SDK.REQ.9103"
+	CodeBodyMalformed       Code = "IDAAS.SDK.REQ.9104"
+	CodeHeaderRepeated      Code = "IDAAS.SDK.REQ.9105"
+	CodeSendLimited         Code = "IDAAS.SDK.CAPTCHA.9201"
+	CodeCaptchaFailed       Code = "IDAAS.SDK.CAPTCHA.9202"
+	CodeTypeUnsupported     Code = "IDAAS.SDK.PARAM.9203"
+	CodeReauthRequired      Code = "IDAAS.SDK.PARAM.9204"
+	CodeWrongCodesLimited   Code = "IDAAS.SDK.CAPTCHA.9205"
+)
+
+// statuses are the HTTP statuses of the catalog's codes.
+var statuses = map[Code]int{
+	CodeDeviceIncomplete:    http.StatusBadRequest,
+	CodeClientIDEmpty:       http.StatusBadRequest,
+	CodeClientUnknown:       http.StatusBadRequest,
+	CodeTokenEmpty:          http.StatusBadRequest,
+	CodeTokenInvalid:        http.StatusBadRequest,
+	CodeVerifyCodeEmpty:     http.StatusBadRequest,
+	CodeVerifyCodeIncorrect: http.StatusBadRequest,
+	CodeEmailInvalid:        http.StatusBadRequest,
+	CodeEmailExists:         http.StatusBadRequest,
+	CodeUserNotFound:        http.StatusBadRequest,
+	CodeSendFailed:          http.StatusInternalServerError,
+	CodeInternal:            http.StatusInternalServerError,
+	CodeMethodNotAllowed:    http.StatusMethodNotAllowed,
+	CodeContentType:         http.StatusUnsupportedMediaType,
+	CodeBodyTooLarge:        http.StatusRequestEntityTooLarge,
+	CodeBodyMalformed:       http.StatusBadRequest,
+	CodeHeaderRepeated:      http.StatusBadRequest,
+	CodeSendLimited:         http.StatusTooManyRequests,
+	CodeCaptchaFailed:       http.StatusBadRequest,
+	CodeTypeUnsupported:     http.StatusBadRequest,
+	CodeReauthRequired:      http.StatusUnauthorized,
+	CodeWrongCodesLimited:   http.StatusTooManyRequests,
+}
+
+// Codes returns the catalog, in the order of the README's table.
+func Codes() []Code {
+	return []Code{
+		CodeDeviceIncomplete, CodeClientIDEmpty, CodeClientUnknown, CodeTokenEmpty,
+		CodeTokenInvalid, CodeVerifyCodeEmpty, CodeVerifyCodeIncorrect, CodeEmailInvalid,
+		CodeEmailExists, CodeUserNotFound, CodeSendFailed, CodeInternal,
+		CodeMethodNotAllowed, CodeContentType, CodeBodyTooLarge, CodeBodyMalformed,
+		CodeHeaderRepeated, CodeSendLimited, CodeCaptchaFailed, CodeTypeUnsupported,
+		CodeReauthRequired, CodeWrongCodesLimited,
+	}
+}
+
+// Error is an API failure with what a client must not see: the cause, for
+// logs, and how long to wait before trying again. Every failure the package
+// returns (from its handlers' Go-level operations, its middlewares and its
+// Verifier) is a Code or an *Error; ErrorOf reads either.
 type Error struct {
-	Code       string
-	Status     int
-	cause      error
-	retryAfter time.Duration
+	// Code is what the client is answered with.
+	Code Code
+	// RetryAfter, when positive, is how long the client should wait before
+	// trying again (the Retry-After header of a 429).
+	RetryAfter time.Duration
+	// Err is the cause, for logs; it never reaches the client.
+	Err error
 }
 
 // Error returns the code and, when there is one, the cause, for logs.
 func (e *Error) Error() string {
-	if e.cause != nil {
-		return e.Code + ": " + e.cause.Error()
+	if e.Err != nil {
+		return string(e.Code) + ": " + e.Err.Error()
 	}
-	return e.Code
+	return string(e.Code)
 }
 
 // Unwrap returns the cause.
-func (e *Error) Unwrap() error { return e.cause }
+func (e *Error) Unwrap() error { return e.Err }
 
-// Is reports whether target is an *Error with the same code, so that
-// errors.Is(err, i18n.ErrUserNotFound) holds for every wrapped copy.
+// Is reports whether target is e's Code (or an *Error with that code), so
+// that errors.Is(err, i18n.CodeEmailExists) holds for every wrapped copy.
 func (e *Error) Is(target error) bool {
-	t, ok := target.(*Error)
-	return ok && t != nil && t.Code == e.Code
+	switch t := target.(type) {
+	case Code:
+		return t == e.Code
+	case *Error:
+		return t != nil && t.Code == e.Code
+	}
+	return false
 }
 
-// WithCause returns a copy of e that wraps cause. The original is left as it
-// is, so the catalog values below stay safe to share.
-func (e *Error) WithCause(cause error) *Error {
-	return &Error{Code: e.Code, Status: e.Status, cause: cause, retryAfter: e.retryAfter}
+// Wrap returns an *Error answered with code that keeps cause for logs.
+func Wrap(code Code, cause error) *Error { return &Error{Code: code, Err: cause} }
+
+// ErrorOf returns what err is answered with: the first *Error or Code in its
+// chain, or, for any other error, CodeInternal with err as the cause (a Go
+// error string never reaches a client). ErrorOf(nil) is nil.
+func ErrorOf(err error) *Error {
+	if err == nil {
+		return nil
+	}
+	var x apiError
+	if !errors.As(err, &x) {
+		return &Error{Code: CodeInternal, Err: err}
+	}
+	e := x.apiError()
+	if e.Err == nil && error(x) != err {
+		// A Code wrapped in text of the caller's: keep that for logs.
+		e = &Error{Code: e.Code, RetryAfter: e.RetryAfter, Err: err}
+	}
+	return e
 }
 
-// WithRetryAfter returns a copy of e that tells the client to wait d before
-// trying again (a Retry-After header, for a 429).
-func (e *Error) WithRetryAfter(d time.Duration) *Error {
-	return &Error{Code: e.Code, Status: e.Status, cause: e.cause, retryAfter: d}
+// apiError is what Code and *Error share, so that one errors.As finds
+// whichever comes first in a chain.
+type apiError interface {
+	error
+	apiError() *Error
 }
 
-// RetryAfter is how long the client should wait before trying again, or 0.
-func (e *Error) RetryAfter() time.Duration { return e.retryAfter }
+func (c Code) apiError() *Error   { return &Error{Code: c} }
+func (e *Error) apiError() *Error { return e }
 
-// The catalog: every code this package answers with. The first ten are the
-// seed page's, verbatim; CAPTCHA.0006 is the API family's code for a failed
-// send; the rest are this package's own and keep their codes across releases.
-var (
-	ErrDeviceIncomplete  = &Error{Code: "IDAAS.SDK.PARAM.0001", Status: 400}
-	ErrClientIDEmpty     = &Error{Code: "IDAAS.SDK.PARAM.0002", Status: 400}
-	ErrClientUnknown     = &Error{Code: "IDAAS.SDK.PARAM.0003", Status: 400}
-	ErrTokenEmpty        = &Error{Code: "IDAAS.SDK.PARAM.0015", Status: 400}
-	ErrTokenInvalid      = &Error{Code: "IDAAS.SDK.PARAM.0016", Status: 400}
-	ErrCodeEmpty         = &Error{Code: "IDAAS.SDK.PARAM.0009", Status: 400}
-	ErrCodeIncorrect     = &Error{Code: "IDAAS.SDK.CAPTCHA.0007", Status: 400}
-	ErrEmailInvalid      = &Error{Code: "IDAAS.SDK.USER.0021", Status: 400}
-	ErrEmailExists       = &Error{Code: "IDAAS.SDK.USER.0036", Status: 400}
-	ErrUserNotFound      = &Error{Code: "IDAAS.SDK.USER.0001", Status: 400}
-	ErrSendFailed        = &Error{Code: "IDAAS.SDK.CAPTCHA.0006", Status: 500}
-	ErrInternal          = &Error{Code: "IDAAS.SDK.SYS.9001", Status: 500}
-	ErrMethodNotAllowed  = &Error{Code: "IDAAS.SDK.REQ.9101", Status: 405}
-	ErrContentType       = &Error{Code: "IDAAS.SDK.REQ.9102", Status: 415}
-	ErrBodyTooLarge      = &Error{Code: "IDAAS.SDK.REQ.9103", Status: 413}
-	ErrBodyMalformed     = &Error{Code: "IDAAS.SDK.REQ.9104", Status: 400}
-	ErrSendRateLimited   = &Error{Code: "IDAAS.SDK.CAPTCHA.9201", Status: 429}
-	ErrCaptchaFailed     = &Error{Code: "IDAAS.SDK.CAPTCHA.9202", Status: 400}
-	ErrCodeTypeUnsupport = &Error{Code: "IDAAS.SDK.PARAM.9203", Status: 400}
-	ErrReauthRequired    = &Error{Code: "IDAAS.SDK.PARAM.9204", Status: 401}
-	ErrCodeBudgetSpent   = &Error{Code: "IDAAS.SDK.CAPTCHA.9205", Status: 429}
-	ErrHeaderRepeated    = &Error{Code: "IDAAS.SDK.REQ.9105", Status: 400}
-)
-
-// Catalog lists every error above, in the order of the README's table.
-var Catalog = []*Error{
-	ErrDeviceIncomplete, ErrClientIDEmpty, ErrClientUnknown, ErrTokenEmpty,
-	ErrTokenInvalid, ErrCodeEmpty, ErrCodeIncorrect, ErrEmailInvalid,
-	ErrEmailExists, ErrUserNotFound, ErrSendFailed, ErrInternal,
-	ErrMethodNotAllowed, ErrContentType, ErrBodyTooLarge, ErrBodyMalformed,
-	ErrSendRateLimited, ErrCaptchaFailed, ErrCodeTypeUnsupport, ErrReauthRequired,
-	ErrCodeBudgetSpent, ErrHeaderRepeated,
-}
-
-// Messages are the English source texts of the catalog, written as go-i18n
-// literals so that `goi18n extract` finds them; locales/active.en.json is
-// their extracted form and a test keeps the two equal.
-var Messages = []*goi18n.Message{
-	{ID: "IDAAS.SDK.PARAM.0001", Description: "a required device header is missing or malformed", Other: "Device information is incomplete"},
-	{ID: "IDAAS.SDK.PARAM.0002", Description: "X-client-id is missing or empty", Other: "clientId cannot be empty"},
-	{ID: "IDAAS.SDK.PARAM.0003", Description: "X-client-id names no registered application", Other: "The app is not registered, please register the app first"},
-	{ID: "IDAAS.SDK.PARAM.0015", Description: "no bearer id_token in Authorization", Other: "IdToken cannot be empty"},
-	{ID: "IDAAS.SDK.PARAM.0016", Description: "the id_token failed any check", Other: "IdToken is invalid or expired"},
-	{ID: "IDAAS.SDK.PARAM.0009", Description: "verify_code is missing or empty", Other: "Verification code cannot be empty"},
-	{ID: "IDAAS.SDK.CAPTCHA.0007", Description: "verify_code is wrong, expired, used or dead", Other: "Incorrect verification code"},
-	{ID: "IDAAS.SDK.USER.0021", Description: "email breaks the address rules", Other: "The e-mail does not meet the verification rules"},
-	{ID: "IDAAS.SDK.USER.0036", Description: "another user holds the address", Other: "E-mail already exists"},
-	{ID: "IDAAS.SDK.USER.0001", Description: "the token's subject is no user", Other: "User not found"},
-	{ID: "IDAAS.SDK.CAPTCHA.0006", Description: "the mailer failed to send a code", Other: "Failed to send the verification code, please try again later"},
-	{ID: "IDAAS.SDK.SYS.9001", Description: "a store or another dependency failed", Other: "System busy, please try again later"},
-	{ID: "IDAAS.SDK.REQ.9101", Description: "the method is not POST", Other: "Method not allowed, use POST"},
-	{ID: "IDAAS.SDK.REQ.9102", Description: "Content-Type is not application/json", Other: "Content-Type must be application/json"},
-	{ID: "IDAAS.SDK.REQ.9103", Description: "the body exceeds the size limit", Other: "Request body is too large"},
-	{ID: "IDAAS.SDK.REQ.9104", Description: "the body is not exactly one JSON object of the expected fields", Other: "Request body is not a valid JSON object"},
-	{ID: "IDAAS.SDK.CAPTCHA.9201", Description: "a send limit for this address is reached", Other: "Verification codes are requested too often, please try again later"},
-	{ID: "IDAAS.SDK.CAPTCHA.9202", Description: "the captcha token was missing or refused", Other: "Human verification failed"},
-	{ID: "IDAAS.SDK.PARAM.9203", Description: "the send type is not one this endpoint serves", Other: "Unsupported verification code type"},
-	{ID: "IDAAS.SDK.PARAM.9204", Description: "the sign-in (auth_time) is older than the change allows", Other: "Please sign in again to change your email"},
-	{ID: "IDAAS.SDK.CAPTCHA.9205", Description: "a budget of wrong verification codes (per user or per client address) is spent", Other: "Too many incorrect verification codes, please try again later"},
-	{ID: "IDAAS.SDK.REQ.9105", Description: "X-client-id, Authorization or X-L appears more than once", Other: "A request header that may appear only once is repeated"},
+// Messages returns the English source texts of the catalog, written as
+// go-i18n literals so that `goi18n extract` finds them; locales/active.en.json
+// is their extracted form and a test keeps the two equal.
+func Messages() []*goi18n.Message {
+	return []*goi18n.Message{
+		{ID: "IDAAS.SDK.PARAM.0001", Description: "a required device header is missing or malformed", Other: "Device information is incomplete"},
+		{ID: "IDAAS.SDK.PARAM.0002", Description: "X-client-id is missing or empty", Other: "clientId cannot be empty"},
+		{ID: "IDAAS.SDK.PARAM.0003", Description: "X-client-id names no registered application", Other: "The app is not registered, please register the app first"},
+		{ID: "IDAAS.SDK.PARAM.0015", Description: "no bearer id_token in Authorization", Other: "IdToken cannot be empty"},
+		{ID: "IDAAS.SDK.PARAM.0016", Description: "the id_token failed any check", Other: "IdToken is invalid or expired"},
+		{ID: "IDAAS.SDK.PARAM.0009", Description: "verify_code is missing or empty", Other: "Verification code cannot be empty"},
+		{ID: "IDAAS.SDK.CAPTCHA.0007", Description: "verify_code is wrong, expired, used or dead", Other: "Incorrect verification code"},
+		{ID: "IDAAS.SDK.USER.0021", Description: "email breaks the address rules", Other: "The e-mail does not meet the verification rules"},
+		{ID: "IDAAS.SDK.USER.0036", Description: "another user holds the address", Other: "E-mail already exists"},
+		{ID: "IDAAS.SDK.USER.0001", Description: "the token's subject is no user", Other: "User not found"},
+		{ID: "IDAAS.SDK.CAPTCHA.0006", Description: "the mailer failed to send a code", Other: "Failed to send the verification code, please try again later"},
+		{ID: "IDAAS.SDK.SYS.9001", Description: "a store or another dependency failed", Other: "System busy, please try again later"},
+		{ID: "IDAAS.SDK.REQ.9101", Description: "the method is not POST", Other: "Method not allowed, use POST"},
+		{ID: "IDAAS.SDK.REQ.9102", Description: "Content-Type is not application/json", Other: "Content-Type must be application/json"},
+		{ID: "IDAAS.SDK.REQ.9103", Description: "the body exceeds the size limit", Other: "Request body is too large"},
+		{ID: "IDAAS.SDK.REQ.9104", Description: "the body is not exactly one JSON object of the expected fields", Other: "Request body is not a valid JSON object"},
+		{ID: "IDAAS.SDK.REQ.9105", Description: "X-client-id, Authorization or X-L appears more than once", Other: "A request header that may appear only once is repeated"},
+		{ID: "IDAAS.SDK.CAPTCHA.9201", Description: "a send limit (per address or per client IP) is reached", Other: "Verification codes are requested too often, please try again later"},
+		{ID: "IDAAS.SDK.CAPTCHA.9202", Description: "the captcha token was missing or refused", Other: "Human verification failed"},
+		{ID: "IDAAS.SDK.PARAM.9203", Description: "the send type is not one this endpoint serves", Other: "Unsupported verification code type"},
+		{ID: "IDAAS.SDK.PARAM.9204", Description: "the sign-in (auth_time) is older than the change allows", Other: "Please sign in again to change your email"},
+		{ID: "IDAAS.SDK.CAPTCHA.9205", Description: "a budget of wrong verification codes (per user or per client IP) is spent", Other: "Too many incorrect verification codes, please try again later"},
+	}
 }

@@ -8,8 +8,8 @@ import (
 
 func ExampleLocale_ErrorBody() {
 	b := i18n.Default()
-	fmt.Print(string(b.Match("", "en-US,en;q=0.9").ErrorBody(i18n.ErrUserNotFound)))
-	fmt.Print(string(b.Match("zh_CN", "").ErrorBody(i18n.ErrUserNotFound)))
+	fmt.Print(string(b.Match("", "en-US,en;q=0.9").ErrorBody(i18n.CodeUserNotFound)))
+	fmt.Print(string(b.Match("zh_CN", "").ErrorBody(i18n.CodeUserNotFound)))
 	// Output:
 	// {"error_code":"IDAAS.SDK.USER.0001","error_msg":"User not found"}
 	// {"error_code":"IDAAS.SDK.USER.0001","error_msg":"用户未找到"}
@@ -22,7 +22,7 @@ func ExampleBundle_Match() {
 		{"fr", "zh;q=0.8"},   // then Accept-Language
 		{"", "fr-FR, de-DE"}, // then the default
 	} {
-		fmt.Println(b.Match(h[0], h[1]).Tag)
+		fmt.Println(b.Match(h[0], h[1]).Tag())
 	}
 	// Output:
 	// zh
@@ -36,7 +36,7 @@ func ExampleNewBundle() {
 		fmt.Println(err)
 		return
 	}
-	fmt.Println(b.DefaultLocale().Tag, b.Match("zh", "").Message(i18n.ErrEmailExists.Code))
+	fmt.Println(b.DefaultLocale().Tag(), b.Match("zh", "").Message(string(i18n.CodeEmailExists)))
 	// Output:
 	// en 邮箱已存在
 }

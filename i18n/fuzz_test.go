@@ -22,7 +22,7 @@ func FuzzMatch(f *testing.F) {
 			t.Fatalf("Match(%q, %q) = %v, not a supported locale", xl, acceptLanguage, loc)
 		}
 		if again := b.Match(xl, acceptLanguage); again != loc {
-			t.Fatalf("Match(%q, %q) is not deterministic: %v then %v", xl, acceptLanguage, loc.Tag, again.Tag)
+			t.Fatalf("Match(%q, %q) is not deterministic: %v then %v", xl, acceptLanguage, loc.Tag(), again.Tag())
 		}
 	})
 }

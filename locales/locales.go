@@ -6,9 +6,13 @@
 // the bundle (see i18n.Options.Files); the files here are read once, at start-up.
 package locales
 
-import "embed"
+import (
+	"embed"
+	"io/fs"
+)
 
-// FS holds active.en.json and active.zh.json.
-//
 //go:embed active.*.json
-var FS embed.FS
+var files embed.FS
+
+// FS returns the files: active.en.json and active.zh.json.
+func FS() fs.FS { return files }

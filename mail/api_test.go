@@ -18,7 +18,7 @@ import (
 	"github.com/golang-jwt/jwt/v5"
 
 	"github.com/ciamkit/selfservice"
-	"github.com/ciamkit/selfservice/middleware"
+	"github.com/ciamkit/selfservice/idtoken"
 	"github.com/ciamkit/selfservice/store"
 	"github.com/ciamkit/selfservice/store/memstore"
 )
@@ -55,7 +55,7 @@ func newAPI(t *testing.T, mailer selfservice.Mailer, email string) *apiServer {
 	if err != nil {
 		t.Fatal(err)
 	}
-	verifier, err := middleware.NewVerifier(middleware.VerifierOptions{
+	verifier, err := idtoken.New(idtoken.Options{
 		Issuer: testIssuer,
 		Keyfunc: func(tok *jwt.Token) (any, error) {
 			if tok.Header["kid"] != testKID {
@@ -80,7 +80,7 @@ func newAPI(t *testing.T, mailer selfservice.Mailer, email string) *apiServer {
 		Clients:    memstore.NewClientRegistry(store.Client{ID: testClient}),
 		Verifier:   verifier,
 		Mailer:     mailer,
-		Captcha:    selfservice.AllowAllCaptcha,
+		Captcha:    selfservice.AllowAllCaptcha{},
 		CodeSecret: []byte(rand.Text() + rand.Text()),
 		Budgets:    selfservice.Budgets{SendsPerEmail: []store.Limit{{N: 100, Window: time.Hour}}},
 		Logger:     slog.New(slog.DiscardHandler),
@@ -88,10 +88,7 @@ func newAPI(t *testing.T, mailer selfservice.Mailer, email string) *apiServer {
 	if err != nil {
 		t.Fatal(err)
 	}
-	h, err := svc.Handler()
-	if err != nil {
-		t.Fatal(err)
-	}
+	h := svc.Handler()
 	srv := httptest.NewServer(h)
 	t.Cleanup(func() {
 		srv.Close()

@@ -5,7 +5,7 @@
 // Every mail is multipart/alternative, plain text and HTML, in the
 // request's language: the verification code for a new address and the
 // notice of a change sent to the old one. The sentences are go-i18n
-// messages (i18n.MailMessages, in the locales next to the error messages)
+// messages (i18n.MailMessages(), in the locales next to the error messages)
 // and the layouts are templates embedded here; Render builds a mail without
 // sending it.
 //

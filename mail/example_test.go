@@ -15,7 +15,8 @@ import (
 
 func ExampleRender() {
 	c, err := mail.Render(i18n.Default(), selfservice.Message{
-		Type:      selfservice.PurposeUpdateEmail,
+		Kind:      selfservice.MailCode,
+		Purpose:   selfservice.PurposeUpdateEmail,
 		To:        "new.address@example.com",
 		Language:  language.English,
 		Code:      "881395",
@@ -44,7 +45,7 @@ func ExampleRender() {
 
 func ExampleRender_notice() {
 	c, err := mail.Render(nil, selfservice.Message{
-		Type:      selfservice.TypeEmailChanged,
+		Kind:      selfservice.MailEmailChanged,
 		To:        "old.address@example.com",
 		Language:  language.Chinese,
 		NewEmail:  selfservice.MaskEmail("new.address@example.com"),
@@ -99,7 +100,8 @@ func ExampleNew() {
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
 	err = mailer.Send(ctx, selfservice.Message{
-		Type:      selfservice.PurposeUpdateEmail,
+		Kind:      selfservice.MailCode,
+		Purpose:   selfservice.PurposeUpdateEmail,
 		To:        "new.address@example.com",
 		Language:  language.Chinese,
 		Code:      "881395",

@@ -7,6 +7,7 @@ import (
 
 	"golang.org/x/text/language"
 
+	"github.com/ciamkit/selfservice"
 	"github.com/ciamkit/selfservice/mail"
 )
 
@@ -27,7 +28,7 @@ func FuzzParseURL(f *testing.F) {
 	f.Fuzz(func(t *testing.T, raw string) {
 		opts, err := mail.ParseURL(raw)
 		if err != nil {
-			if !errors.Is(err, mail.ErrConfig) {
+			if !errors.Is(err, selfservice.ErrConfig) {
 				t.Fatalf("error %v does not wrap ErrConfig", err)
 			}
 			return

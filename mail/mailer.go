@@ -4,7 +4,6 @@ import (
 	"context"
 	"crypto/rand"
 	"crypto/tls"
-	"errors"
 	"fmt"
 	"net"
 	netmail "net/mail"
@@ -20,6 +19,7 @@ import (
 
 	"github.com/ciamkit/selfservice"
 	"github.com/ciamkit/selfservice/i18n"
+	"github.com/ciamkit/selfservice/internal/configerr"
 )
 
 // TLSPolicy says how the connection to the SMTP server is secured.
@@ -100,22 +100,10 @@ type Options struct {
 	// Location is the time zone of the time shown in notices.
 	// Default: UTC.
 	Location *time.Location
-	// Bundle holds the mail texts (i18n.MailMessages). Default:
+	// Bundle holds the mail texts (i18n.MailMessages()). Default:
 	// i18n.Default().
 	Bundle *i18n.Bundle
 }
-
-// ErrConfig reports unusable Options.
-var ErrConfig = errors.New("mail: invalid configuration")
-
-// ErrHeaderInjection reports an address or a name holding a control
-// character (CR, LF, NUL...) or a line separator: it could add a header to
-// the mail, so it is refused before any connection is made.
-var ErrHeaderInjection = errors.New("mail: control character in an address or name")
-
-// ErrInvalidAddress reports an address that is not a bare, valid
-// local@domain address.
-var ErrInvalidAddress = errors.New("mail: not a valid address")
 
 // SMTPMailer is a selfservice.Mailer that delivers through an SMTP server,
 // one connection per message. It is safe for concurrent use.
@@ -132,18 +120,18 @@ var _ selfservice.Mailer = (*SMTPMailer)(nil)
 // New validates opts, fills in their defaults and returns the mailer. It
 // refuses a missing Host, a From that is not a bare valid address, a From
 // or FromName with a control character (ErrHeaderInjection), and a Bundle
-// that cannot render every mail. Errors wrap ErrConfig.
+// that cannot render every mail. Errors wrap selfservice.ErrConfig.
 func New(opts Options) (*SMTPMailer, error) {
 	if opts.Host == "" || strings.ContainsFunc(opts.Host, isUnsafe) || strings.ContainsAny(opts.Host, " /") {
-		return nil, fmt.Errorf("%w: Host is required and must be a host name or IP address", ErrConfig)
+		return nil, fmt.Errorf("%w: Host is required and must be a host name or IP address", configerr.Err)
 	}
 	if strings.Contains(opts.Host, ":") && net.ParseIP(opts.Host) == nil {
-		return nil, fmt.Errorf("%w: Host must not hold a port, set Port", ErrConfig)
+		return nil, fmt.Errorf("%w: Host must not hold a port, set Port", configerr.Err)
 	}
 	switch opts.TLS {
 	case TLSMandatory, TLSOpportunistic, TLSNone, TLSImplicit:
 	default:
-		return nil, fmt.Errorf("%w: unknown TLS policy %d", ErrConfig, int(opts.TLS))
+		return nil, fmt.Errorf("%w: unknown TLS policy %d", configerr.Err, int(opts.TLS))
 	}
 	if opts.Port == 0 {
 		opts.Port = 587
@@ -152,26 +140,26 @@ func New(opts Options) (*SMTPMailer, error) {
 		}
 	}
 	if opts.Port < 0 || opts.Port > 65535 {
-		return nil, fmt.Errorf("%w: Port %d is out of range", ErrConfig, opts.Port)
+		return nil, fmt.Errorf("%w: Port %d is out of range", configerr.Err, opts.Port)
 	}
 	if (opts.Username == "") != (opts.Password == "") {
-		return nil, fmt.Errorf("%w: set both Username and Password, or neither", ErrConfig)
+		return nil, fmt.Errorf("%w: set both Username and Password, or neither", configerr.Err)
 	}
 	from, err := bareAddress(opts.From)
 	if err != nil {
-		return nil, fmt.Errorf("%w: From: %w", ErrConfig, err)
+		return nil, fmt.Errorf("%w: From: %w", configerr.Err, err)
 	}
 	if strings.ContainsFunc(opts.FromName, isUnsafe) {
-		return nil, fmt.Errorf("%w: FromName: %w", ErrConfig, ErrHeaderInjection)
+		return nil, fmt.Errorf("%w: FromName: %w", configerr.Err, ErrHeaderInjection)
 	}
 	if !utf8.ValidString(opts.FromName) {
-		return nil, fmt.Errorf("%w: FromName is not valid UTF-8", ErrConfig)
+		return nil, fmt.Errorf("%w: FromName is not valid UTF-8", configerr.Err)
 	}
 	if opts.Timeout == 0 {
 		opts.Timeout = DefaultTimeout
 	}
 	if opts.Timeout < 0 {
-		return nil, fmt.Errorf("%w: negative Timeout", ErrConfig)
+		return nil, fmt.Errorf("%w: negative Timeout", configerr.Err)
 	}
 	if opts.Location == nil {
 		opts.Location = time.UTC
@@ -180,7 +168,7 @@ func New(opts Options) (*SMTPMailer, error) {
 		opts.Bundle = i18n.Default()
 	}
 	if err := canRender(opts.Bundle); err != nil {
-		return nil, fmt.Errorf("%w: Bundle: %w", ErrConfig, err)
+		return nil, fmt.Errorf("%w: Bundle: %w", configerr.Err, err)
 	}
 	tlsConfig := &tls.Config{MinVersion: tls.VersionTLS12}
 	if opts.TLSConfig != nil {
@@ -230,8 +218,8 @@ func New(opts Options) (*SMTPMailer, error) {
 func canRender(b *i18n.Bundle) error {
 	for _, loc := range b.Locales() {
 		for _, msg := range []selfservice.Message{
-			{Type: selfservice.PurposeUpdateEmail, Language: loc.Tag, Code: "000000", ExpiresIn: time.Minute},
-			{Type: selfservice.TypeEmailChanged, Language: loc.Tag, NewEmail: "n***@example.com", ChangedAt: time.Unix(0, 0)},
+			{Kind: selfservice.MailCode, Purpose: selfservice.PurposeUpdateEmail, Language: loc.Tag(), Code: "000000", ExpiresIn: time.Minute},
+			{Kind: selfservice.MailEmailChanged, Language: loc.Tag(), NewEmail: "n***@example.com", ChangedAt: time.Unix(0, 0)},
 		} {
 			if _, err := Render(b, msg); err != nil {
 				return err
@@ -270,7 +258,7 @@ func (m *SMTPMailer) Send(ctx context.Context, msg selfservice.Message) error {
 	out.Subject(content.Subject)
 	out.SetMessageIDWithValue(rand.Text() + "@" + m.msgDomain)
 	out.SetDate()
-	out.SetGenHeader(gomail.HeaderContentLang, m.opts.Bundle.Match(msg.Language.String(), "").Tag.String())
+	out.SetGenHeader(gomail.HeaderContentLang, m.opts.Bundle.Match(msg.Language.String(), "").Tag().String())
 	// Automatic replies (out of office...) have no one to reach here.
 	out.SetGenHeader("Auto-Submitted", "auto-generated")
 	out.SetGenHeader(gomail.HeaderXAutoResponseSuppress, "All")

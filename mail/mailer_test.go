@@ -62,15 +62,15 @@ func TestNew(t *testing.T) {
 				FromName: "示例 Accounts", Timeout: time.Second, Location: time.Local, Bundle: i18n.Default()}
 		}, nil},
 		{"IPv6 host", func(o *mail.Options) { o.Host = "::1" }, nil},
-		{"no host", func(o *mail.Options) { o.Host = "" }, mail.ErrConfig},
-		{"host with a port", func(o *mail.Options) { o.Host = "smtp.example.com:25" }, mail.ErrConfig},
-		{"host with CRLF", func(o *mail.Options) { o.Host = "smtp.example.com\r\n" }, mail.ErrConfig},
-		{"negative port", func(o *mail.Options) { o.Port = -1 }, mail.ErrConfig},
-		{"port too large", func(o *mail.Options) { o.Port = 65536 }, mail.ErrConfig},
-		{"username without password", func(o *mail.Options) { o.Username = "u" }, mail.ErrConfig},
-		{"password without username", func(o *mail.Options) { o.Password = "p" }, mail.ErrConfig},
-		{"unknown TLS policy", func(o *mail.Options) { o.TLS = mail.TLSPolicy(42) }, mail.ErrConfig},
-		{"negative timeout", func(o *mail.Options) { o.Timeout = -time.Second }, mail.ErrConfig},
+		{"no host", func(o *mail.Options) { o.Host = "" }, selfservice.ErrConfig},
+		{"host with a port", func(o *mail.Options) { o.Host = "smtp.example.com:25" }, selfservice.ErrConfig},
+		{"host with CRLF", func(o *mail.Options) { o.Host = "smtp.example.com\r\n" }, selfservice.ErrConfig},
+		{"negative port", func(o *mail.Options) { o.Port = -1 }, selfservice.ErrConfig},
+		{"port too large", func(o *mail.Options) { o.Port = 65536 }, selfservice.ErrConfig},
+		{"username without password", func(o *mail.Options) { o.Username = "u" }, selfservice.ErrConfig},
+		{"password without username", func(o *mail.Options) { o.Password = "p" }, selfservice.ErrConfig},
+		{"unknown TLS policy", func(o *mail.Options) { o.TLS = mail.TLSPolicy(42) }, selfservice.ErrConfig},
+		{"negative timeout", func(o *mail.Options) { o.Timeout = -time.Second }, selfservice.ErrConfig},
 		{"no From", func(o *mail.Options) { o.From = "" }, mail.ErrInvalidAddress},
 		{"From not an address", func(o *mail.Options) { o.From = "no-reply" }, mail.ErrInvalidAddress},
 		{"From with a display name", func(o *mail.Options) { o.From = "Example <no-reply@example.com>" }, mail.ErrInvalidAddress},
@@ -83,7 +83,7 @@ func TestNew(t *testing.T) {
 		{"FromName with NUL", func(o *mail.Options) { o.FromName = "Example\x00" }, mail.ErrHeaderInjection},
 		{"FromName with NEL", func(o *mail.Options) { o.FromName = "Example\u0085Bcc: x@example.com" }, mail.ErrHeaderInjection},
 		{"FromName with a line separator", func(o *mail.Options) { o.FromName = "Example\u2028Bcc: x@example.com" }, mail.ErrHeaderInjection},
-		{"FromName not UTF-8", func(o *mail.Options) { o.FromName = "Example \xff" }, mail.ErrConfig},
+		{"FromName not UTF-8", func(o *mail.Options) { o.FromName = "Example \xff" }, selfservice.ErrConfig},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -97,7 +97,7 @@ func TestNew(t *testing.T) {
 				}
 				return
 			}
-			if !errors.Is(err, tt.want) || !errors.Is(err, mail.ErrConfig) {
+			if !errors.Is(err, tt.want) || !errors.Is(err, selfservice.ErrConfig) {
 				t.Fatalf("New error = %v, want %v wrapped in ErrConfig", err, tt.want)
 			}
 			if m != nil {
@@ -199,7 +199,7 @@ func TestSendRefusesBeforeConnecting(t *testing.T) {
 		{"To with two addresses", "new@example.com, victim@example.com", "", mail.ErrInvalidAddress},
 		{"To with spaces around", " new@example.com ", "", mail.ErrInvalidAddress},
 		{"To not UTF-8", "new\xff@example.com", "", mail.ErrInvalidAddress},
-		{"unknown type", "new@example.com", "LOGIN_EMS", mail.ErrUnknownType},
+		{"unknown kind", "new@example.com", "sms", mail.ErrUnknownKind},
 	}
 	l := listen(t)
 	m, err := mail.New(mail.Options{Host: "127.0.0.1", Port: l.port(), TLS: mail.TLSNone, From: "no-reply@example.com"})
@@ -210,7 +210,7 @@ func TestSendRefusesBeforeConnecting(t *testing.T) {
 		msg := codeMsg(language.English)
 		msg.To = tt.to
 		if tt.typ != "" {
-			msg.Type = tt.typ
+			msg.Kind = selfservice.MailKind(tt.typ)
 		}
 		err := m.Send(context.Background(), msg)
 		if !errors.Is(err, tt.want) {
@@ -554,7 +554,7 @@ func parseMail(t *testing.T, data string) parsedMail {
 func TestSendWritesTheRenderedMail(t *testing.T) {
 	t.Parallel()
 	for _, msg := range []selfservice.Message{codeMsg(language.Chinese), noticeMsg(language.English)} {
-		t.Run(msg.Type, func(t *testing.T) {
+		t.Run(string(msg.Kind), func(t *testing.T) {
 			t.Parallel()
 			s := startSMTP(t, &smtpServer{}, "")
 			shanghai := time.FixedZone("CST", 8*3600)

@@ -2,7 +2,6 @@ package mail
 
 import (
 	"embed"
-	"errors"
 	"fmt"
 	htmltemplate "html/template"
 	"strings"
@@ -19,13 +18,29 @@ import (
 // offset, because the reader's time zone is unknown.
 const TimeLayout = "2006-01-02 15:04 (UTC-07:00)"
 
-// ErrUnknownType reports a Message whose Type this package has no mail for.
-var ErrUnknownType = errors.New("mail: unknown message type")
+// sentinel is the type of the package's sentinel errors: constants, so
+// that no importer can reassign them.
+type sentinel string
 
-// ErrIncompleteMessage reports a Message that lacks what its mail shows: a
-// code mail without Code or ExpiresIn, a notice without NewEmail or
-// ChangedAt.
-var ErrIncompleteMessage = errors.New("mail: incomplete message")
+func (s sentinel) Error() string { return string(s) }
+
+// Errors of Render and Send.
+const (
+	// ErrUnknownKind reports a Message whose Kind is no mail this package
+	// renders.
+	ErrUnknownKind sentinel = "mail: unknown message kind"
+	// ErrIncompleteMessage reports a Message that lacks what its mail
+	// shows: a code mail without Code or ExpiresIn, a notice without
+	// NewEmail or ChangedAt.
+	ErrIncompleteMessage sentinel = "mail: incomplete message"
+	// ErrHeaderInjection reports an address or a name holding a control
+	// character (CR, LF, NUL...) or a line separator: it could add a
+	// header to the mail, so it is refused before any connection is made.
+	ErrHeaderInjection sentinel = "mail: control character in an address or name"
+	// ErrInvalidAddress reports an address that is not a bare, valid
+	// local@domain address.
+	ErrInvalidAddress sentinel = "mail: not a valid address"
+)
 
 // Content is one rendered mail: its subject and its two bodies, the same
 // text as plain text and as HTML.
@@ -38,7 +53,7 @@ type Content struct {
 //go:embed templates
 var templateFS embed.FS
 
-// kind is the mail of one Message.Type: its subject's message id and its
+// kind is the mail of one Message.Kind: its subject's message id and its
 // two layouts.
 type kind struct {
 	subject string
@@ -48,9 +63,9 @@ type kind struct {
 
 // kinds are parsed once; the templates are embedded and tested, so a parse
 // failure is a broken build.
-var kinds = map[string]kind{
-	selfservice.PurposeUpdateEmail: newKind("MAIL.CODE.SUBJECT", "code"),
-	selfservice.TypeEmailChanged:   newKind("MAIL.CHANGED.SUBJECT", "changed"),
+var kinds = map[selfservice.MailKind]kind{
+	selfservice.MailCode:         newKind("MAIL.CODE.SUBJECT", "code"),
+	selfservice.MailEmailChanged: newKind("MAIL.CHANGED.SUBJECT", "changed"),
 }
 
 func newKind(subject, name string) kind {
@@ -64,7 +79,7 @@ func newKind(subject, name string) kind {
 }
 
 // view is what the layouts and the messages see. Its exported fields are
-// the data of the messages (see i18n.MailMessages).
+// the data of the messages (see i18n.MailMessages()).
 type view struct {
 	loc *i18n.Locale
 
@@ -81,42 +96,42 @@ type view struct {
 // T returns message id in the mail's language, executed with the view as
 // its data.
 func (v *view) T(id string) (string, error) {
-	s, err := v.loc.Localizer.Localize(&goi18n.LocalizeConfig{MessageID: id, TemplateData: v})
+	s, err := v.loc.Localizer().Localize(&goi18n.LocalizeConfig{MessageID: id, TemplateData: v})
 	if err != nil {
-		return "", fmt.Errorf("mail: message %s in %s: %w", id, v.loc.Tag, err)
+		return "", fmt.Errorf("mail: message %s in %s: %w", id, v.loc.Tag(), err)
 	}
 	return s, nil
 }
 
 // Render returns the mail for msg in msg.Language (or the bundle's closest
 // language, else its default): the subject and the plain-text and HTML
-// bodies. The texts come from the bundle (see i18n.MailMessages) and the
+// bodies. The texts come from the bundle (see i18n.MailMessages()) and the
 // layouts from this package; the HTML escapes every value. A nil bundle
 // means i18n.Default().
 //
-// A code mail (Type selfservice.PurposeUpdateEmail) needs Code and a
-// positive ExpiresIn, shown in whole minutes rounded up; a notice (Type
-// selfservice.TypeEmailChanged) needs NewEmail, shown as given (the handler
+// A code mail (Kind selfservice.MailCode) needs Code and a positive
+// ExpiresIn, shown in whole minutes rounded up; a notice (Kind
+// selfservice.MailEmailChanged) needs NewEmail, shown as given (the handler
 // masks it), and ChangedAt, shown in its own location with TimeLayout. Any
-// other Type is ErrUnknownType. Errors never quote the code or an address.
+// other Kind is ErrUnknownKind. Errors never quote the code or an address.
 func Render(bundle *i18n.Bundle, msg selfservice.Message) (Content, error) {
-	k, ok := kinds[msg.Type]
+	k, ok := kinds[msg.Kind]
 	if !ok {
-		return Content{}, ErrUnknownType
+		return Content{}, ErrUnknownKind
 	}
 	if bundle == nil {
 		bundle = i18n.Default()
 	}
 	loc := bundle.Match(msg.Language.String(), "")
-	v := &view{loc: loc, Lang: loc.Tag.String()}
-	switch msg.Type {
-	case selfservice.PurposeUpdateEmail:
+	v := &view{loc: loc, Lang: loc.Tag().String()}
+	switch msg.Kind {
+	case selfservice.MailCode:
 		if msg.Code == "" || msg.ExpiresIn <= 0 {
 			return Content{}, fmt.Errorf("%w: a code mail needs Code and ExpiresIn", ErrIncompleteMessage)
 		}
 		v.Code = msg.Code
 		v.Minutes = int((msg.ExpiresIn + time.Minute - 1) / time.Minute)
-	case selfservice.TypeEmailChanged:
+	case selfservice.MailEmailChanged:
 		if msg.NewEmail == "" || msg.ChangedAt.IsZero() {
 			return Content{}, fmt.Errorf("%w: a notice needs NewEmail and ChangedAt", ErrIncompleteMessage)
 		}
@@ -132,10 +147,10 @@ func Render(bundle *i18n.Bundle, msg selfservice.Message) (Content, error) {
 	v.Subject = strings.Join(strings.Fields(subject), " ")
 	var text, html strings.Builder
 	if err := k.text.Execute(&text, v); err != nil {
-		return Content{}, fmt.Errorf("mail: %s text body: %w", msg.Type, err)
+		return Content{}, fmt.Errorf("mail: %s text body: %w", msg.Kind, err)
 	}
 	if err := k.html.Execute(&html, v); err != nil {
-		return Content{}, fmt.Errorf("mail: %s HTML body: %w", msg.Type, err)
+		return Content{}, fmt.Errorf("mail: %s HTML body: %w", msg.Kind, err)
 	}
 	return Content{Subject: v.Subject, Text: text.String(), HTML: html.String()}, nil
 }

@@ -25,14 +25,14 @@ var changedAt = time.Date(2031, 5, 6, 7, 8, 9, 0, time.UTC)
 
 func codeMsg(lang language.Tag) selfservice.Message {
 	return selfservice.Message{
-		Type: selfservice.PurposeUpdateEmail, To: "new.address@example.com", Language: lang,
+		Kind: selfservice.MailCode, Purpose: selfservice.PurposeUpdateEmail, To: "new.address@example.com", Language: lang,
 		Code: "042917", ExpiresIn: 10 * time.Minute,
 	}
 }
 
 func noticeMsg(lang language.Tag) selfservice.Message {
 	return selfservice.Message{
-		Type: selfservice.TypeEmailChanged, To: "old.address@example.com", Language: lang,
+		Kind: selfservice.MailEmailChanged, To: "old.address@example.com", Language: lang,
 		NewEmail: "n***@example.com", ChangedAt: changedAt,
 	}
 }
@@ -96,7 +96,7 @@ func TestRender(t *testing.T) {
 					t.Errorf("body holds a missing value or a message id:\n%s", body)
 				}
 			}
-			if tt.msg.Type == selfservice.TypeEmailChanged && strings.Contains(c.Text+c.HTML, tt.msg.To) {
+			if tt.msg.Kind == selfservice.MailEmailChanged && strings.Contains(c.Text+c.HTML, tt.msg.To) {
 				t.Error("notice quotes its own recipient")
 			}
 		})
@@ -109,22 +109,22 @@ func TestRender(t *testing.T) {
 func TestRenderEveryLanguageShowsTheData(t *testing.T) {
 	t.Parallel()
 	for _, loc := range i18n.Default().Locales() {
-		code, err := mail.Render(nil, codeMsg(loc.Tag))
+		code, err := mail.Render(nil, codeMsg(loc.Tag()))
 		if err != nil {
-			t.Fatalf("%v: %v", loc.Tag, err)
+			t.Fatalf("%v: %v", loc.Tag(), err)
 		}
-		notice, err := mail.Render(nil, noticeMsg(loc.Tag))
+		notice, err := mail.Render(nil, noticeMsg(loc.Tag()))
 		if err != nil {
-			t.Fatalf("%v: %v", loc.Tag, err)
+			t.Fatalf("%v: %v", loc.Tag(), err)
 		}
 		for _, body := range []string{code.Text, code.HTML} {
 			if !strings.Contains(body, "042917") || !strings.Contains(body, "10") {
-				t.Errorf("%v: code mail lacks the code or its minutes", loc.Tag)
+				t.Errorf("%v: code mail lacks the code or its minutes", loc.Tag())
 			}
 		}
 		for _, body := range []string{notice.Text, notice.HTML} {
 			if !strings.Contains(body, "n***@example.com") || !strings.Contains(body, "2031-05-06 07:08") {
-				t.Errorf("%v: notice lacks the new address or the time", loc.Tag)
+				t.Errorf("%v: notice lacks the new address or the time", loc.Tag())
 			}
 		}
 	}
@@ -194,8 +194,8 @@ func TestRenderRefuses(t *testing.T) {
 		edit func(*selfservice.Message)
 		want error
 	}{
-		{"unknown type", func(m *selfservice.Message) { m.Type = "LOGIN_EMS" }, mail.ErrUnknownType},
-		{"empty type", func(m *selfservice.Message) { m.Type = "" }, mail.ErrUnknownType},
+		{"unknown kind", func(m *selfservice.Message) { m.Kind = "sms" }, mail.ErrUnknownKind},
+		{"empty kind", func(m *selfservice.Message) { m.Kind = "" }, mail.ErrUnknownKind},
 		{"code without a code", func(m *selfservice.Message) { m.Code = "" }, mail.ErrIncompleteMessage},
 		{"code without expiry", func(m *selfservice.Message) { m.ExpiresIn = 0 }, mail.ErrIncompleteMessage},
 		{"code with negative expiry", func(m *selfservice.Message) { m.ExpiresIn = -time.Minute }, mail.ErrIncompleteMessage},
@@ -227,7 +227,7 @@ func bundleWith(t *testing.T, id, text string) (*i18n.Bundle, error) {
 	t.Helper()
 	files := fstest.MapFS{}
 	for _, name := range []string{"active.en.json", "active.zh.json"} {
-		raw, err := fs.ReadFile(locales.FS, name)
+		raw, err := fs.ReadFile(locales.FS(), name)
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -270,7 +270,7 @@ func TestRenderUnknownField(t *testing.T) {
 	if _, err := mail.Render(b, codeMsg(language.Chinese)); err == nil {
 		t.Error("Render succeeded with a text using a field mails do not have")
 	}
-	if _, err := mail.New(mail.Options{Host: "127.0.0.1", From: "no-reply@example.com", Bundle: b}); !errors.Is(err, mail.ErrConfig) {
+	if _, err := mail.New(mail.Options{Host: "127.0.0.1", From: "no-reply@example.com", Bundle: b}); !errors.Is(err, selfservice.ErrConfig) {
 		t.Errorf("New with that bundle: error %v, want ErrConfig", err)
 	}
 }
@@ -293,7 +293,7 @@ func TestEveryMailMessageIsUsed(t *testing.T) {
 			sources.Write(raw)
 		}
 	}
-	for _, m := range i18n.MailMessages {
+	for _, m := range i18n.MailMessages() {
 		if !strings.Contains(sources.String(), `"`+m.ID+`"`) {
 			t.Errorf("no layout uses %s", m.ID)
 		}

@@ -5,6 +5,8 @@ import (
 	"net/url"
 	"strconv"
 	"time"
+
+	"github.com/ciamkit/selfservice/internal/configerr"
 )
 
 // ParseURL returns the Options that a mail URL describes, for a flag or an
@@ -22,13 +24,13 @@ import (
 //	                            tls=opportunistic: the default
 //
 // Anything else is an error. ParseURL checks the URL's form only: pass the
-// result to New, which validates it. Errors wrap ErrConfig and never quote
+// result to New, which validates it. Errors wrap selfservice.ErrConfig and never quote
 // the password.
 func ParseURL(raw string) (Options, error) {
 	u, err := url.Parse(raw)
 	if err != nil {
 		// url's error quotes the URL, password included.
-		return Options{}, fmt.Errorf("%w: mail URL does not parse", ErrConfig)
+		return Options{}, fmt.Errorf("%w: mail URL does not parse", configerr.Err)
 	}
 	var opts Options
 	switch u.Scheme {
@@ -37,19 +39,19 @@ func ParseURL(raw string) (Options, error) {
 	case "smtps":
 		opts.TLS = TLSImplicit
 	default:
-		return Options{}, fmt.Errorf("%w: mail URL scheme must be smtp or smtps", ErrConfig)
+		return Options{}, fmt.Errorf("%w: mail URL scheme must be smtp or smtps", configerr.Err)
 	}
 	if u.Opaque != "" || u.Hostname() == "" {
-		return Options{}, fmt.Errorf("%w: mail URL has no host", ErrConfig)
+		return Options{}, fmt.Errorf("%w: mail URL has no host", configerr.Err)
 	}
 	if (u.Path != "" && u.Path != "/") || u.Fragment != "" {
-		return Options{}, fmt.Errorf("%w: mail URL must not have a path or a fragment", ErrConfig)
+		return Options{}, fmt.Errorf("%w: mail URL must not have a path or a fragment", configerr.Err)
 	}
 	opts.Host = u.Hostname()
 	if p := u.Port(); p != "" {
 		port, err := strconv.Atoi(p)
 		if err != nil || port < 1 || port > 65535 {
-			return Options{}, fmt.Errorf("%w: mail URL port is out of range", ErrConfig)
+			return Options{}, fmt.Errorf("%w: mail URL port is out of range", configerr.Err)
 		}
 		opts.Port = port
 	}
@@ -59,11 +61,11 @@ func ParseURL(raw string) (Options, error) {
 	}
 	query, err := url.ParseQuery(u.RawQuery)
 	if err != nil {
-		return Options{}, fmt.Errorf("%w: mail URL query does not parse", ErrConfig)
+		return Options{}, fmt.Errorf("%w: mail URL query does not parse", configerr.Err)
 	}
 	for key, values := range query {
 		if len(values) != 1 {
-			return Options{}, fmt.Errorf("%w: mail URL parameter %q is repeated", ErrConfig, key)
+			return Options{}, fmt.Errorf("%w: mail URL parameter %q is repeated", configerr.Err, key)
 		}
 		v := values[0]
 		switch key {
@@ -74,13 +76,13 @@ func ParseURL(raw string) (Options, error) {
 		case "timeout":
 			d, err := time.ParseDuration(v)
 			if err != nil || d <= 0 {
-				return Options{}, fmt.Errorf("%w: mail URL timeout must be a positive duration such as 10s", ErrConfig)
+				return Options{}, fmt.Errorf("%w: mail URL timeout must be a positive duration such as 10s", configerr.Err)
 			}
 			opts.Timeout = d
 		case "tls":
 			switch {
 			case u.Scheme != "smtp":
-				return Options{}, fmt.Errorf("%w: mail URL parameter tls is for smtp:// only", ErrConfig)
+				return Options{}, fmt.Errorf("%w: mail URL parameter tls is for smtp:// only", configerr.Err)
 			case v == "required":
 				opts.TLS = TLSMandatory
 			case v == "opportunistic":
@@ -88,10 +90,10 @@ func ParseURL(raw string) (Options, error) {
 			case v == "none":
 				opts.TLS = TLSNone
 			default:
-				return Options{}, fmt.Errorf("%w: mail URL tls must be required, opportunistic or none", ErrConfig)
+				return Options{}, fmt.Errorf("%w: mail URL tls must be required, opportunistic or none", configerr.Err)
 			}
 		default:
-			return Options{}, fmt.Errorf("%w: unknown mail URL parameter %q", ErrConfig, key)
+			return Options{}, fmt.Errorf("%w: unknown mail URL parameter %q", configerr.Err, key)
 		}
 	}
 	if opts.From == "" {

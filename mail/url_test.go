@@ -6,6 +6,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/ciamkit/selfservice"
 	"github.com/ciamkit/selfservice/mail"
 )
 
@@ -70,7 +71,7 @@ func TestParseURLRefuses(t *testing.T) {
 		t.Run(tt.name, func(t *testing.T) {
 			t.Parallel()
 			opts, err := mail.ParseURL(tt.raw)
-			if !errors.Is(err, mail.ErrConfig) {
+			if !errors.Is(err, selfservice.ErrConfig) {
 				t.Fatalf("ParseURL(%q) = %+v, %v; want an error wrapping ErrConfig", tt.raw, opts, err)
 			}
 			if opts != (mail.Options{}) {

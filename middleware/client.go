@@ -1,6 +1,7 @@
 package middleware
 
 import (
+	"context"
 	"errors"
 	"log/slog"
 	"net/http"
@@ -39,41 +40,54 @@ func plausibleID(id string) bool {
 // Panics if reg is nil: a missing registry is a configuration error, not a
 // pass.
 func RequireClientID(reg store.ClientRegistry, logger *slog.Logger) func(http.Handler) http.Handler {
+	return stepMiddleware(requireClientID(reg, logger))
+}
+
+func requireClientID(reg store.ClientRegistry, logger *slog.Logger) step {
 	if reg == nil {
 		panic("middleware: RequireClientID: nil ClientRegistry")
 	}
 	if logger == nil {
 		logger = slog.Default()
 	}
-	return func(next http.Handler) http.Handler {
-		return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-			id, ok := singleValue(r.Header, "X-Client-Id")
-			if !ok {
-				WriteError(w, r, i18n.ErrHeaderRepeated)
-				return
-			}
-			id = strings.TrimSpace(id)
-			if id == "" {
-				WriteError(w, r, i18n.ErrClientIDEmpty)
-				return
-			}
-			if len(id) > MaxClientIDLen || !plausibleID(id) {
-				WriteError(w, r, i18n.ErrClientUnknown)
-				return
-			}
-			c, err := reg.Client(r.Context(), id)
-			if err != nil {
-				if errors.Is(err, store.ErrNotFound) {
-					WriteError(w, r, i18n.ErrClientUnknown)
-					return
-				}
+	return func(w http.ResponseWriter, r *http.Request, st *state) bool {
+		id, ok := singleValue(r.Header, "X-Client-Id")
+		if !ok {
+			writeError(w, st.localeOrDefault(), i18n.CodeHeaderRepeated)
+			return false
+		}
+		c, err := LookupClient(r.Context(), reg, id)
+		if err != nil {
+			if errors.Is(err, i18n.CodeInternal) {
 				logger.ErrorContext(r.Context(), "selfservice: client registry failed", "error", err)
-				WriteError(w, r, i18n.ErrInternal.WithCause(err))
-				return
 			}
-			r, st := withState(r)
-			st.client, st.hasClient = c, true
-			next.ServeHTTP(w, r)
-		})
+			writeError(w, st.localeOrDefault(), err)
+			return false
+		}
+		st.client, st.hasClient = c, true
+		return true
 	}
+}
+
+// LookupClient finds the application id names, as RequireClientID does:
+// id is trimmed; blank is i18n.CodeClientIDEmpty; too long, not UTF-8 or
+// holding a control character is i18n.CodeClientUnknown without a lookup;
+// not in reg is i18n.CodeClientUnknown; a registry failure is
+// i18n.CodeInternal wrapping it.
+func LookupClient(ctx context.Context, reg store.ClientRegistry, id string) (store.Client, error) {
+	id = strings.TrimSpace(id)
+	if id == "" {
+		return store.Client{}, i18n.CodeClientIDEmpty
+	}
+	if len(id) > MaxClientIDLen || !plausibleID(id) {
+		return store.Client{}, i18n.CodeClientUnknown
+	}
+	c, err := reg.Client(ctx, id)
+	if err != nil {
+		if errors.Is(err, store.ErrNotFound) {
+			return store.Client{}, i18n.CodeClientUnknown
+		}
+		return store.Client{}, i18n.Wrap(i18n.CodeInternal, err)
+	}
+	return c, nil
 }

@@ -1,43 +1,50 @@
-// Package middleware holds the four net/http middlewares in front of the
+// Package middleware holds the net/http middlewares in front of the
 // self-service endpoints, each a func(http.Handler) http.Handler usable on
 // its own, and the getters that read what they put in the request context:
 //
-//	Localize        X-L / Accept-Language -> LocaleFromContext, LocalizerFromContext
+//	Localize        X-L / Accept-Language -> LocaleFromContext
+//	AllowMethods    answers other methods with IDAAS.SDK.REQ.9101
 //	DeviceHeaders   X-operating-sys-version, X-device-fingerprint, X-agent, X-device-ip -> DeviceFromContext
 //	RequireClientID X-client-id checked against a store.ClientRegistry -> ClientFromContext
-//	RequireBearer   Authorization: Bearer <id_token> checked by a Verifier -> ClaimsFromContext
+//	RequireBearer   Authorization: Bearer <token> checked by a TokenVerifier -> IdentityFromContext
 //
 // The standard order is the one above: Localize first so that every error,
 // even a missing device header, is answered in the request's language.
-// Errors are written by WriteError as {"error_code","error_msg"}. A header
-// that may appear once (X-L, X-client-id, Authorization) and is repeated is
-// refused with IDAAS.SDK.REQ.9105 by the middleware that reads it.
+// Chain runs them all in that order as one middleware, for one allocation
+// per request. Errors are written by WriteError as
+// {"error_code","error_msg"}. A header that may appear once (X-L,
+// X-client-id, Authorization) and is repeated is refused with
+// IDAAS.SDK.REQ.9105 by the middleware that reads it.
+//
+// An application that authenticates users itself (a session, its own OIDC
+// middleware) puts the user in the context with WithIdentity instead of
+// RequireBearer; the handlers of the root package read IdentityFromContext
+// either way. The id_token verifier of this module is package idtoken.
 //
 // What a middleware puts in the context is never changed afterwards: each
 // one attaches a new value, so a request derived from another, such as a
 // sub-request a batch handler dispatches through the chain again, never
 // sees or overwrites its parent's or a sibling's values.
 //
+// The name collides with the middleware packages of chi and echo; import
+// it under another name next to them:
+//
+//	import ssmw "github.com/ciamkit/selfservice/middleware"
+//
 // Quick start:
 //
-//	v, err := middleware.NewVerifier(middleware.VerifierOptions{
-//		Issuer:  "https://id.example.com",
-//		JWKSURL: "https://id.example.com/api/v1/oauth2/keys",
-//	})
-//	if err != nil { ... }
-//	defer v.Close()
-//	h := middleware.Localize(i18n.Default())(
-//		middleware.DeviceHeaders(
-//			middleware.RequireClientID(clients, logger)(
-//				middleware.RequireBearer(v)(app))))
+//	h := middleware.Chain(middleware.ChainOptions{
+//		Clients:  clients,  // a store.ClientRegistry
+//		Verifier: verifier, // an *idtoken.Verifier, or nil with WithIdentity
+//		Methods:  []string{http.MethodPost},
+//	})(app)
 package middleware
 
 import (
 	"context"
-	"errors"
 	"net/http"
-
-	goi18n "github.com/nicksnyder/go-i18n/v2/i18n"
+	"strconv"
+	"time"
 
 	"github.com/ciamkit/selfservice/i18n"
 	"github.com/ciamkit/selfservice/store"
@@ -60,7 +67,8 @@ type state struct {
 	hasDevice bool
 	client    store.Client
 	hasClient bool
-	claims    *Claims
+	identity  Identity
+	hasIdent  bool
 }
 
 // stateContext carries a state without a separate allocation for the value.
@@ -104,19 +112,20 @@ func withState(r *http.Request) (*http.Request, *state) {
 	return &sr.req, &sr.ctx.st
 }
 
+// withStateContext returns ctx carrying a new state, a copy of the one ctx
+// carried, for the caller to complete before anyone sees the context.
+func withStateContext(ctx context.Context) (context.Context, *state) {
+	sc := &stateContext{Context: ctx}
+	if parent := stateFrom(ctx); parent != nil {
+		sc.st = *parent
+	}
+	return sc, &sc.st
+}
+
 // LocaleFromContext returns the locale Localize chose, or nil.
 func LocaleFromContext(ctx context.Context) *i18n.Locale {
 	if st := stateFrom(ctx); st != nil {
 		return st.locale
-	}
-	return nil
-}
-
-// LocalizerFromContext returns the localizer of the locale Localize chose,
-// or nil.
-func LocalizerFromContext(ctx context.Context) *goi18n.Localizer {
-	if loc := LocaleFromContext(ctx); loc != nil {
-		return loc.Localizer
 	}
 	return nil
 }
@@ -139,14 +148,23 @@ func ClientFromContext(ctx context.Context) (store.Client, bool) {
 	return store.Client{}, false
 }
 
-// ClaimsFromContext returns the verified id_token claims RequireBearer put
-// in the context, or nil. They are shared with every request derived from
-// this one: read them, do not modify them.
-func ClaimsFromContext(ctx context.Context) *Claims {
-	if st := stateFrom(ctx); st != nil {
-		return st.claims
+// IdentityFromContext returns the signed-in user RequireBearer verified or
+// the application put in with WithIdentity, and whether there is one.
+func IdentityFromContext(ctx context.Context) (Identity, bool) {
+	if st := stateFrom(ctx); st != nil && st.hasIdent {
+		return st.identity, true
 	}
-	return nil
+	return Identity{}, false
+}
+
+// WithIdentity returns a copy of ctx carrying id as the signed-in user, for
+// an application that authenticates its users itself: its own middleware
+// calls it, and the handlers of the root package then act for id without
+// RequireBearer. Give it only a subject your application has verified.
+func WithIdentity(ctx context.Context, id Identity) context.Context {
+	ctx, st := withStateContext(ctx)
+	st.identity, st.hasIdent = id, true
+	return ctx
 }
 
 var (
@@ -155,10 +173,11 @@ var (
 )
 
 // WriteError answers err as {"error_code","error_msg"} in the request's
-// language (English when Localize did not run). An error that is not an
-// *i18n.Error, or wraps none, is answered as i18n.ErrInternal: a Go error
-// string never reaches the client. An *i18n.Error whose Status is not a 4xx
-// or 5xx code is answered with its code and HTTP 500.
+// language (the default bundle's default when Localize did not run), with
+// the status of its code (see i18n.ErrorOf: an error that carries no code is
+// answered as i18n.CodeInternal, so a Go error string never reaches the
+// client), Cache-Control: no-store, and a Retry-After in whole seconds,
+// rounded up, when the error has one.
 func WriteError(w http.ResponseWriter, r *http.Request, err error) {
 	loc := LocaleFromContext(r.Context())
 	if loc == nil {
@@ -169,19 +188,16 @@ func WriteError(w http.ResponseWriter, r *http.Request, err error) {
 
 // writeError is WriteError in the language loc.
 func writeError(w http.ResponseWriter, loc *i18n.Locale, err error) {
-	var e *i18n.Error
-	if !errors.As(err, &e) {
-		e = i18n.ErrInternal
-	}
-	status := e.Status
-	if status < 400 || status > 599 {
-		// An integrator's *i18n.Error built without a failure status
-		// must neither panic in WriteHeader (0) nor answer as a success.
-		status = http.StatusInternalServerError
+	e := i18n.ErrorOf(err)
+	if e == nil {
+		e = &i18n.Error{Code: i18n.CodeInternal}
 	}
 	h := w.Header()
 	h["Content-Type"] = jsonContentType
 	h["Cache-Control"] = noStore
-	w.WriteHeader(status)
-	_, _ = w.Write(loc.ErrorBody(e))
+	if e.RetryAfter > 0 {
+		h["Retry-After"] = []string{strconv.FormatInt(int64((e.RetryAfter+time.Second-1)/time.Second), 10)}
+	}
+	w.WriteHeader(e.Code.Status())
+	_, _ = w.Write(loc.ErrorBody(e.Code))
 }

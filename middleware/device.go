@@ -31,16 +31,37 @@ const (
 // that parses as an IPv4 or IPv6 address. Anything else is answered with
 // IDAAS.SDK.PARAM.0001. The parsed Device goes into the request context.
 func DeviceHeaders(next http.Handler) http.Handler {
-	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		d, ok := parseDevice(r.Header)
-		if !ok {
-			WriteError(w, r, i18n.ErrDeviceIncomplete)
-			return
+	return stepMiddleware(deviceHeaders)(next)
+}
+
+func deviceHeaders(w http.ResponseWriter, r *http.Request, st *state) bool {
+	d, ok := parseDevice(r.Header)
+	if !ok {
+		writeError(w, st.localeOrDefault(), i18n.CodeDeviceIncomplete)
+		return false
+	}
+	st.device, st.hasDevice = d, true
+	return true
+}
+
+// Valid reports whether d is what DeviceHeaders accepts: OSVersion,
+// Fingerprint and Agent not blank, within their length limits and free of
+// control characters. IP may be the zero Addr (the header was absent).
+func (d Device) Valid() bool {
+	return validField(d.OSVersion, MaxOSVersionLen) && validField(d.Fingerprint, MaxFingerprintLen) &&
+		validField(d.Agent, MaxAgentLen)
+}
+
+func validField(v string, maxLen int) bool {
+	if len(v) > maxLen || strings.TrimSpace(v) == "" {
+		return false
+	}
+	for i := 0; i < len(v); i++ {
+		if c := v[i]; c < 0x20 || c == 0x7f {
+			return false
 		}
-		r, st := withState(r)
-		st.device, st.hasDevice = d, true
-		next.ServeHTTP(w, r)
-	})
+	}
+	return true
 }
 
 func parseDevice(h http.Header) (Device, bool) {

@@ -6,6 +6,7 @@ import (
 	"net/http"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/ciamkit/selfservice/i18n"
 	"github.com/ciamkit/selfservice/middleware"
@@ -22,20 +23,19 @@ func TestWriteError(t *testing.T) {
 		code   string
 		msg    string
 	}{
-		{"catalog error", i18n.ErrEmailExists, "", http.StatusBadRequest, "IDAAS.SDK.USER.0036", "E-mail already exists"},
-		{"catalog error in Chinese", i18n.ErrEmailExists, "zh", http.StatusBadRequest, "IDAAS.SDK.USER.0036", "邮箱已存在"},
-		{"catalog error with a cause", i18n.ErrUserNotFound.WithCause(errors.New(secret)), "", http.StatusBadRequest, "IDAAS.SDK.USER.0001", "User not found"},
-		{"wrapped catalog error", fmt.Errorf("update email: %w", i18n.ErrCodeIncorrect), "", http.StatusBadRequest, "IDAAS.SDK.CAPTCHA.0007", "Incorrect verification code"},
-		{"catalog error in a join", errors.Join(errors.New(secret), i18n.ErrCodeEmpty), "zh", http.StatusBadRequest, "IDAAS.SDK.PARAM.0009", "验证码不能为空"},
-		{"catalog error of another status", i18n.ErrBodyTooLarge, "", http.StatusRequestEntityTooLarge, "IDAAS.SDK.REQ.9103", "Request body is too large"},
+		{"catalog error", i18n.CodeEmailExists, "", http.StatusBadRequest, "IDAAS.SDK.USER.0036", "E-mail already exists"},
+		{"catalog error in Chinese", i18n.CodeEmailExists, "zh", http.StatusBadRequest, "IDAAS.SDK.USER.0036", "邮箱已存在"},
+		{"catalog error with a cause", i18n.Wrap(i18n.CodeUserNotFound, errors.New(secret)), "", http.StatusBadRequest, "IDAAS.SDK.USER.0001", "User not found"},
+		{"wrapped catalog error", fmt.Errorf("update email: %w", i18n.CodeVerifyCodeIncorrect), "", http.StatusBadRequest, "IDAAS.SDK.CAPTCHA.0007", "Incorrect verification code"},
+		{"catalog error in a join", errors.Join(errors.New(secret), i18n.CodeVerifyCodeEmpty), "zh", http.StatusBadRequest, "IDAAS.SDK.PARAM.0009", "验证码不能为空"},
+		{"catalog error of another status", i18n.CodeBodyTooLarge, "", http.StatusRequestEntityTooLarge, "IDAAS.SDK.REQ.9103", "Request body is too large"},
 		{"plain Go error", errors.New(secret), "", http.StatusInternalServerError, codeInternal, msgInternal},
 		{"plain Go error in Chinese", errors.New(secret), "zh", http.StatusInternalServerError, codeInternal, msgInternalZH},
 		{"wrapped Go error", fmt.Errorf("store: %w", errors.New(secret)), "", http.StatusInternalServerError, codeInternal, msgInternal},
 		{"nil error", nil, "", http.StatusInternalServerError, codeInternal, msgInternal},
-		{"integrator's own code", &i18n.Error{Code: "ACME.0001", Status: http.StatusConflict}, "", http.StatusConflict, "ACME.0001", "ACME.0001"},
-		{"integrator's code without a status", &i18n.Error{Code: "ACME.0002"}, "", http.StatusInternalServerError, "ACME.0002", "ACME.0002"},
-		{"integrator's code with a success status", &i18n.Error{Code: "ACME.0003", Status: http.StatusOK}, "", http.StatusInternalServerError, "ACME.0003", "ACME.0003"},
-		{"integrator's code with an impossible status", &i18n.Error{Code: "ACME.0004", Status: 1000}, "", http.StatusInternalServerError, "ACME.0004", "ACME.0004"},
+		{"integrator's own code", i18n.Code("ACME.0001"), "", http.StatusInternalServerError, "ACME.0001", "ACME.0001"},
+		{"integrator's own code with a cause", &i18n.Error{Code: "ACME.0002", Err: errors.New(secret)}, "", http.StatusInternalServerError, "ACME.0002", "ACME.0002"},
+		{"a 429 with its wait", &i18n.Error{Code: i18n.CodeSendLimited, RetryAfter: 1500 * time.Millisecond}, "", http.StatusTooManyRequests, "IDAAS.SDK.CAPTCHA.9201", "Verification codes are requested too often, please try again later"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -50,6 +50,16 @@ func TestWriteError(t *testing.T) {
 			}
 			w := serve(h, newRequest(hdr))
 			assertError(t, w, nil, tt.status, tt.code, tt.msg)
+			if got := w.Header().Get("Cache-Control"); got != "no-store" {
+				t.Errorf("Cache-Control = %q, want no-store", got)
+			}
+			wantRetry := ""
+			if tt.status == http.StatusTooManyRequests {
+				wantRetry = "2" // 1.5 s, rounded up to whole seconds
+			}
+			if got := w.Header().Get("Retry-After"); got != wantRetry {
+				t.Errorf("Retry-After = %q, want %q", got, wantRetry)
+			}
 			for _, leak := range []string{"password", "pq:", "store:", "update email"} {
 				if strings.Contains(w.Body.String(), leak) {
 					t.Errorf("body %s leaks %q", w.Body, leak)

@@ -2,15 +2,11 @@ package middleware_test
 
 import (
 	"context"
-	"crypto/ed25519"
 	"errors"
 	"fmt"
-	"log/slog"
 	"net/http"
 	"net/http/httptest"
 	"time"
-
-	"github.com/golang-jwt/jwt/v5"
 
 	"github.com/ciamkit/selfservice/i18n"
 	"github.com/ciamkit/selfservice/middleware"
@@ -20,7 +16,7 @@ import (
 
 func ExampleLocalize() {
 	h := middleware.Localize(i18n.Default())(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		middleware.WriteError(w, r, i18n.ErrUserNotFound)
+		middleware.WriteError(w, r, i18n.CodeUserNotFound)
 	}))
 
 	r := httptest.NewRequest(http.MethodPost, "/", nil)
@@ -78,35 +74,24 @@ func ExampleRequireClientID() {
 	// 400 {"error_code":"IDAAS.SDK.PARAM.0002","error_msg":"clientId cannot be empty"}
 }
 
-func ExampleRequireBearer() {
-	// In production: JWKSURL: "https://id.example.com/api/v1/oauth2/keys".
-	key := ed25519.NewKeyFromSeed(make([]byte, ed25519.SeedSize))
-	now := time.Date(2031, 1, 2, 3, 4, 5, 0, time.UTC)
-	v, err := middleware.NewVerifier(middleware.VerifierOptions{
-		Issuer:  "https://id.example.com",
-		Keyfunc: func(*jwt.Token) (any, error) { return key.Public(), nil },
-		Now:     func() time.Time { return now },
-		// Refused tokens are logged at Info by default; here at Debug,
-		// which slog.Default() leaves out.
-		RefusalLogLevel: slog.LevelDebug,
-	})
-	if err != nil {
-		fmt.Println(err)
-		return
+// sessions is a TokenVerifier over opaque session tokens: any scheme that
+// can say which user a token signed in fits RequireBearer.
+type sessions map[string]string // token -> user id
+
+func (s sessions) VerifyToken(_ context.Context, token, _ string) (middleware.Identity, error) {
+	if user, ok := s[token]; ok {
+		return middleware.Identity{Subject: user}, nil
 	}
-	defer v.Close()
+	return middleware.Identity{}, i18n.CodeTokenInvalid
+}
 
+func ExampleRequireBearer() {
+	v := sessions{"s3cr3t": "u-1001"} // an *idtoken.Verifier for OpenID Connect id_tokens
 	h := middleware.RequireBearer(v)(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		fmt.Println("user", middleware.ClaimsFromContext(r.Context()).Subject)
+		id, _ := middleware.IdentityFromContext(r.Context())
+		fmt.Println("user", id.Subject)
 	}))
-	tok := jwt.NewWithClaims(jwt.SigningMethodEdDSA, jwt.MapClaims{
-		"iss": "https://id.example.com", "sub": "u-1001", "aud": "app-1",
-		"iat": now.Unix(), "exp": now.Add(time.Hour).Unix(),
-	})
-	tok.Header["kid"] = "2031-01"
-	token, _ := tok.SignedString(key)
-
-	for _, auth := range []string{"Bearer " + token, "Bearer " + token[:len(token)-2], ""} {
+	for _, auth := range []string{"Bearer s3cr3t", "Bearer guess", ""} {
 		r := httptest.NewRequest(http.MethodPost, "/", nil)
 		r.Header.Set("X-client-id", "app-1")
 		r.Header.Set("Authorization", auth)
@@ -122,44 +107,66 @@ func ExampleRequireBearer() {
 	// 400 {"error_code":"IDAAS.SDK.PARAM.0015","error_msg":"IdToken cannot be empty"}
 }
 
-func ExampleNewVerifier() {
-	_, err := middleware.NewVerifier(middleware.VerifierOptions{
-		JWKSURL: "https://id.example.com/api/v1/oauth2/keys",
-	})
-	fmt.Println(errors.Is(err, middleware.ErrConfig))
+// An application that signs its users in itself hands the user to the
+// handlers with WithIdentity, instead of RequireBearer.
+func ExampleWithIdentity() {
+	appAuth := func(next http.Handler) http.Handler {
+		return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+			// Your session check; here every request is user u-1001's.
+			ctx := middleware.WithIdentity(r.Context(), middleware.Identity{Subject: "u-1001", AuthTime: time.Now()})
+			next.ServeHTTP(w, r.WithContext(ctx))
+		})
+	}
+	h := appAuth(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		id, ok := middleware.IdentityFromContext(r.Context())
+		fmt.Println(id.Subject, ok)
+	}))
+	h.ServeHTTP(httptest.NewRecorder(), httptest.NewRequest(http.MethodPost, "/", nil))
 	// Output:
-	// true
+	// u-1001 true
 }
 
-func ExampleVerifier_Verify() {
-	key := ed25519.NewKeyFromSeed(make([]byte, ed25519.SeedSize))
-	v, err := middleware.NewVerifier(middleware.VerifierOptions{
-		Issuer:          "https://id.example.com",
-		Keyfunc:         func(*jwt.Token) (any, error) { return key.Public(), nil },
-		RefusalLogLevel: slog.LevelDebug,
-	})
-	if err != nil {
-		fmt.Println(err)
-		return
-	}
-	defer v.Close()
-	tok := jwt.NewWithClaims(jwt.SigningMethodEdDSA, jwt.MapClaims{
-		"iss": "https://id.example.com", "sub": "u-1001", "aud": "another-app",
-		"iat": time.Now().Unix(), "exp": time.Now().Add(time.Hour).Unix(),
-	})
-	tok.Header["kid"] = "2031-01"
-	token, _ := tok.SignedString(key)
-
-	_, err = v.Verify(context.Background(), token, "app-1")
-	fmt.Println(errors.Is(err, i18n.ErrTokenInvalid), errors.Is(err, middleware.ErrTokenAudience))
+func ExampleAllowMethods() {
+	h := middleware.AllowMethods(http.MethodPost)(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {}))
+	w := httptest.NewRecorder()
+	h.ServeHTTP(w, httptest.NewRequest(http.MethodGet, "/", nil))
+	fmt.Print(w.Code, " ", w.Header().Get("Allow"), " ", w.Body)
 	// Output:
-	// true true
+	// 405 POST {"error_code":"IDAAS.SDK.REQ.9101","error_msg":"Method not allowed, use POST"}
+}
+
+func ExampleChain() {
+	h := middleware.Chain(middleware.ChainOptions{
+		Methods:  []string{http.MethodPost},
+		Clients:  memstore.NewClientRegistry(store.Client{ID: "app-1"}),
+		Verifier: sessions{"s3cr3t": "u-1001"},
+	})(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		id, _ := middleware.IdentityFromContext(r.Context())
+		d, _ := middleware.DeviceFromContext(r.Context())
+		fmt.Println(id.Subject, "on", d.OSVersion)
+	}))
+	r := httptest.NewRequest(http.MethodPost, "/", nil)
+	r.Header.Set("X-L", "zh")
+	r.Header.Set("X-client-id", "app-1")
+	r.Header.Set("Authorization", "Bearer s3cr3t")
+	r.Header.Set("X-operating-sys-version", "windows10.1.1")
+	r.Header.Set("X-device-fingerprint", "fp-0123")
+	r.Header.Set("X-agent", "app/2.3")
+	h.ServeHTTP(httptest.NewRecorder(), r)
+
+	r.Header.Del("X-agent")
+	w := httptest.NewRecorder()
+	h.ServeHTTP(w, r)
+	fmt.Print(w.Code, " ", w.Body)
+	// Output:
+	// u-1001 on windows10.1.1
+	// 400 {"error_code":"IDAAS.SDK.PARAM.0001","error_msg":"设备信息不完整"}
 }
 
 func ExampleWriteError() {
 	h := http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		// Causes stay in logs; the client sees the code and its message.
-		middleware.WriteError(w, r, i18n.ErrEmailExists.WithCause(errors.New("users_email_key violated")))
+		middleware.WriteError(w, r, i18n.Wrap(i18n.CodeEmailExists, errors.New("users_email_key violated")))
 	})
 	w := httptest.NewRecorder()
 	h.ServeHTTP(w, httptest.NewRequest(http.MethodPost, "/", nil))

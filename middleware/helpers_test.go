@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"errors"
 	"log/slog"
 	"net/http"
 	"net/http/httptest"
@@ -12,6 +13,8 @@ import (
 	"sync/atomic"
 	"testing"
 
+	"github.com/ciamkit/selfservice/i18n"
+	"github.com/ciamkit/selfservice/middleware"
 	"github.com/ciamkit/selfservice/store"
 )
 
@@ -40,6 +43,15 @@ const (
 	codeInternal       = "IDAAS.SDK.SYS.9001"
 	codeHeaderRepeated = "IDAAS.SDK.REQ.9105"
 )
+
+// The client and user of the tests.
+const (
+	testClient = "app-1"
+	testUser   = "user-42"
+)
+
+// discard is a logger that drops everything.
+var discard = slog.New(slog.DiscardHandler)
 
 // deviceHeaders returns a complete, valid set of device headers.
 func deviceHeaders() http.Header {
@@ -204,4 +216,26 @@ func (s *logSink) records() []map[string]any {
 		out = append(out, rec)
 	}
 	return out
+}
+
+// tokens is the TokenVerifier of the middleware tests: "SUB@CLIENT" signs SUB
+// in for the client CLIENT (and only for it), "down" cannot be decided, as
+// when no key can be loaded, and anything else is refused.
+type tokens struct{}
+
+func (tokens) VerifyToken(_ context.Context, token, clientID string) (middleware.Identity, error) {
+	sub, client, ok := strings.Cut(token, "@")
+	switch {
+	case token == "down":
+		return middleware.Identity{}, i18n.Wrap(i18n.CodeInternal, errors.New("no key loaded"))
+	case ok && sub != "" && client == clientID:
+		return middleware.Identity{Subject: sub}, nil
+	}
+	return middleware.Identity{}, i18n.Wrap(i18n.CodeTokenInvalid, errors.New("not a token of tokens"))
+}
+
+// subjectOf returns the subject of the identity in ctx, or "".
+func subjectOf(ctx context.Context) string {
+	id, _ := middleware.IdentityFromContext(ctx)
+	return id.Subject
 }

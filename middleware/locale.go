@@ -13,28 +13,29 @@ import (
 // default language: which of the values would be the right one? Panics if
 // bundle is nil.
 func Localize(bundle *i18n.Bundle) func(http.Handler) http.Handler {
+	return stepMiddleware(localize(bundle))
+}
+
+func localize(bundle *i18n.Bundle) step {
 	if bundle == nil {
 		panic("middleware: Localize: nil bundle")
 	}
 	decided := decidingXL(bundle)
 	fallback := bundle.DefaultLocale()
-	return func(next http.Handler) http.Handler {
-		return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-			xl, ok := singleValue(r.Header, "X-L")
-			if !ok {
-				w.Header()["Content-Language"] = fallback.ContentLanguage()
-				writeError(w, fallback, i18n.ErrHeaderRepeated)
-				return
-			}
-			loc := decided.lookup(xl)
-			if loc == nil {
-				loc = bundle.Match(xl, headerValue(r.Header, "Accept-Language"))
-			}
-			r, st := withState(r)
-			st.locale = loc
-			w.Header()["Content-Language"] = loc.ContentLanguage()
-			next.ServeHTTP(w, r)
-		})
+	return func(w http.ResponseWriter, r *http.Request, st *state) bool {
+		xl, ok := singleValue(r.Header, "X-L")
+		if !ok {
+			w.Header()["Content-Language"] = fallback.ContentLanguage()
+			writeError(w, fallback, i18n.CodeHeaderRepeated)
+			return false
+		}
+		loc := decided.lookup(xl)
+		if loc == nil {
+			loc = bundle.Match(xl, headerValue(r.Header, "Accept-Language"))
+		}
+		st.locale = loc
+		w.Header()["Content-Language"] = loc.ContentLanguage()
+		return true
 	}
 }
 
@@ -65,14 +66,14 @@ func decidingXL(bundle *i18n.Bundle) xlTable {
 	locales := bundle.Locales()
 	var t xlTable
 	for _, loc := range locales {
-		base, _ := loc.Tag.Base()
-		for _, v := range []string{loc.Tag.String(), base.String()} {
+		base, _ := loc.Tag().Base()
+		for _, v := range []string{loc.Tag().String(), base.String()} {
 			if v == "" || t.lookup(v) != nil || bundle.Match(v, "") != loc {
 				continue
 			}
 			decides := true
 			for _, other := range locales {
-				if bundle.Match(v, other.Tag.String()) != loc {
+				if bundle.Match(v, other.Tag().String()) != loc {
 					decides = false
 				}
 			}

@@ -45,11 +45,11 @@ func TestLocalize(t *testing.T) {
 			}
 			ctx := next.context(t)
 			loc := middleware.LocaleFromContext(ctx)
-			if loc == nil || loc.Tag != tt.want {
+			if loc == nil || loc.Tag() != tt.want {
 				t.Fatalf("LocaleFromContext = %v, want %v", loc, tt.want)
 			}
-			if middleware.LocalizerFromContext(ctx) != loc.Localizer || loc.Localizer == nil {
-				t.Error("LocalizerFromContext is not the chosen locale's localizer")
+			if loc.Localizer() == nil {
+				t.Error("the chosen locale has no localizer")
 			}
 		})
 	}
@@ -60,7 +60,7 @@ func TestLocalize(t *testing.T) {
 func TestLocalizeStandalone(t *testing.T) {
 	t.Parallel()
 	h := middleware.Localize(i18n.Default())(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		middleware.WriteError(w, r, i18n.ErrTokenInvalid)
+		middleware.WriteError(w, r, i18n.CodeTokenInvalid)
 	}))
 	tests := []struct {
 		name, xl, msg string
@@ -102,17 +102,14 @@ func TestGettersOnEmptyContext(t *testing.T) {
 	if middleware.LocaleFromContext(ctx) != nil {
 		t.Error("LocaleFromContext is not nil")
 	}
-	if middleware.LocalizerFromContext(ctx) != nil {
-		t.Error("LocalizerFromContext is not nil")
-	}
 	if d, ok := middleware.DeviceFromContext(ctx); ok || d != (middleware.Device{}) {
 		t.Errorf("DeviceFromContext = %v, %v; want zero, false", d, ok)
 	}
 	if c, ok := middleware.ClientFromContext(ctx); ok || c.ID != "" {
 		t.Errorf("ClientFromContext = %v, %v; want zero, false", c, ok)
 	}
-	if middleware.ClaimsFromContext(ctx) != nil {
-		t.Error("ClaimsFromContext is not nil")
+	if _, ok := middleware.IdentityFromContext(ctx); ok {
+		t.Error("IdentityFromContext found an identity")
 	}
 }
 

@@ -13,37 +13,42 @@ package store
 
 import (
 	"context"
-	"errors"
 	"time"
 )
+
+// sentinel is the type of the sentinel errors: constants, so that no
+// importer can reassign them.
+type sentinel string
+
+func (s sentinel) Error() string { return string(s) }
 
 // Sentinel errors. Implementations return them (or wrap them with %w) so
 // that errors.Is works; any other error is treated as the store being
 // unavailable and answered as an internal failure.
-var (
+const (
 	// ErrNotFound: no user or client with that id.
-	ErrNotFound = errors.New("store: not found")
+	ErrNotFound sentinel = "store: not found"
 	// ErrEmailExists: another user holds the canonical address.
-	ErrEmailExists = errors.New("store: email already exists")
+	ErrEmailExists sentinel = "store: email already exists"
 	// ErrCodeInvalid: no live code for the key, or the code does not match,
 	// or its tries are used up. The three are one error on purpose: a caller
 	// learns nothing from which one it was.
-	ErrCodeInvalid = errors.New("store: verification code invalid")
+	ErrCodeInvalid sentinel = "store: verification code invalid"
 	// ErrRateLimited: a limit for the key is reached (see RateLimitError).
-	ErrRateLimited = errors.New("store: rate limited")
+	ErrRateLimited sentinel = "store: rate limited"
 	// ErrFull: a store with a hard cap on its entries (store/memstore)
 	// holds as many live entries as it may; nothing was written. The
 	// handlers answer it as an internal failure: they fail closed rather
 	// than drop live codes or budgets.
-	ErrFull = errors.New("store: full")
+	ErrFull sentinel = "store: full"
 	// ErrInvalidUser: a user handed to a store's create method (seeding)
 	// whose Email is not a valid address, or whose CanonicalEmail is set
 	// without Email or is not Email's canonical form; nothing was written.
-	ErrInvalidUser = errors.New("store: invalid user")
+	ErrInvalidUser sentinel = "store: invalid user"
 	// ErrAlreadyExists: a record with that id exists. Returned by the
 	// stores' own create methods (seeding), which are not part of the
 	// interfaces below.
-	ErrAlreadyExists = errors.New("store: already exists")
+	ErrAlreadyExists sentinel = "store: already exists"
 )
 
 // User is an account as the handlers see it.

@@ -93,17 +93,14 @@ func newAPIOrigin(t *testing.T, allowed string) *apiOrigin {
 		Clients:    memstore.NewClientRegistry(store.Client{ID: testkit.Client}),
 		Verifier:   testkit.Verifier(t),
 		Mailer:     a.mail,
-		Captcha:    selfservice.AllowAllCaptcha,
+		Captcha:    selfservice.AllowAllCaptcha{},
 		CodeSecret: []byte(strings.Repeat("k", selfservice.MinCodeSecretLen)),
 		Logger:     slog.New(slog.DiscardHandler),
 	})
 	if err != nil {
 		t.Fatal(err)
 	}
-	api, err := svc.Handler()
-	if err != nil {
-		t.Fatal(err)
-	}
+	api := svc.Handler()
 	withCORS := corsFor(allowed).Handler(api)
 	a.srv = httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		a.mu.Lock()

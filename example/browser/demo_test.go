@@ -140,8 +140,8 @@ func (s exampleServer) mailedCode(t *testing.T, to string) string {
 	deadline := time.Now().Add(10 * time.Second)
 	for {
 		for _, line := range strings.Split(s.stdout.String(), "\n") {
-			var m struct{ To, Type, Code string }
-			if json.Unmarshal([]byte(line), &m) == nil && m.To == to && m.Type == "UPDATE_EMAIL_EMS" && len(m.Code) == 6 {
+			var m struct{ To, Kind, Purpose, Code string }
+			if json.Unmarshal([]byte(line), &m) == nil && m.To == to && m.Kind == "code" && m.Purpose == "UPDATE_EMAIL_EMS" && len(m.Code) == 6 {
 				return m.Code
 			}
 		}

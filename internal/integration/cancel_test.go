@@ -53,14 +53,14 @@ func TestCancelledClientWritesNothing(t *testing.T) {
 		Clients:    memstore.NewClientRegistry(store.Client{ID: testkit.Client}),
 		Verifier:   testkit.Verifier(t),
 		Mailer:     mail,
-		Captcha:    selfservice.AllowAllCaptcha,
+		Captcha:    selfservice.AllowAllCaptcha{},
 		CodeSecret: []byte(strings.Repeat("c", selfservice.MinCodeSecretLen)),
 	})
 	if err != nil {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { shutdown(t, svc) })
-	h, _ := svc.Handler()
+	h := svc.Handler()
 	srv := httptest.NewServer(h)
 	t.Cleanup(srv.Close)
 	if r := testkit.Do(t, srv.Client(), http.MethodPost, srv.URL+selfservice.SendCodePath, testkit.Headers("en"),

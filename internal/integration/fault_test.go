@@ -122,7 +122,7 @@ func TestServiceCutMidRun(t *testing.T) {
 		Clients:    clients,
 		Verifier:   testkit.Verifier(t),
 		Mailer:     mail,
-		Captcha:    selfservice.AllowAllCaptcha,
+		Captcha:    selfservice.AllowAllCaptcha{},
 		CodeSecret: []byte(strings.Repeat("f", selfservice.MinCodeSecretLen)),
 		// A code per step to the same address.
 		Budgets: testkit.LooseBudgets(),
@@ -131,10 +131,7 @@ func TestServiceCutMidRun(t *testing.T) {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { shutdown(t, svc) })
-	h, err := svc.Handler()
-	if err != nil {
-		t.Fatal(err)
-	}
+	h := svc.Handler()
 	srv := httptest.NewServer(h)
 	t.Cleanup(srv.Close)
 	tok := testkit.Token(t, "alice", nil)

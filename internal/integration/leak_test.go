@@ -9,7 +9,7 @@ import (
 
 	"go.uber.org/goleak"
 
-	"github.com/ciamkit/selfservice/middleware"
+	"github.com/ciamkit/selfservice/idtoken"
 )
 
 // TestMain fails the package if any test leaves a goroutine behind: store
@@ -26,7 +26,7 @@ func TestVerifierCloseStopsRefresh(t *testing.T) {
 		w.Header().Set("Content-Type", "application/json")
 		_, _ = w.Write([]byte(`{"keys":[]}`))
 	}))
-	v, err := middleware.NewVerifier(middleware.VerifierOptions{
+	v, err := idtoken.New(idtoken.Options{
 		Issuer:          "https://id.example.test",
 		JWKSURL:         jwks.URL,
 		RefreshInterval: 10 * time.Millisecond,

@@ -81,7 +81,7 @@ func TestSoak(t *testing.T) {
 		Clients:    memstore.NewClientRegistry(store.Client{ID: testkit.Client}),
 		Verifier:   testkit.Verifier(t),
 		Mailer:     selfservice.NewLogMailer(mails),
-		Captcha:    selfservice.AllowAllCaptcha,
+		Captcha:    selfservice.AllowAllCaptcha{},
 		CodeSecret: []byte(strings.Repeat("s", selfservice.MinCodeSecretLen)),
 		// The load mails every user a code per round, all from one
 		// address.
@@ -92,7 +92,7 @@ func TestSoak(t *testing.T) {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { shutdown(t, svc) })
-	h, _ := svc.Handler()
+	h := svc.Handler()
 	srv := httptest.NewServer(h)
 	t.Cleanup(srv.Close)
 

@@ -32,8 +32,7 @@ func server(t *testing.T, users []loadgen.User) (string, *loadgen.MailLog, *self
 		seed = append(seed, store.User{ID: u.ID, Email: email, CanonicalEmail: canonical})
 	}
 	mails := loadgen.NewMailLog()
-	mux := http.NewServeMux()
-	svc, err := selfservice.Mount(mux, selfservice.Config{
+	svc, err := selfservice.New(selfservice.Config{
 		Users:      memstore.NewUserStore(seed...),
 		Codes:      memstore.NewCodeStore(),
 		Limiter:    memstore.NewLimiter(),
@@ -41,14 +40,14 @@ func server(t *testing.T, users []loadgen.User) (string, *loadgen.MailLog, *self
 		Clients:    memstore.NewClientRegistry(store.Client{ID: testkit.Client}),
 		Verifier:   testkit.Verifier(t),
 		Mailer:     selfservice.NewLogMailer(mails),
-		Captcha:    selfservice.AllowAllCaptcha,
+		Captcha:    selfservice.AllowAllCaptcha{},
 		CodeSecret: []byte(strings.Repeat("s", selfservice.MinCodeSecretLen)),
 		Logger:     slog.New(slog.DiscardHandler),
 	})
 	if err != nil {
 		t.Fatal(err)
 	}
-	srv := httptest.NewServer(mux)
+	srv := httptest.NewServer(svc.Handler())
 	t.Cleanup(func() {
 		srv.Close()
 		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)

@@ -8,7 +8,7 @@ import (
 )
 
 // MailLog is a CodeSource fed with the development mailer's output: one
-// JSON object per line with "to", "type" and "code"
+// JSON object per line with "to" and "code"
 // (selfservice.NewLogMailer). Write it from the server's stdout or pass it
 // to NewLogMailer directly. It keeps the last code per address until Code
 // takes it, and runs no goroutine. The zero value is not ready; use
@@ -28,7 +28,6 @@ func NewMailLog() *MailLog {
 // mailLine is the part of a mail line MailLog reads.
 type mailLine struct {
 	To   string `json:"to"`
-	Type string `json:"type"`
 	Code string `json:"code"`
 }
 

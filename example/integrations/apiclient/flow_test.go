@@ -27,7 +27,7 @@ type server struct {
 
 // mail is one line the example's development mailer prints.
 type mail struct {
-	To, Type, Code string
+	To, Kind, Purpose, Code string
 }
 
 var (
@@ -133,7 +133,7 @@ func (s server) code(t *testing.T, addr string) string {
 			if !ok {
 				t.Fatal("the example's stdout closed")
 			}
-			if m.To == addr && m.Type == string(apiclient.UPDATEEMAILEMS) && len(m.Code) == 6 {
+			if m.To == addr && m.Kind == "code" && m.Purpose == string(apiclient.UPDATEEMAILEMS) && len(m.Code) == 6 {
 				return m.Code
 			}
 		case <-timeout:

@@ -1,4 +1,4 @@
-package middleware_test
+package idtoken_test
 
 import (
 	"context"
@@ -12,6 +12,7 @@ import (
 	"github.com/MicahParks/jwkset"
 	"github.com/golang-jwt/jwt/v5"
 
+	"github.com/ciamkit/selfservice/idtoken"
 	"github.com/ciamkit/selfservice/middleware"
 )
 
@@ -34,24 +35,24 @@ func TestRefusalLog(t *testing.T) {
 		kid    string
 	}{
 		{"expired", sign(setClaim("exp", testNow.Add(-time.Hour).Unix())), testClient, jwt.ErrTokenExpired, "ed-1"},
-		{"audience", good, "app-2", middleware.ErrTokenAudience, "ed-1"},
-		{"azp", sign(setClaim("azp", "app-2")), testClient, middleware.ErrTokenAuthorizedParty, "ed-1"},
+		{"audience", good, "app-2", idtoken.ErrTokenAudience, "ed-1"},
+		{"azp", sign(setClaim("azp", "app-2")), testClient, idtoken.ErrTokenAuthorizedParty, "ed-1"},
 		{"issuer", sign(setClaim("iss", "https://evil.example")), testClient, jwt.ErrTokenInvalidIssuer, "ed-1"},
 		{"signature", good[:len(good)-6] + "AAAAAA", testClient, jwt.ErrTokenSignatureInvalid, "ed-1"},
-		{"access token", sign(setClaim("client_id", "app-2")), testClient, middleware.ErrTokenAccessToken, "ed-1"},
-		{"string date", sign(setClaim("exp", "1999999999")), testClient, middleware.ErrTokenNumericDate, "ed-1"},
-		{"no kid", signer{jwt.SigningMethodEdDSA, k.ed, ""}.sign(t, claims(setClaim("sub", secretSub))), testClient, middleware.ErrTokenNoKID, ""},
+		{"access token", sign(setClaim("client_id", "app-2")), testClient, idtoken.ErrTokenAccessToken, "ed-1"},
+		{"string date", sign(setClaim("exp", "1999999999")), testClient, idtoken.ErrTokenNumericDate, "ed-1"},
+		{"no kid", signer{jwt.SigningMethodEdDSA, k.ed, ""}.sign(t, claims(setClaim("sub", secretSub))), testClient, idtoken.ErrTokenNoKID, ""},
 		{"malformed", "not.a.token", testClient, jwt.ErrTokenMalformed, ""},
-		{"too large", strings.Repeat("x", 9000), testClient, middleware.ErrTokenTooLarge, ""},
+		{"too large", strings.Repeat("x", 9000), testClient, idtoken.ErrTokenTooLarge, ""},
 		{"padded kid", signer{jwt.SigningMethodEdDSA, k.ed, strings.Repeat("k", 4000)}.sign(t, claims(setClaim("sub", secretSub), setClaim("aud", "app-2"))),
-			testClient, middleware.ErrTokenAudience, strings.Repeat("k", 128) + "…"},
+			testClient, idtoken.ErrTokenAudience, strings.Repeat("k", 128) + "…"},
 	}
 	for _, level := range []slog.Level{slog.LevelInfo, slog.LevelDebug, slog.LevelWarn} {
 		for _, tt := range tests {
 			t.Run(level.String()+"/"+tt.name, func(t *testing.T) {
 				t.Parallel()
 				logs := &logSink{}
-				v := staticVerifier(t, k, func(o *middleware.VerifierOptions) {
+				v := staticVerifier(t, k, func(o *idtoken.Options) {
 					o.Logger = logs.logger()
 					if level != slog.LevelInfo { // Info is the zero value, the default
 						o.RefusalLogLevel = level
@@ -104,9 +105,9 @@ func TestRefusalLogCached(t *testing.T) {
 	t.Parallel()
 	k := keys(t)
 	logs := &logSink{}
-	v := staticVerifier(t, k, func(o *middleware.VerifierOptions) {
+	v := staticVerifier(t, k, func(o *idtoken.Options) {
 		o.Logger = logs.logger()
-		o.Cache = middleware.CacheOptions{MaxEntries: 10}
+		o.Cache = idtoken.CacheOptions{MaxEntries: 10}
 	})
 	raw := eddsa(k).sign(t, claims())
 	for range 2 {
@@ -117,11 +118,11 @@ func TestRefusalLogCached(t *testing.T) {
 	if text := logs.text(); text != "" {
 		t.Fatalf("accepted tokens logged: %s", text)
 	}
-	if _, err := v.Verify(context.Background(), raw, "app-2"); !errors.Is(err, middleware.ErrTokenAudience) {
+	if _, err := v.Verify(context.Background(), raw, "app-2"); !errors.Is(err, idtoken.ErrTokenAudience) {
 		t.Fatalf("Verify for another client: %v", err)
 	}
 	recs := logs.records()
-	if len(recs) != 1 || recs[0]["reason"] != middleware.ErrTokenAudience.Error() || recs[0]["kid"] != "ed-1" {
+	if len(recs) != 1 || recs[0]["reason"] != idtoken.ErrTokenAudience.Error() || recs[0]["kid"] != "ed-1" {
 		t.Errorf("logged %s, want one audience refusal with kid ed-1", logs.text())
 	}
 	assertNoSecrets(t, logs.text(), raw, testUser)
@@ -135,7 +136,7 @@ func TestRefusalLogKeysUnavailable(t *testing.T) {
 	srv := newJWKSServer(t, nil)
 	srv.status.Store(http.StatusServiceUnavailable)
 	logs := &logSink{}
-	v := newVerifier(t, func(o *middleware.VerifierOptions) {
+	v := newVerifier(t, func(o *idtoken.Options) {
 		o.JWKSURL = srv.URL
 		o.KeyRetryMin = time.Hour // no background fetch meanwhile
 		o.UnknownKIDInterval = time.Hour
@@ -169,7 +170,7 @@ func TestRefusalLogUnknownKID(t *testing.T) {
 	k := keys(t)
 	srv := newJWKSServer(t, jwksJSON(t, standardSet(k)...))
 	logs := &logSink{}
-	v := newVerifier(t, func(o *middleware.VerifierOptions) {
+	v := newVerifier(t, func(o *idtoken.Options) {
 		o.JWKSURL = srv.URL
 		o.Logger = logs.logger()
 	})

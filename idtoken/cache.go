@@ -1,4 +1,4 @@
-package middleware
+package idtoken
 
 import (
 	"fmt"
@@ -9,10 +9,12 @@ import (
 	"time"
 
 	"github.com/golang-jwt/jwt/v5"
+
+	"github.com/ciamkit/selfservice/internal/configerr"
 )
 
 // CacheOptions configures the verified-token cache of a Verifier
-// (VerifierOptions.Cache). A hit skips parsing and the signature check, the
+// (Options.Cache). A hit skips parsing and the signature check, the
 // bulk of a request's cost; the checks that depend on the request (the
 // audience must hold its client id, the azp rules) still run on every hit.
 //
@@ -99,11 +101,11 @@ type cacheEntry struct {
 // newTokenCache returns nil when opts leave the cache off.
 func newTokenCache(opts CacheOptions) (*tokenCache, error) {
 	if opts.MaxEntries < 0 || opts.MaxBytes < 0 || opts.MaxAge < 0 {
-		return nil, fmt.Errorf("%w: Cache: negative limit", ErrConfig)
+		return nil, fmt.Errorf("%w: Cache: negative limit", configerr.Err)
 	}
 	if opts.MaxEntries == 0 {
 		if opts.MaxBytes != 0 || opts.MaxAge != 0 {
-			return nil, fmt.Errorf("%w: Cache: MaxBytes or MaxAge set without MaxEntries", ErrConfig)
+			return nil, fmt.Errorf("%w: Cache: MaxBytes or MaxAge set without MaxEntries", configerr.Err)
 		}
 		return nil, nil
 	}

@@ -1,4 +1,4 @@
-package middleware
+package idtoken
 
 import (
 	"encoding/json"

@@ -1,4 +1,6 @@
-package middleware
+package idtoken
+
+import "context"
 
 // CacheSize returns how many entries v's token cache holds and the bytes
 // they are counted for, or zeros when the cache is off. It counts the
@@ -18,4 +20,14 @@ func CacheSize(v *Verifier) (entries, bytes int) {
 		panic("middleware: cache totals disagree with its shards")
 	}
 	return c.entries, c.bytes
+}
+
+// Verify is VerifyToken returning the claims, for the tests written against
+// them.
+func (v *Verifier) Verify(ctx context.Context, raw, clientID string) (*Claims, error) {
+	id, err := v.VerifyToken(ctx, raw, clientID)
+	if err != nil {
+		return nil, err
+	}
+	return id.Claims.(*Claims), nil
 }

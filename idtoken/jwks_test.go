@@ -1,4 +1,4 @@
-package middleware_test
+package idtoken_test
 
 import (
 	"context"
@@ -16,6 +16,7 @@ import (
 	"github.com/golang-jwt/jwt/v5"
 
 	"github.com/ciamkit/selfservice/i18n"
+	"github.com/ciamkit/selfservice/idtoken"
 	"github.com/ciamkit/selfservice/middleware"
 )
 
@@ -47,12 +48,12 @@ func TestJWKSUnavailableAtStart(t *testing.T) {
 	k := keys(t)
 	srv := newJWKSServer(t, jwksJSON(t, standardSet(k)...))
 	srv.status.Store(http.StatusInternalServerError)
-	v := newVerifier(t, func(o *middleware.VerifierOptions) {
+	v := newVerifier(t, func(o *idtoken.Options) {
 		o.JWKSURL = srv.URL
 		o.UnknownKIDInterval = 50 * time.Millisecond
 	})
 	ctx := context.Background()
-	if err := v.Ready(ctx); !errors.Is(err, middleware.ErrKeysUnavailable) {
+	if err := v.Ready(ctx); !errors.Is(err, idtoken.ErrKeysUnavailable) {
 		t.Errorf("Ready = %v, want ErrKeysUnavailable", err)
 	}
 
@@ -60,7 +61,7 @@ func TestJWKSUnavailableAtStart(t *testing.T) {
 	bearer := middleware.Localize(i18n.Default())(middleware.RequireBearer(v)(&recorder{}))
 
 	_, err := v.Verify(ctx, raw, testClient)
-	if !errors.Is(err, i18n.ErrInternal) || !errors.Is(err, middleware.ErrKeysUnavailable) {
+	if !errors.Is(err, i18n.CodeInternal) || !errors.Is(err, idtoken.ErrKeysUnavailable) {
 		t.Errorf("Verify error = %v, want ErrInternal wrapping ErrKeysUnavailable", err)
 	}
 	for _, tt := range []struct{ xl, msg string }{{"en", msgInternal}, {"zh", msgInternalZH}} {
@@ -100,7 +101,7 @@ func TestJWKSOutageAfterStart(t *testing.T) {
 			t.Parallel()
 			k := keys(t)
 			srv := newJWKSServer(t, jwksJSON(t, standardSet(k)...))
-			v := newVerifier(t, func(o *middleware.VerifierOptions) {
+			v := newVerifier(t, func(o *idtoken.Options) {
 				o.JWKSURL = srv.URL
 				o.UnknownKIDInterval = time.Millisecond
 			})
@@ -109,7 +110,7 @@ func TestJWKSOutageAfterStart(t *testing.T) {
 			unknown := signer{jwt.SigningMethodES256, k.es, "unknown"}.sign(t, claims())
 			for range 3 {
 				_, err := v.Verify(ctx, unknown, testClient)
-				if !errors.Is(err, i18n.ErrTokenInvalid) {
+				if !errors.Is(err, i18n.CodeTokenInvalid) {
 					t.Fatalf("unknown kid during the outage: error %v, want ErrTokenInvalid", err)
 				}
 				time.Sleep(2 * time.Millisecond)
@@ -133,7 +134,7 @@ func TestJWKSKeyRotation(t *testing.T) {
 	t.Parallel()
 	oldKey, newKey := newECKey(t), newECKey(t)
 	srv := newJWKSServer(t, jwksJSON(t, published{&oldKey.PublicKey, "2031-05", jwkset.AlgES256, jwkset.UseSig}))
-	v := newVerifier(t, func(o *middleware.VerifierOptions) {
+	v := newVerifier(t, func(o *idtoken.Options) {
 		o.JWKSURL = srv.URL
 		o.UnknownKIDInterval = time.Hour // only the first unknown kid refetches
 	})
@@ -150,7 +151,7 @@ func TestJWKSKeyRotation(t *testing.T) {
 		t.Fatalf("new key after rotation: %v", err)
 	}
 	_, err := v.Verify(ctx, oldToken, testClient)
-	if !errors.Is(err, i18n.ErrTokenInvalid) || errors.Is(err, i18n.ErrInternal) {
+	if !errors.Is(err, i18n.CodeTokenInvalid) || errors.Is(err, i18n.CodeInternal) {
 		t.Errorf("old key after rotation: error %v, want ErrTokenInvalid", err)
 	}
 	if got := srv.fetches.Load(); got != 2 {
@@ -164,7 +165,7 @@ func TestJWKSBackgroundRefresh(t *testing.T) {
 	t.Parallel()
 	oldKey, newKey := newECKey(t), newECKey(t)
 	srv := newJWKSServer(t, jwksJSON(t, published{&oldKey.PublicKey, "old", jwkset.AlgES256, jwkset.UseSig}))
-	v := newVerifier(t, func(o *middleware.VerifierOptions) {
+	v := newVerifier(t, func(o *idtoken.Options) {
 		o.JWKSURL = srv.URL
 		o.UnknownKIDInterval = time.Hour
 		o.RefreshInterval = 20 * time.Millisecond
@@ -182,7 +183,7 @@ func TestJWKSBackgroundRefresh(t *testing.T) {
 		_, err := v.Verify(ctx, newToken, testClient)
 		return err == nil
 	})
-	if _, err := v.Verify(ctx, oldToken, testClient); !errors.Is(err, i18n.ErrTokenInvalid) {
+	if _, err := v.Verify(ctx, oldToken, testClient); !errors.Is(err, i18n.CodeTokenInvalid) {
 		t.Errorf("old key after the refresh: error %v, want ErrTokenInvalid", err)
 	}
 }
@@ -192,7 +193,7 @@ func TestJWKSUnknownKIDRateLimit(t *testing.T) {
 	t.Parallel()
 	k := keys(t)
 	srv := newJWKSServer(t, jwksJSON(t, standardSet(k)...))
-	v := newVerifier(t, func(o *middleware.VerifierOptions) {
+	v := newVerifier(t, func(o *idtoken.Options) {
 		o.JWKSURL = srv.URL
 		o.UnknownKIDInterval = time.Hour
 	})
@@ -236,13 +237,13 @@ func TestJWKSHangingServer(t *testing.T) {
 		name        string
 		hangAtStart bool
 		httpTimeout time.Duration
-		want        *i18n.Error
+		want        i18n.Code
 	}{
 		// Keys loaded, then a token with an unknown kid triggers a fetch
 		// that hangs: the token is refused in time.
-		{"hangs after start-up", false, time.Minute, i18n.ErrTokenInvalid},
+		{"hangs after start-up", false, time.Minute, i18n.CodeTokenInvalid},
 		// No key ever loaded: an internal failure, in time.
-		{"hangs from the start", true, 300 * time.Millisecond, i18n.ErrInternal},
+		{"hangs from the start", true, 300 * time.Millisecond, i18n.CodeInternal},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -251,7 +252,7 @@ func TestJWKSHangingServer(t *testing.T) {
 			srv := newJWKSServer(t, jwksJSON(t, standardSet(k)...))
 			srv.hang.Store(tt.hangAtStart)
 			start := time.Now()
-			v := newVerifier(t, func(o *middleware.VerifierOptions) {
+			v := newVerifier(t, func(o *idtoken.Options) {
 				o.JWKSURL = srv.URL
 				o.HTTPTimeout = tt.httpTimeout
 			})
@@ -284,7 +285,7 @@ func TestRequireBearerHangingJWKS(t *testing.T) {
 	t.Parallel()
 	k := keys(t)
 	srv := newJWKSServer(t, jwksJSON(t, standardSet(k)...))
-	v := newVerifier(t, func(o *middleware.VerifierOptions) {
+	v := newVerifier(t, func(o *idtoken.Options) {
 		o.JWKSURL = srv.URL
 		o.HTTPTimeout = time.Minute
 	})

@@ -1,4 +1,4 @@
-package middleware_test
+package idtoken_test
 
 import (
 	"crypto"
@@ -21,7 +21,7 @@ import (
 	"github.com/MicahParks/jwkset"
 	"github.com/golang-jwt/jwt/v5"
 
-	"github.com/ciamkit/selfservice/middleware"
+	"github.com/ciamkit/selfservice/idtoken"
 )
 
 const (
@@ -172,11 +172,11 @@ func (s *jwksServer) serve(w http.ResponseWriter, r *http.Request) {
 
 // newVerifier builds a Verifier with the test issuer and clock, applies
 // edit, and closes it when the test ends.
-func newVerifier(t testing.TB, edit func(*middleware.VerifierOptions)) *middleware.Verifier {
+func newVerifier(t testing.TB, edit func(*idtoken.Options)) *idtoken.Verifier {
 	t.Helper()
-	opts := middleware.VerifierOptions{Issuer: testIssuer, Now: fixedNow, Logger: discard}
+	opts := idtoken.Options{Issuer: testIssuer, Now: fixedNow, Logger: discard}
 	edit(&opts)
-	v, err := middleware.NewVerifier(opts)
+	v, err := idtoken.New(opts)
 	if err != nil {
 		t.Fatalf("NewVerifier: %v", err)
 	}

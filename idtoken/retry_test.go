@@ -1,4 +1,4 @@
-package middleware_test
+package idtoken_test
 
 import (
 	"context"
@@ -10,7 +10,8 @@ import (
 	"github.com/golang-jwt/jwt/v5"
 	"go.uber.org/goleak"
 
-	"github.com/ciamkit/selfservice/middleware"
+	"github.com/ciamkit/selfservice/idtoken"
+	"github.com/ciamkit/selfservice/internal/configerr"
 )
 
 // TestJWKSRecoversWhileIdle replays issue 10, 3: the JWKS is down when the
@@ -19,15 +20,15 @@ import (
 // and the retries stop.
 func TestJWKSRecoversWhileIdle(t *testing.T) {
 	t.Parallel()
-	short := func(o *middleware.VerifierOptions) {
+	short := func(o *idtoken.Options) {
 		o.KeyRetryMin, o.KeyRetryMax = 5*time.Millisecond, 40*time.Millisecond
 	}
 	tests := []struct {
 		name   string
 		down   func(*jwksServer)
 		up     func(*jwksServer, []byte)
-		retry  func(*middleware.VerifierOptions) // nil: the defaults
-		within time.Duration                     // from the JWKS answering to Ready
+		retry  func(*idtoken.Options) // nil: the defaults
+		within time.Duration          // from the JWKS answering to Ready
 	}{
 		{"503, default backoff", func(s *jwksServer) { s.status.Store(http.StatusServiceUnavailable) },
 			func(s *jwksServer, _ []byte) { s.status.Store(http.StatusOK) }, nil, 3 * time.Second},
@@ -47,20 +48,20 @@ func TestJWKSRecoversWhileIdle(t *testing.T) {
 			good := jwksJSON(t, standardSet(k)...)
 			srv := newJWKSServer(t, good)
 			tt.down(srv)
-			v := newVerifier(t, func(o *middleware.VerifierOptions) {
+			v := newVerifier(t, func(o *idtoken.Options) {
 				o.JWKSURL = srv.URL
 				if tt.retry != nil {
 					tt.retry(o)
 				}
 			})
 			ctx := context.Background()
-			if err := v.Ready(ctx); !errors.Is(err, middleware.ErrKeysUnavailable) {
+			if err := v.Ready(ctx); !errors.Is(err, idtoken.ErrKeysUnavailable) {
 				t.Fatalf("Ready with the JWKS down = %v, want ErrKeysUnavailable", err)
 			}
 			// The start-up fetch and two retries: the Verifier retries
 			// on its own.
 			waitFor(t, "two retries without traffic", 5*time.Second, func() bool { return srv.fetches.Load() >= 3 })
-			if err := v.Ready(ctx); !errors.Is(err, middleware.ErrKeysUnavailable) {
+			if err := v.Ready(ctx); !errors.Is(err, idtoken.ErrKeysUnavailable) {
 				t.Fatalf("Ready with the JWKS still down = %v, want ErrKeysUnavailable", err)
 			}
 
@@ -101,7 +102,7 @@ func TestKeyRetryBackoff(t *testing.T) {
 	t.Parallel()
 	srv := newJWKSServer(t, nil)
 	srv.status.Store(http.StatusServiceUnavailable)
-	newVerifier(t, func(o *middleware.VerifierOptions) {
+	newVerifier(t, func(o *idtoken.Options) {
 		o.JWKSURL = srv.URL
 		o.KeyRetryMin, o.KeyRetryMax = 2*time.Millisecond, 64*time.Millisecond
 	})
@@ -117,19 +118,19 @@ func TestKeyRetryBackoff(t *testing.T) {
 
 func TestKeyRetryOptions(t *testing.T) {
 	t.Parallel()
-	for _, o := range []middleware.VerifierOptions{
+	for _, o := range []idtoken.Options{
 		{KeyRetryMin: -time.Second},
 		{KeyRetryMax: -time.Second},
 		{KeyRetryMin: time.Second, KeyRetryMax: time.Millisecond},
 	} {
 		o.Issuer, o.Keyfunc = testIssuer, func(*jwt.Token) (any, error) { return nil, nil }
-		if _, err := middleware.NewVerifier(o); !errors.Is(err, middleware.ErrConfig) {
+		if _, err := idtoken.New(o); !errors.Is(err, configerr.Err) {
 			t.Errorf("KeyRetryMin %v, KeyRetryMax %v: error %v, want ErrConfig", o.KeyRetryMin, o.KeyRetryMax, err)
 		}
 	}
 	// A KeyRetryMin longer than the default KeyRetryMax raises it.
-	o := middleware.VerifierOptions{Issuer: testIssuer, Keyfunc: func(*jwt.Token) (any, error) { return nil, nil }, KeyRetryMin: time.Minute}
-	v, err := middleware.NewVerifier(o)
+	o := idtoken.Options{Issuer: testIssuer, Keyfunc: func(*jwt.Token) (any, error) { return nil, nil }, KeyRetryMin: time.Minute}
+	v, err := idtoken.New(o)
 	if err != nil {
 		t.Fatalf("KeyRetryMin of a minute alone: %v", err)
 	}
@@ -144,7 +145,7 @@ func TestVerifierCloseStopsKeyRetry(t *testing.T) {
 	srv := newJWKSServer(t, nil)
 	srv.status.Store(http.StatusServiceUnavailable)
 	transport := &http.Transport{}
-	v, err := middleware.NewVerifier(middleware.VerifierOptions{
+	v, err := idtoken.New(idtoken.Options{
 		Issuer: testIssuer, JWKSURL: srv.URL, Logger: discard,
 		HTTPClient:  &http.Client{Transport: transport},
 		KeyRetryMin: time.Millisecond, KeyRetryMax: 5 * time.Millisecond,
@@ -176,7 +177,7 @@ func TestJWKSRecoversFromEmptySetWhileIdle(t *testing.T) {
 	k := keys(t)
 	good := jwksJSON(t, standardSet(k)...)
 	srv := newJWKSServer(t, good)
-	v := newVerifier(t, func(o *middleware.VerifierOptions) {
+	v := newVerifier(t, func(o *idtoken.Options) {
 		o.JWKSURL = srv.URL
 		o.KeyRetryMin, o.KeyRetryMax = 5*time.Millisecond, 40*time.Millisecond
 	})
@@ -188,7 +189,7 @@ func TestJWKSRecoversFromEmptySetWhileIdle(t *testing.T) {
 	if _, err := v.Verify(ctx, signer{jwt.SigningMethodRS256, k.rs, "new-kid"}.sign(t, claims()), testClient); err == nil {
 		t.Fatal("token of an unknown kid accepted")
 	}
-	if err := v.Ready(ctx); !errors.Is(err, middleware.ErrKeysUnavailable) {
+	if err := v.Ready(ctx); !errors.Is(err, idtoken.ErrKeysUnavailable) {
 		t.Fatalf("Ready after an empty set = %v, want ErrKeysUnavailable", err)
 	}
 	srv.setBody(good)

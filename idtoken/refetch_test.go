@@ -1,4 +1,4 @@
-package middleware_test
+package idtoken_test
 
 import (
 	"context"
@@ -12,7 +12,7 @@ import (
 	"github.com/MicahParks/jwkset"
 	"github.com/golang-jwt/jwt/v5"
 
-	"github.com/ciamkit/selfservice/middleware"
+	"github.com/ciamkit/selfservice/idtoken"
 )
 
 // TestJWKSRefetchSurvivesHangUp: a client that sends a made-up kid and hangs
@@ -36,7 +36,7 @@ func TestJWKSRefetchSurvivesHangUp(t *testing.T) {
 		_, _ = w.Write(*body.Load())
 	}))
 	t.Cleanup(srv.Close)
-	v := newVerifier(t, func(o *middleware.VerifierOptions) {
+	v := newVerifier(t, func(o *idtoken.Options) {
 		o.JWKSURL = srv.URL
 		o.UnknownKIDInterval = time.Hour // one refetch for the whole test
 	})

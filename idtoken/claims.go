@@ -1,8 +1,7 @@
-package middleware
+package idtoken
 
 import (
 	"encoding/json"
-	"errors"
 	"fmt"
 	"math"
 	"slices"
@@ -13,38 +12,49 @@ import (
 	"github.com/golang-jwt/jwt/v5"
 )
 
-// Reasons a token is refused, wrapped in the i18n.ErrTokenInvalid that
-// Verify returns so that logs can tell them apart; clients see only
+// reason is the type of the sentinel errors that name why a token is
+// refused: constants, so that no importer can reassign them.
+type reason string
+
+func (r reason) Error() string { return string(r) }
+
+// Is makes ErrTokenAuthorizedParty an ErrTokenAudience too.
+func (r reason) Is(target error) bool {
+	return r == ErrTokenAuthorizedParty && target == ErrTokenAudience
+}
+
+// Reasons a token is refused, wrapped in the i18n.CodeTokenInvalid that
+// VerifyToken returns so that logs can tell them apart; clients see only
 // IDAAS.SDK.PARAM.0016. Failures golang-jwt detects keep its own sentinels
 // (jwt.ErrTokenExpired, jwt.ErrTokenInvalidIssuer, jwt.ErrTokenMalformed,
 // jwt.ErrTokenSignatureInvalid, ...), and an unknown kid wraps
 // jwkset.ErrKeyNotFound.
-var (
-	ErrTokenTooLarge   = errors.New("middleware: token larger than MaxTokenBytes")
-	ErrTokenAudience   = errors.New("middleware: token audience is not this client")
-	ErrTokenNoSubject  = errors.New("middleware: token has no sub")
-	ErrTokenNoIssuedAt = errors.New("middleware: token has no iat")
-	ErrTokenType       = errors.New("middleware: token typ is not an id_token")
-	ErrTokenCrit       = errors.New("middleware: token has critical header extensions")
+const (
+	ErrTokenTooLarge   reason = "idtoken: token larger than MaxTokenBytes"
+	ErrTokenAudience   reason = "idtoken: token audience is not this client"
+	ErrTokenNoSubject  reason = "idtoken: token has no sub"
+	ErrTokenNoIssuedAt reason = "idtoken: token has no iat"
+	ErrTokenType       reason = "idtoken: token typ is not an id_token"
+	ErrTokenCrit       reason = "idtoken: token has critical header extensions"
 
 	// ErrTokenAuthorizedParty: azp names another client, or the token has
-	// several audiences and no azp. It wraps ErrTokenAudience.
-	ErrTokenAuthorizedParty = fmt.Errorf("%w: azp is not this client", ErrTokenAudience)
+	// several audiences and no azp. It is an ErrTokenAudience too.
+	ErrTokenAuthorizedParty reason = "idtoken: token audience is not this client: azp is not this client"
 	// ErrTokenAccessToken: the token carries a claim of an access token
 	// (client_id, scope, scp; RFC 9068 section 2.2) and is refused even
 	// when signature, issuer and audience are right: providers sign both
 	// kinds with the same keys.
-	ErrTokenAccessToken = errors.New("middleware: token carries access-token claims (client_id, scope or scp)")
+	ErrTokenAccessToken reason = "idtoken: token carries access-token claims (client_id, scope or scp)"
 	// ErrTokenNumericDate: exp, iat, nbf or auth_time is not a JSON
 	// number of seconds between 1970 and 9999 (RFC 7519 NumericDate); a
 	// numeric string is refused.
-	ErrTokenNumericDate = errors.New("middleware: token exp, iat, nbf or auth_time is not a NumericDate")
+	ErrTokenNumericDate reason = "idtoken: token exp, iat, nbf or auth_time is not a NumericDate"
 	// ErrTokenSubject: sub is longer than 255 characters or holds anything
 	// but printable ASCII (OpenID Connect Core section 2).
-	ErrTokenSubject = errors.New("middleware: token sub is not up to 255 printable ASCII characters")
+	ErrTokenSubject reason = "idtoken: token sub is not up to 255 printable ASCII characters"
 	// ErrTokenNoKID: the header names no key (kid missing, empty or not a
-	// string); see VerifierOptions.Keyfunc.
-	ErrTokenNoKID = errors.New("middleware: token has no kid")
+	// string); see Options.Keyfunc.
+	ErrTokenNoKID reason = "idtoken: token has no kid"
 )
 
 // maxSubjectLen is OpenID Connect Core section 2's bound on sub.

@@ -1,4 +1,4 @@
-package middleware_test
+package idtoken_test
 
 import (
 	"context"
@@ -11,7 +11,7 @@ import (
 	"github.com/golang-jwt/jwt/v5"
 
 	"github.com/ciamkit/selfservice/i18n"
-	"github.com/ciamkit/selfservice/middleware"
+	"github.com/ciamkit/selfservice/idtoken"
 	"github.com/ciamkit/selfservice/store"
 	"github.com/ciamkit/selfservice/store/memstore"
 )
@@ -26,7 +26,7 @@ func TestAccessTokenOfAnotherClient(t *testing.T) {
 	t.Parallel()
 	k := keys(t)
 	srv := newJWKSServer(t, jwksJSON(t, standardSet(k)...))
-	v := newVerifier(t, func(o *middleware.VerifierOptions) { o.JWKSURL = srv.URL })
+	v := newVerifier(t, func(o *idtoken.Options) { o.JWKSURL = srv.URL })
 	reg := memstore.NewClientRegistry(store.Client{ID: testClient}, store.Client{ID: "other-app"})
 	hydra := func(edits ...func(jwt.MapClaims)) func(jwt.MapClaims) {
 		return func(c jwt.MapClaims) {
@@ -57,7 +57,7 @@ func TestAccessTokenOfAnotherClient(t *testing.T) {
 			raw := rs256(k).sign(t, claims(setClaim("sub", "victim-7"), tt.claim), func(h map[string]any) { h["typ"] = "JWT" })
 
 			_, err := v.Verify(context.Background(), raw, testClient)
-			if !errors.Is(err, i18n.ErrTokenInvalid) || !errors.Is(err, middleware.ErrTokenAccessToken) {
+			if !errors.Is(err, i18n.CodeTokenInvalid) || !errors.Is(err, idtoken.ErrTokenAccessToken) {
 				t.Errorf("Verify error = %v, want ErrTokenInvalid wrapping ErrTokenAccessToken", err)
 			}
 			next := &recorder{}
@@ -79,7 +79,7 @@ func TestKeyfuncRequiresKID(t *testing.T) {
 	k := keys(t)
 	var calls atomic.Int32
 	pub := k.ed.Public()
-	v := newVerifier(t, func(o *middleware.VerifierOptions) {
+	v := newVerifier(t, func(o *idtoken.Options) {
 		o.Keyfunc = func(*jwt.Token) (any, error) {
 			calls.Add(1)
 			return pub, nil
@@ -106,7 +106,7 @@ func TestKeyfuncRequiresKID(t *testing.T) {
 				}
 				return
 			}
-			if !errors.Is(err, middleware.ErrTokenNoKID) {
+			if !errors.Is(err, idtoken.ErrTokenNoKID) {
 				t.Errorf("Verify error = %v, want ErrTokenNoKID", err)
 			}
 			if calls.Load() != before {

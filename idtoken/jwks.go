@@ -1,4 +1,4 @@
-package middleware
+package idtoken
 
 import (
 	"context"
@@ -13,12 +13,14 @@ import (
 	"github.com/MicahParks/keyfunc/v3"
 	"github.com/golang-jwt/jwt/v5"
 	"golang.org/x/time/rate"
+
+	"github.com/ciamkit/selfservice/internal/configerr"
 )
 
 // ErrKeysUnavailable means that no signing key has ever been loaded from the
 // JWKS: the token may well be good, so it is answered as an internal failure
 // (retry later) rather than as an invalid token (sign in again).
-var ErrKeysUnavailable = errors.New("middleware: no JWKS keys loaded")
+const ErrKeysUnavailable reason = "idtoken: no JWKS keys loaded"
 
 // jwksKeys resolves token keys from a JWKS over HTTP through keyfunc. It
 // keeps three views of the same key storage: remote, which only reads what
@@ -49,7 +51,7 @@ type jwksKeys struct {
 	retrying           sync.WaitGroup
 }
 
-func newJWKSKeys(opts VerifierOptions) (*jwksKeys, error) {
+func newJWKSKeys(opts Options) (*jwksKeys, error) {
 	ctx, cancel := context.WithCancel(context.Background())
 	logRefreshError := func(ctx context.Context, err error) {
 		// The URL is the integrator's own and fine in logs; the error
@@ -66,7 +68,7 @@ func newJWKSKeys(opts VerifierOptions) (*jwksKeys, error) {
 	})
 	if err != nil {
 		cancel()
-		return nil, fmt.Errorf("%w: JWKSURL: %w", ErrConfig, err)
+		return nil, fmt.Errorf("%w: JWKSURL: %w", configerr.Err, err)
 	}
 	client, err := jwkset.NewHTTPClient(jwkset.HTTPClientOptions{
 		HTTPURLs: map[string]jwkset.Storage{opts.JWKSURL: remote},
@@ -77,7 +79,7 @@ func newJWKSKeys(opts VerifierOptions) (*jwksKeys, error) {
 	})
 	if err != nil {
 		cancel()
-		return nil, fmt.Errorf("%w: JWKSURL: %w", ErrConfig, err)
+		return nil, fmt.Errorf("%w: JWKSURL: %w", configerr.Err, err)
 	}
 	kf, err := keyfunc.New(keyfunc.Options{
 		Ctx:          ctx,
@@ -86,7 +88,7 @@ func newJWKSKeys(opts VerifierOptions) (*jwksKeys, error) {
 	})
 	if err != nil {
 		cancel()
-		return nil, fmt.Errorf("%w: %w", ErrConfig, err)
+		return nil, fmt.Errorf("%w: %w", configerr.Err, err)
 	}
 	k := &jwksKeys{
 		remote:     remote,
@@ -240,7 +242,7 @@ func (k *jwksKeys) close() {
 	k.retrying.Wait()
 }
 
-// defaults for VerifierOptions.
+// defaults for Options.
 const (
 	defaultLeeway             = 30 * time.Second
 	defaultHTTPTimeout        = 10 * time.Second

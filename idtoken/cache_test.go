@@ -1,4 +1,4 @@
-package middleware_test
+package idtoken_test
 
 import (
 	"context"
@@ -13,24 +13,25 @@ import (
 	"github.com/golang-jwt/jwt/v5"
 
 	"github.com/ciamkit/selfservice/i18n"
-	"github.com/ciamkit/selfservice/middleware"
+	"github.com/ciamkit/selfservice/idtoken"
+	"github.com/ciamkit/selfservice/internal/configerr"
 )
 
 // cachedVerifier is a Verifier with the cache on, the EdDSA test key, a clock
 // the test moves, and a count of key lookups: a lookup means the token was
 // parsed and its signature checked, so a hit adds none.
 type cachedVerifier struct {
-	*middleware.Verifier
+	*idtoken.Verifier
 	lookups atomic.Int32
 	now     atomic.Int64 // Unix nanoseconds
 }
 
-func newCachedVerifier(t *testing.T, cache middleware.CacheOptions) *cachedVerifier {
+func newCachedVerifier(t *testing.T, cache idtoken.CacheOptions) *cachedVerifier {
 	t.Helper()
 	pub := keys(t).ed.Public()
 	cv := &cachedVerifier{}
 	cv.now.Store(testNow.UnixNano())
-	cv.Verifier = newVerifier(t, func(o *middleware.VerifierOptions) {
+	cv.Verifier = newVerifier(t, func(o *idtoken.Options) {
 		o.Keyfunc = func(*jwt.Token) (any, error) {
 			cv.lookups.Add(1)
 			return pub, nil
@@ -49,7 +50,7 @@ func (cv *cachedVerifier) verify(t *testing.T, raw, client string) (passed, chec
 	t.Helper()
 	before := cv.lookups.Load()
 	c, err := cv.Verify(context.Background(), raw, client)
-	if err != nil && !errors.Is(err, i18n.ErrTokenInvalid) {
+	if err != nil && !errors.Is(err, i18n.CodeTokenInvalid) {
 		t.Fatalf("Verify: %v, want nil or an ErrTokenInvalid", err)
 	}
 	if err == nil && c.Subject != testUser {
@@ -97,32 +98,32 @@ func TestCache(t *testing.T) {
 	}
 	tests := []struct {
 		name  string
-		cache middleware.CacheOptions
+		cache idtoken.CacheOptions
 		steps []step
 	}{
-		{"a repeated token is a hit", middleware.CacheOptions{MaxEntries: 10}, []step{
+		{"a repeated token is a hit", idtoken.CacheOptions{MaxEntries: 10}, []step{
 			{0, "good", testClient, true, true},
 			{time.Second, "good", testClient, true, false},
 			{time.Minute, "good", testClient, true, false},
 		}},
-		{"a hit still checks the audience", middleware.CacheOptions{MaxEntries: 10}, []step{
+		{"a hit still checks the audience", idtoken.CacheOptions{MaxEntries: 10}, []step{
 			{0, "good", testClient, true, true},
 			{0, "good", "app-2", false, false},
 			{0, "good", "", false, false},
 			{0, "good", testClient, true, false},
 		}},
-		{"a hit still checks azp with several audiences", middleware.CacheOptions{MaxEntries: 10}, []step{
+		{"a hit still checks azp with several audiences", idtoken.CacheOptions{MaxEntries: 10}, []step{
 			{0, "multi-aud", testClient, true, true},
 			{0, "multi-aud", "app-2", false, false},
 			{0, "multi-aud", testClient, true, false},
 		}},
-		{"a token refused for this client is not cached", middleware.CacheOptions{MaxEntries: 10}, []step{
+		{"a token refused for this client is not cached", idtoken.CacheOptions{MaxEntries: 10}, []step{
 			{0, "azp-other", testClient, false, true},
 			{0, "azp-other", testClient, false, true},
 			{0, "good", "app-2", false, true},
 			{0, "good", testClient, true, true},
 		}},
-		{"failed tokens are never cached", middleware.CacheOptions{MaxEntries: 10}, []step{
+		{"failed tokens are never cached", idtoken.CacheOptions{MaxEntries: 10}, []step{
 			{0, "expired", testClient, false, true},
 			{0, "expired", testClient, false, true},
 			{0, "no-sub", testClient, false, true},
@@ -130,14 +131,14 @@ func TestCache(t *testing.T) {
 			{0, "bad-sig", testClient, false, true},
 			{0, "bad-sig", testClient, false, true},
 		}},
-		{"the whole token is the key", middleware.CacheOptions{MaxEntries: 10}, []step{
+		{"the whole token is the key", idtoken.CacheOptions{MaxEntries: 10}, []step{
 			{0, "good", testClient, true, true},
 			{0, "bad-sig", testClient, false, true},
 			{0, "tampered", testClient, false, true},
 			{0, "other-jti", testClient, true, true},
 			{0, "good", testClient, true, false},
 		}},
-		{"an entry never outlives exp", middleware.CacheOptions{MaxEntries: 10, MaxAge: time.Hour}, []step{
+		{"an entry never outlives exp", idtoken.CacheOptions{MaxEntries: 10, MaxAge: time.Hour}, []step{
 			{0, "short-life", testClient, true, true},
 			{2*time.Minute - time.Second, "short-life", testClient, true, false},
 			// Past exp, within the leeway: accepted, checked, not cached.
@@ -145,25 +146,25 @@ func TestCache(t *testing.T) {
 			{2*time.Minute + time.Second, "short-life", testClient, true, true},
 			{3 * time.Minute, "short-life", testClient, false, true},
 		}},
-		{"an entry never outlives MaxAge", middleware.CacheOptions{MaxEntries: 10, MaxAge: time.Minute}, []step{
+		{"an entry never outlives MaxAge", idtoken.CacheOptions{MaxEntries: 10, MaxAge: time.Minute}, []step{
 			{0, "good", testClient, true, true},
 			{time.Minute - time.Nanosecond, "good", testClient, true, false},
 			{time.Minute, "good", testClient, true, true},
 			{time.Minute + time.Second, "good", testClient, true, false},
 			{2*time.Minute + time.Second, "good", testClient, true, true},
 		}},
-		{"the default MaxAge is 5 minutes", middleware.CacheOptions{MaxEntries: 10}, []step{
+		{"the default MaxAge is 5 minutes", idtoken.CacheOptions{MaxEntries: 10}, []step{
 			{0, "good", testClient, true, true},
 			{5*time.Minute - time.Second, "good", testClient, true, false},
 			{5 * time.Minute, "good", testClient, true, true},
 		}},
-		{"MaxEntries bounds the entries", middleware.CacheOptions{MaxEntries: 1}, []step{
+		{"MaxEntries bounds the entries", idtoken.CacheOptions{MaxEntries: 1}, []step{
 			{0, "good", testClient, true, true},
 			{0, "other-jti", testClient, true, true},
 			{0, "good", testClient, true, true},
 			{0, "good", testClient, true, false},
 		}},
-		{"an entry larger than MaxBytes is not kept", middleware.CacheOptions{MaxEntries: 10, MaxBytes: 100}, []step{
+		{"an entry larger than MaxBytes is not kept", idtoken.CacheOptions{MaxEntries: 10, MaxBytes: 100}, []step{
 			{0, "good", testClient, true, true},
 			{0, "good", testClient, true, true},
 		}},
@@ -180,7 +181,7 @@ func TestCache(t *testing.T) {
 // changes nothing for the next hit.
 func TestCacheClaimsAreCopies(t *testing.T) {
 	t.Parallel()
-	cv := newCachedVerifier(t, middleware.CacheOptions{MaxEntries: 10})
+	cv := newCachedVerifier(t, idtoken.CacheOptions{MaxEntries: 10})
 	raw := eddsa(keys(t)).sign(t, claims())
 	for range 3 {
 		c, err := cv.Verify(context.Background(), raw, testClient)
@@ -202,7 +203,7 @@ func TestCacheClaimsAreCopies(t *testing.T) {
 func TestCacheBound(t *testing.T) {
 	t.Parallel()
 	const maxEntries = 8
-	cv := newCachedVerifier(t, middleware.CacheOptions{MaxEntries: maxEntries, MaxBytes: maxEntries * 1200})
+	cv := newCachedVerifier(t, idtoken.CacheOptions{MaxEntries: maxEntries, MaxBytes: maxEntries * 1200})
 	s := eddsa(keys(t))
 	var tokens []string
 	for i := range 100 {
@@ -212,12 +213,12 @@ func TestCacheBound(t *testing.T) {
 		if passed, _ := cv.verify(t, raw, testClient); !passed {
 			t.Fatal("a good token failed")
 		}
-		entries, bytes := middleware.CacheSize(cv.Verifier)
+		entries, bytes := idtoken.CacheSize(cv.Verifier)
 		if entries > maxEntries || bytes > maxEntries*1200 {
 			t.Fatalf("cache holds %d entries, %d bytes; limits %d, %d", entries, bytes, maxEntries, maxEntries*1200)
 		}
 	}
-	if entries, _ := middleware.CacheSize(cv.Verifier); entries == 0 {
+	if entries, _ := idtoken.CacheSize(cv.Verifier); entries == 0 {
 		t.Error("cache is empty after 100 good tokens")
 	}
 	// The last token is the newest entry, so it is a hit.
@@ -230,7 +231,7 @@ func TestCacheBound(t *testing.T) {
 // hits, misses, inserts and evictions interleave; run with -race.
 func TestCacheConcurrent(t *testing.T) {
 	t.Parallel()
-	cv := newCachedVerifier(t, middleware.CacheOptions{MaxEntries: 16})
+	cv := newCachedVerifier(t, idtoken.CacheOptions{MaxEntries: 16})
 	s := eddsa(keys(t))
 	var tokens []string
 	for i := range 8 {
@@ -270,19 +271,19 @@ func TestCacheConcurrent(t *testing.T) {
 
 func TestCacheOptionsRefused(t *testing.T) {
 	t.Parallel()
-	for _, c := range []middleware.CacheOptions{
+	for _, c := range []idtoken.CacheOptions{
 		{MaxEntries: -1},
 		{MaxEntries: 1, MaxBytes: -1},
 		{MaxEntries: 1, MaxAge: -time.Second},
 		{MaxAge: time.Minute},
 		{MaxBytes: 1 << 20},
 	} {
-		_, err := middleware.NewVerifier(middleware.VerifierOptions{
+		_, err := idtoken.New(idtoken.Options{
 			Issuer:  testIssuer,
 			Keyfunc: func(*jwt.Token) (any, error) { return nil, nil },
 			Cache:   c,
 		})
-		if !errors.Is(err, middleware.ErrConfig) {
+		if !errors.Is(err, configerr.Err) {
 			t.Errorf("Cache %+v: error %v, want ErrConfig", c, err)
 		}
 	}
@@ -301,13 +302,13 @@ func TestCacheHoldsMaxEntries(t *testing.T) {
 	for _, maxEntries := range []int{1, 2, 3, 10, 17, 100, 1000} {
 		t.Run(strconv.Itoa(maxEntries), func(t *testing.T) {
 			t.Parallel()
-			cv := newCachedVerifier(t, middleware.CacheOptions{MaxEntries: maxEntries})
+			cv := newCachedVerifier(t, idtoken.CacheOptions{MaxEntries: maxEntries})
 			for i, raw := range tokens[:maxEntries] {
 				if passed, checked := cv.verify(t, raw, testClient); !passed || !checked {
 					t.Fatalf("token %d: passed %v, checked %v on its first use", i, passed, checked)
 				}
 			}
-			if entries, _ := middleware.CacheSize(cv.Verifier); entries != maxEntries {
+			if entries, _ := idtoken.CacheSize(cv.Verifier); entries != maxEntries {
 				t.Fatalf("cache holds %d entries after %d tokens, want %d", entries, maxEntries, maxEntries)
 			}
 			for i, raw := range tokens[:maxEntries] {
@@ -317,7 +318,7 @@ func TestCacheHoldsMaxEntries(t *testing.T) {
 			}
 			// One more evicts the oldest, and only it.
 			cv.verify(t, tokens[maxEntries], testClient)
-			if entries, _ := middleware.CacheSize(cv.Verifier); entries != maxEntries {
+			if entries, _ := idtoken.CacheSize(cv.Verifier); entries != maxEntries {
 				t.Fatalf("cache holds %d entries, want %d", entries, maxEntries)
 			}
 			for i := 1; i <= maxEntries; i++ {
@@ -340,19 +341,19 @@ func TestCacheHoldsMaxBytes(t *testing.T) {
 	for i := range 20 {
 		tokens = append(tokens, s.sign(t, claims(setClaim("jti", fmt.Sprintf("%04d", i)))))
 	}
-	probe := newCachedVerifier(t, middleware.CacheOptions{MaxEntries: 1})
+	probe := newCachedVerifier(t, idtoken.CacheOptions{MaxEntries: 1})
 	probe.verify(t, tokens[0], testClient)
-	_, size := middleware.CacheSize(probe.Verifier)
+	_, size := idtoken.CacheSize(probe.Verifier)
 
 	const fit = 5
-	cv := newCachedVerifier(t, middleware.CacheOptions{MaxEntries: 100, MaxBytes: fit * size})
+	cv := newCachedVerifier(t, idtoken.CacheOptions{MaxEntries: 100, MaxBytes: fit * size})
 	for _, raw := range tokens {
 		cv.verify(t, raw, testClient)
-		if entries, bytes := middleware.CacheSize(cv.Verifier); bytes > fit*size || entries > fit {
+		if entries, bytes := idtoken.CacheSize(cv.Verifier); bytes > fit*size || entries > fit {
 			t.Fatalf("cache holds %d entries, %d bytes; MaxBytes %d", entries, bytes, fit*size)
 		}
 	}
-	if entries, _ := middleware.CacheSize(cv.Verifier); entries != fit {
+	if entries, _ := idtoken.CacheSize(cv.Verifier); entries != fit {
 		t.Errorf("cache holds %d entries of %d bytes under MaxBytes %d, want %d", entries, size, fit*size, fit)
 	}
 	for _, raw := range tokens[len(tokens)-fit:] {

@@ -1,4 +1,4 @@
-package middleware_test
+package idtoken_test
 
 import (
 	"context"
@@ -10,6 +10,8 @@ import (
 	"github.com/golang-jwt/jwt/v5"
 
 	"github.com/ciamkit/selfservice/i18n"
+	"github.com/ciamkit/selfservice/idtoken"
+	"github.com/ciamkit/selfservice/internal/configerr"
 	"github.com/ciamkit/selfservice/middleware"
 	"github.com/ciamkit/selfservice/store"
 	"github.com/ciamkit/selfservice/store/memstore"
@@ -38,7 +40,7 @@ func TestVerifierKeepsItsAlgorithms(t *testing.T) {
 	t.Parallel()
 	secret := []byte("a shared secret of some length!!")
 	algs := []string{"RS256"}
-	v := newVerifier(t, func(o *middleware.VerifierOptions) {
+	v := newVerifier(t, func(o *idtoken.Options) {
 		o.Algorithms = algs
 		o.Keyfunc = func(*jwt.Token) (any, error) { return secret, nil }
 	})
@@ -49,7 +51,7 @@ func TestVerifierKeepsItsAlgorithms(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if _, err := v.Verify(context.Background(), raw, testClient); !errors.Is(err, i18n.ErrTokenInvalid) {
+	if _, err := v.Verify(context.Background(), raw, testClient); !errors.Is(err, i18n.CodeTokenInvalid) {
 		t.Fatalf("HS256 token after the caller changed its slice: %v", err)
 	}
 }
@@ -67,11 +69,11 @@ func TestJWKSURLMustBeSafe(t *testing.T) {
 		"http://localhost:1/keys":    true,
 		"https://127.0.0.1:1/keys":   true,
 	} {
-		v, err := middleware.NewVerifier(middleware.VerifierOptions{Issuer: testIssuer, JWKSURL: url, HTTPTimeout: 50 * time.Millisecond, Logger: discard})
+		v, err := idtoken.New(idtoken.Options{Issuer: testIssuer, JWKSURL: url, HTTPTimeout: 50 * time.Millisecond, Logger: discard})
 		if v != nil {
 			v.Close()
 		}
-		if (err == nil) != ok || (err != nil && !errors.Is(err, middleware.ErrConfig)) {
+		if (err == nil) != ok || (err != nil && !errors.Is(err, configerr.Err)) {
 			t.Errorf("JWKSURL %s: err %v, want accepted %v", url, err, ok)
 		}
 	}
@@ -79,7 +81,7 @@ func TestJWKSURLMustBeSafe(t *testing.T) {
 	offline := &http.Client{Transport: roundTripFunc(func(*http.Request) (*http.Response, error) {
 		return nil, errors.New("offline")
 	})}
-	v, err := middleware.NewVerifier(middleware.VerifierOptions{Issuer: testIssuer, JWKSURL: "http://id.example.com/keys",
+	v, err := idtoken.New(idtoken.Options{Issuer: testIssuer, JWKSURL: "http://id.example.com/keys",
 		AllowInsecureJWKS: true, HTTPClient: offline, Logger: discard})
 	if err != nil {
 		t.Fatalf("AllowInsecureJWKS: %v", err)

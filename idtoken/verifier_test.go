@@ -1,4 +1,4 @@
-package middleware_test
+package idtoken_test
 
 import (
 	"cmp"
@@ -18,6 +18,8 @@ import (
 	"github.com/golang-jwt/jwt/v5"
 
 	"github.com/ciamkit/selfservice/i18n"
+	"github.com/ciamkit/selfservice/idtoken"
+	"github.com/ciamkit/selfservice/internal/configerr"
 	"github.com/ciamkit/selfservice/middleware"
 	"github.com/ciamkit/selfservice/store"
 )
@@ -26,7 +28,7 @@ func TestVerifier(t *testing.T) {
 	t.Parallel()
 	k := keys(t)
 	srv := newJWKSServer(t, jwksJSON(t, standardSet(k)...))
-	v := newVerifier(t, func(o *middleware.VerifierOptions) { o.JWKSURL = srv.URL })
+	v := newVerifier(t, func(o *idtoken.Options) { o.JWKSURL = srv.URL })
 
 	pubDER, err := x509.MarshalPKIXPublicKey(&k.rs.PublicKey)
 	if err != nil {
@@ -99,73 +101,73 @@ func TestVerifier(t *testing.T) {
 		{name: "iat in the future beyond leeway", cause: jwt.ErrTokenUsedBeforeIssued, token: func(t *testing.T) string {
 			return rs256(k).sign(t, claims(setClaim("iat", in(2*time.Minute))))
 		}},
-		{name: "exp not a number", cause: middleware.ErrTokenNumericDate, token: func(t *testing.T) string {
+		{name: "exp not a number", cause: idtoken.ErrTokenNumericDate, token: func(t *testing.T) string {
 			return rs256(k).sign(t, claims(setClaim("exp", "tomorrow")))
 		}},
-		{name: "exp a numeric string", cause: middleware.ErrTokenNumericDate, token: func(t *testing.T) string {
+		{name: "exp a numeric string", cause: idtoken.ErrTokenNumericDate, token: func(t *testing.T) string {
 			return rs256(k).sign(t, claims(setClaim("exp", strconv.FormatInt(in(10*time.Minute), 10))))
 		}},
-		{name: "iat a numeric string", cause: middleware.ErrTokenNumericDate, token: func(t *testing.T) string {
+		{name: "iat a numeric string", cause: idtoken.ErrTokenNumericDate, token: func(t *testing.T) string {
 			return rs256(k).sign(t, claims(setClaim("iat", strconv.FormatInt(ago(time.Minute), 10))))
 		}},
-		{name: "nbf a numeric string", cause: middleware.ErrTokenNumericDate, token: func(t *testing.T) string {
+		{name: "nbf a numeric string", cause: idtoken.ErrTokenNumericDate, token: func(t *testing.T) string {
 			return rs256(k).sign(t, claims(setClaim("nbf", strconv.FormatInt(ago(time.Minute), 10))))
 		}},
-		{name: "auth_time a numeric string", cause: middleware.ErrTokenNumericDate, token: func(t *testing.T) string {
+		{name: "auth_time a numeric string", cause: idtoken.ErrTokenNumericDate, token: func(t *testing.T) string {
 			return rs256(k).sign(t, claims(setClaim("auth_time", strconv.FormatInt(ago(time.Minute), 10))))
 		}},
-		{name: "exp a boolean", cause: middleware.ErrTokenNumericDate, token: func(t *testing.T) string {
+		{name: "exp a boolean", cause: idtoken.ErrTokenNumericDate, token: func(t *testing.T) string {
 			return rs256(k).sign(t, claims(setClaim("exp", true)))
 		}},
-		{name: "exp an array", cause: middleware.ErrTokenNumericDate, token: func(t *testing.T) string {
+		{name: "exp an array", cause: idtoken.ErrTokenNumericDate, token: func(t *testing.T) string {
 			return rs256(k).sign(t, claims(setClaim("exp", []int64{in(time.Minute)})))
 		}},
-		{name: "exp negative", cause: middleware.ErrTokenNumericDate, token: func(t *testing.T) string {
+		{name: "exp negative", cause: idtoken.ErrTokenNumericDate, token: func(t *testing.T) string {
 			return rs256(k).sign(t, claims(setClaim("exp", -1)))
 		}},
-		{name: "exp past the year 9999", cause: middleware.ErrTokenNumericDate, token: func(t *testing.T) string {
+		{name: "exp past the year 9999", cause: idtoken.ErrTokenNumericDate, token: func(t *testing.T) string {
 			return rs256(k).sign(t, claims(setClaim("exp", 1e300)))
 		}},
 		{name: "exp null", cause: jwt.ErrTokenRequiredClaimMissing, token: func(t *testing.T) string {
 			return rs256(k).sign(t, claims(setClaim("exp", nil)))
 		}},
-		{name: "iat null", cause: middleware.ErrTokenNoIssuedAt, token: func(t *testing.T) string {
+		{name: "iat null", cause: idtoken.ErrTokenNoIssuedAt, token: func(t *testing.T) string {
 			return rs256(k).sign(t, claims(setClaim("iat", nil)))
 		}},
-		{name: "client_id claim (RFC 9068 access token)", cause: middleware.ErrTokenAccessToken, token: func(t *testing.T) string {
+		{name: "client_id claim (RFC 9068 access token)", cause: idtoken.ErrTokenAccessToken, token: func(t *testing.T) string {
 			return rs256(k).sign(t, claims(setClaim("client_id", "other-app")))
 		}},
-		{name: "client_id claim of this client", cause: middleware.ErrTokenAccessToken, token: func(t *testing.T) string {
+		{name: "client_id claim of this client", cause: idtoken.ErrTokenAccessToken, token: func(t *testing.T) string {
 			return rs256(k).sign(t, claims(setClaim("client_id", testClient)))
 		}},
-		{name: "client_id claim null", cause: middleware.ErrTokenAccessToken, token: func(t *testing.T) string {
+		{name: "client_id claim null", cause: idtoken.ErrTokenAccessToken, token: func(t *testing.T) string {
 			return rs256(k).sign(t, claims(setClaim("client_id", nil)))
 		}},
-		{name: "scope claim", cause: middleware.ErrTokenAccessToken, token: func(t *testing.T) string {
+		{name: "scope claim", cause: idtoken.ErrTokenAccessToken, token: func(t *testing.T) string {
 			return rs256(k).sign(t, claims(setClaim("scope", "openid email")))
 		}},
-		{name: "scp claim", cause: middleware.ErrTokenAccessToken, token: func(t *testing.T) string {
+		{name: "scp claim", cause: idtoken.ErrTokenAccessToken, token: func(t *testing.T) string {
 			return rs256(k).sign(t, claims(setClaim("scp", []string{"openid"})))
 		}},
-		{name: "scp claim empty", cause: middleware.ErrTokenAccessToken, token: func(t *testing.T) string {
+		{name: "scp claim empty", cause: idtoken.ErrTokenAccessToken, token: func(t *testing.T) string {
 			return rs256(k).sign(t, claims(setClaim("scp", []string{})))
 		}},
-		{name: "typ claim at+jwt", cause: middleware.ErrTokenType, token: func(t *testing.T) string {
+		{name: "typ claim at+jwt", cause: idtoken.ErrTokenType, token: func(t *testing.T) string {
 			return rs256(k).sign(t, claims(setClaim("typ", "at+jwt")))
 		}},
-		{name: "typ claim Bearer (Keycloak access token)", cause: middleware.ErrTokenType, token: func(t *testing.T) string {
+		{name: "typ claim Bearer (Keycloak access token)", cause: idtoken.ErrTokenType, token: func(t *testing.T) string {
 			return rs256(k).sign(t, claims(setClaim("typ", "Bearer")))
 		}},
-		{name: "typ claim not a string", cause: middleware.ErrTokenType, token: func(t *testing.T) string {
+		{name: "typ claim not a string", cause: idtoken.ErrTokenType, token: func(t *testing.T) string {
 			return rs256(k).sign(t, claims(setClaim("typ", 1)))
 		}},
-		{name: "sub of 256 characters", cause: middleware.ErrTokenSubject, token: func(t *testing.T) string {
+		{name: "sub of 256 characters", cause: idtoken.ErrTokenSubject, token: func(t *testing.T) string {
 			return rs256(k).sign(t, claims(setClaim("sub", strings.Repeat("u", 256))))
 		}},
-		{name: "sub not ASCII", cause: middleware.ErrTokenSubject, token: func(t *testing.T) string {
+		{name: "sub not ASCII", cause: idtoken.ErrTokenSubject, token: func(t *testing.T) string {
 			return rs256(k).sign(t, claims(setClaim("sub", "usér-42")))
 		}},
-		{name: "sub with a control character", cause: middleware.ErrTokenSubject, token: func(t *testing.T) string {
+		{name: "sub with a control character", cause: idtoken.ErrTokenSubject, token: func(t *testing.T) string {
 			return rs256(k).sign(t, claims(setClaim("sub", "user-42\n")))
 		}},
 		{name: "sub not a string", cause: jwt.ErrTokenMalformed, token: func(t *testing.T) string {
@@ -174,7 +176,7 @@ func TestVerifier(t *testing.T) {
 		{name: "amr not a list of strings", cause: jwt.ErrTokenMalformed, token: func(t *testing.T) string {
 			return rs256(k).sign(t, claims(setClaim("amr", []any{"pwd", 1})))
 		}},
-		{name: "missing iat", cause: middleware.ErrTokenNoIssuedAt, token: func(t *testing.T) string {
+		{name: "missing iat", cause: idtoken.ErrTokenNoIssuedAt, token: func(t *testing.T) string {
 			return rs256(k).sign(t, claims(dropClaim("iat")))
 		}},
 		{name: "missing exp", cause: jwt.ErrTokenRequiredClaimMissing, token: func(t *testing.T) string {
@@ -187,25 +189,25 @@ func TestVerifier(t *testing.T) {
 			return rs256(k).sign(t, claims(setClaim("iss", testIssuer+"/")))
 		}},
 		{name: "missing issuer", token: func(t *testing.T) string { return rs256(k).sign(t, claims(dropClaim("iss"))) }},
-		{name: "wrong audience", cause: middleware.ErrTokenAudience, token: func(t *testing.T) string {
+		{name: "wrong audience", cause: idtoken.ErrTokenAudience, token: func(t *testing.T) string {
 			return rs256(k).sign(t, claims(setClaim("aud", "other-app")))
 		}},
-		{name: "missing audience", cause: middleware.ErrTokenAudience, token: func(t *testing.T) string {
+		{name: "missing audience", cause: idtoken.ErrTokenAudience, token: func(t *testing.T) string {
 			return rs256(k).sign(t, claims(dropClaim("aud")))
 		}},
-		{name: "audience list without azp", cause: middleware.ErrTokenAuthorizedParty, token: func(t *testing.T) string {
+		{name: "audience list without azp", cause: idtoken.ErrTokenAuthorizedParty, token: func(t *testing.T) string {
 			return rs256(k).sign(t, claims(setClaim("aud", []string{testClient, "other-app"})))
 		}},
-		{name: "audience list with azp of another client", cause: middleware.ErrTokenAuthorizedParty, token: func(t *testing.T) string {
+		{name: "audience list with azp of another client", cause: idtoken.ErrTokenAuthorizedParty, token: func(t *testing.T) string {
 			return rs256(k).sign(t, claims(setClaim("aud", []string{testClient, "other-app"}), setClaim("azp", "other-app")))
 		}},
-		{name: "single audience with azp of another client", cause: middleware.ErrTokenAuthorizedParty, token: func(t *testing.T) string {
+		{name: "single audience with azp of another client", cause: idtoken.ErrTokenAuthorizedParty, token: func(t *testing.T) string {
 			return rs256(k).sign(t, claims(setClaim("azp", "other-app")))
 		}},
-		{name: "missing sub", cause: middleware.ErrTokenNoSubject, token: func(t *testing.T) string {
+		{name: "missing sub", cause: idtoken.ErrTokenNoSubject, token: func(t *testing.T) string {
 			return rs256(k).sign(t, claims(dropClaim("sub")))
 		}},
-		{name: "empty sub", cause: middleware.ErrTokenNoSubject, token: func(t *testing.T) string {
+		{name: "empty sub", cause: idtoken.ErrTokenNoSubject, token: func(t *testing.T) string {
 			return rs256(k).sign(t, claims(setClaim("sub", "")))
 		}},
 		{name: "alg none", cause: jwt.ErrTokenSignatureInvalid, token: func(t *testing.T) string {
@@ -223,13 +225,13 @@ func TestVerifier(t *testing.T) {
 		{name: "unknown kid", cause: jwkset.ErrKeyNotFound, token: func(t *testing.T) string {
 			return signer{jwt.SigningMethodRS256, k.rs, "no-such-kid"}.sign(t, claims())
 		}},
-		{name: "missing kid", cause: middleware.ErrTokenNoKID, token: func(t *testing.T) string {
+		{name: "missing kid", cause: idtoken.ErrTokenNoKID, token: func(t *testing.T) string {
 			return signer{jwt.SigningMethodRS256, k.rs, ""}.sign(t, claims())
 		}},
-		{name: "empty kid", cause: middleware.ErrTokenNoKID, token: func(t *testing.T) string {
+		{name: "empty kid", cause: idtoken.ErrTokenNoKID, token: func(t *testing.T) string {
 			return rs256(k).sign(t, claims(), header("kid", ""))
 		}},
-		{name: "kid not a string", cause: middleware.ErrTokenNoKID, token: func(t *testing.T) string {
+		{name: "kid not a string", cause: idtoken.ErrTokenNoKID, token: func(t *testing.T) string {
 			return rs256(k).sign(t, claims(), header("kid", 1))
 		}},
 		{name: "tampered payload", cause: jwt.ErrTokenSignatureInvalid, token: func(t *testing.T) string {
@@ -255,19 +257,19 @@ func TestVerifier(t *testing.T) {
 		{name: "key published for encryption", token: func(t *testing.T) string {
 			return signer{jwt.SigningMethodES256, k.enc, "enc-1"}.sign(t, claims())
 		}},
-		{name: "typ at+jwt", cause: middleware.ErrTokenType, token: func(t *testing.T) string {
+		{name: "typ at+jwt", cause: idtoken.ErrTokenType, token: func(t *testing.T) string {
 			return rs256(k).sign(t, claims(), header("typ", "at+jwt"))
 		}},
-		{name: "typ application/at+jwt", cause: middleware.ErrTokenType, token: func(t *testing.T) string {
+		{name: "typ application/at+jwt", cause: idtoken.ErrTokenType, token: func(t *testing.T) string {
 			return rs256(k).sign(t, claims(), header("typ", "application/at+jwt"))
 		}},
-		{name: "typ not a string", cause: middleware.ErrTokenType, token: func(t *testing.T) string {
+		{name: "typ not a string", cause: idtoken.ErrTokenType, token: func(t *testing.T) string {
 			return rs256(k).sign(t, claims(), header("typ", 7))
 		}},
-		{name: "crit header", cause: middleware.ErrTokenCrit, token: func(t *testing.T) string {
+		{name: "crit header", cause: idtoken.ErrTokenCrit, token: func(t *testing.T) string {
 			return rs256(k).sign(t, claims(), header("crit", []string{"exp"}))
 		}},
-		{name: "larger than MaxTokenBytes", cause: middleware.ErrTokenTooLarge, token: func(t *testing.T) string {
+		{name: "larger than MaxTokenBytes", cause: idtoken.ErrTokenTooLarge, token: func(t *testing.T) string {
 			return rs256(k).sign(t, claims(setClaim("nonce", strings.Repeat("n", 8<<10))))
 		}},
 		{name: "garbage a.b.c", cause: jwt.ErrTokenMalformed, token: func(*testing.T) string { return "a.b.c" }},
@@ -295,7 +297,7 @@ func TestVerifier(t *testing.T) {
 				t.Fatalf("Verify claims = %+v, want subject %q", got, subject)
 			case !tt.ok && err == nil:
 				t.Fatalf("Verify accepted the token: %+v", got)
-			case !tt.ok && !errors.Is(err, i18n.ErrTokenInvalid):
+			case !tt.ok && !errors.Is(err, i18n.CodeTokenInvalid):
 				t.Errorf("Verify error %v is not ErrTokenInvalid", err)
 			case !tt.ok && tt.cause != nil && !errors.Is(err, tt.cause):
 				t.Errorf("Verify error %v does not wrap %v", err, tt.cause)
@@ -312,7 +314,7 @@ func TestVerifier(t *testing.T) {
 				return
 			}
 			assertPassed(t, w, next)
-			if c := middleware.ClaimsFromContext(next.context(t)); c == nil || c.Subject != subject {
+			if c := claimsOf(next.context(t)); c == nil || c.Subject != subject {
 				t.Errorf("ClaimsFromContext = %+v, want subject %q", c, subject)
 			}
 		})
@@ -320,10 +322,10 @@ func TestVerifier(t *testing.T) {
 }
 
 // staticVerifier verifies against one EdDSA key without any JWKS.
-func staticVerifier(t testing.TB, k *testKeys, edit func(*middleware.VerifierOptions)) *middleware.Verifier {
+func staticVerifier(t testing.TB, k *testKeys, edit func(*idtoken.Options)) *idtoken.Verifier {
 	t.Helper()
 	pub := k.ed.Public()
-	return newVerifier(t, func(o *middleware.VerifierOptions) {
+	return newVerifier(t, func(o *idtoken.Options) {
 		o.Keyfunc = func(*jwt.Token) (any, error) { return pub, nil }
 		if edit != nil {
 			edit(o)
@@ -369,12 +371,12 @@ func TestVerifierMaxTokenBytes(t *testing.T) {
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			t.Parallel()
-			v := staticVerifier(t, k, func(o *middleware.VerifierOptions) { o.MaxTokenBytes = tt.limit })
+			v := staticVerifier(t, k, func(o *idtoken.Options) { o.MaxTokenBytes = tt.limit })
 			_, err := v.Verify(context.Background(), raw, testClient)
 			if tt.ok && err != nil {
 				t.Errorf("Verify: %v", err)
 			}
-			if !tt.ok && !errors.Is(err, middleware.ErrTokenTooLarge) {
+			if !tt.ok && !errors.Is(err, idtoken.ErrTokenTooLarge) {
 				t.Errorf("Verify error = %v, want ErrTokenTooLarge", err)
 			}
 		})
@@ -386,36 +388,36 @@ func TestVerifierOptions(t *testing.T) {
 	k := keys(t)
 	tests := []struct {
 		name  string
-		edit  func(*middleware.VerifierOptions)
+		edit  func(*idtoken.Options)
 		token func(t *testing.T) string
 		ok    bool
 	}{
-		{"allow-list RS256 only refuses EdDSA", func(o *middleware.VerifierOptions) { o.Algorithms = []string{"RS256"} },
+		{"allow-list RS256 only refuses EdDSA", func(o *idtoken.Options) { o.Algorithms = []string{"RS256"} },
 			func(t *testing.T) string { return eddsa(k).sign(t, claims()) }, false},
-		{"allow-list EdDSA only accepts EdDSA", func(o *middleware.VerifierOptions) { o.Algorithms = []string{"EdDSA"} },
+		{"allow-list EdDSA only accepts EdDSA", func(o *idtoken.Options) { o.Algorithms = []string{"EdDSA"} },
 			func(t *testing.T) string { return eddsa(k).sign(t, claims()) }, true},
-		{"longer leeway accepts a token expired a minute ago", func(o *middleware.VerifierOptions) { o.Leeway = 2 * time.Minute },
+		{"longer leeway accepts a token expired a minute ago", func(o *idtoken.Options) { o.Leeway = 2 * time.Minute },
 			func(t *testing.T) string {
 				return eddsa(k).sign(t, claims(setClaim("exp", testNow.Add(-time.Minute).Unix())))
 			}, true},
-		{"default leeway refuses a token expired a minute ago", func(*middleware.VerifierOptions) {},
+		{"default leeway refuses a token expired a minute ago", func(*idtoken.Options) {},
 			func(t *testing.T) string {
 				return eddsa(k).sign(t, claims(setClaim("exp", testNow.Add(-time.Minute).Unix())))
 			}, false},
-		{"the clock is Now", func(o *middleware.VerifierOptions) { o.Now = func() time.Time { return testNow.Add(time.Hour) } },
+		{"the clock is Now", func(o *idtoken.Options) { o.Now = func() time.Time { return testNow.Add(time.Hour) } },
 			func(t *testing.T) string { return eddsa(k).sign(t, claims()) }, false},
-		{"default clock is the real time", func(o *middleware.VerifierOptions) { o.Now = nil },
+		{"default clock is the real time", func(o *idtoken.Options) { o.Now = nil },
 			func(t *testing.T) string {
 				now := time.Now()
 				return eddsa(k).sign(t, claims(
 					setClaim("iat", now.Unix()), setClaim("nbf", now.Unix()), setClaim("exp", now.Add(time.Minute).Unix())))
 			}, true},
-		{"default clock refuses a token of the fixed test time", func(o *middleware.VerifierOptions) { o.Now = nil },
+		{"default clock refuses a token of the fixed test time", func(o *idtoken.Options) { o.Now = nil },
 			func(t *testing.T) string {
 				return eddsa(k).sign(t, claims(setClaim("iat", time.Now().Add(-time.Hour).Unix()),
 					setClaim("nbf", time.Now().Add(-time.Hour).Unix()), setClaim("exp", time.Now().Add(-time.Hour).Unix())))
 			}, false},
-		{"Keyfunc error refuses", func(o *middleware.VerifierOptions) {
+		{"Keyfunc error refuses", func(o *idtoken.Options) {
 			o.Keyfunc = func(*jwt.Token) (any, error) { return nil, errors.New("no key") }
 		}, func(t *testing.T) string { return eddsa(k).sign(t, claims()) }, false},
 	}
@@ -427,7 +429,7 @@ func TestVerifierOptions(t *testing.T) {
 			if tt.ok && err != nil {
 				t.Errorf("Verify: %v", err)
 			}
-			if !tt.ok && !errors.Is(err, i18n.ErrTokenInvalid) {
+			if !tt.ok && !errors.Is(err, i18n.CodeTokenInvalid) {
 				t.Errorf("Verify error = %v, want ErrTokenInvalid", err)
 			}
 		})
@@ -439,25 +441,25 @@ func TestNewVerifierConfigErrors(t *testing.T) {
 	kf := func(*jwt.Token) (any, error) { return nil, errors.New("unused") }
 	tests := []struct {
 		name string
-		opts middleware.VerifierOptions
+		opts idtoken.Options
 	}{
-		{"empty Issuer", middleware.VerifierOptions{Keyfunc: kf}},
-		{"blank Issuer", middleware.VerifierOptions{Issuer: "  ", Keyfunc: kf}},
-		{"neither JWKSURL nor Keyfunc", middleware.VerifierOptions{Issuer: testIssuer}},
-		{"both JWKSURL and Keyfunc", middleware.VerifierOptions{Issuer: testIssuer, Keyfunc: kf, JWKSURL: "http://127.0.0.1:1/keys"}},
-		{"HS256 allowed", middleware.VerifierOptions{Issuer: testIssuer, Keyfunc: kf, Algorithms: []string{"RS256", "HS256"}}},
-		{"HS512 allowed", middleware.VerifierOptions{Issuer: testIssuer, Keyfunc: kf, Algorithms: []string{"HS512"}}},
-		{"none allowed", middleware.VerifierOptions{Issuer: testIssuer, Keyfunc: kf, Algorithms: []string{"none"}}},
-		{"JWKSURL not a URL", middleware.VerifierOptions{Issuer: testIssuer, JWKSURL: "not a url"}},
+		{"empty Issuer", idtoken.Options{Keyfunc: kf}},
+		{"blank Issuer", idtoken.Options{Issuer: "  ", Keyfunc: kf}},
+		{"neither JWKSURL nor Keyfunc", idtoken.Options{Issuer: testIssuer}},
+		{"both JWKSURL and Keyfunc", idtoken.Options{Issuer: testIssuer, Keyfunc: kf, JWKSURL: "http://127.0.0.1:1/keys"}},
+		{"HS256 allowed", idtoken.Options{Issuer: testIssuer, Keyfunc: kf, Algorithms: []string{"RS256", "HS256"}}},
+		{"HS512 allowed", idtoken.Options{Issuer: testIssuer, Keyfunc: kf, Algorithms: []string{"HS512"}}},
+		{"none allowed", idtoken.Options{Issuer: testIssuer, Keyfunc: kf, Algorithms: []string{"none"}}},
+		{"JWKSURL not a URL", idtoken.Options{Issuer: testIssuer, JWKSURL: "not a url"}},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			t.Parallel()
-			v, err := middleware.NewVerifier(tt.opts)
+			v, err := idtoken.New(tt.opts)
 			if v != nil {
 				v.Close()
 			}
-			if !errors.Is(err, middleware.ErrConfig) {
+			if !errors.Is(err, configerr.Err) {
 				t.Errorf("NewVerifier error = %v, want ErrConfig", err)
 			}
 		})
@@ -519,7 +521,7 @@ func TestRequireBearerAuthorizationHeader(t *testing.T) {
 				return
 			}
 			assertPassed(t, w, next)
-			if c := middleware.ClaimsFromContext(next.context(t)); c == nil || c.Subject != testUser {
+			if c := claimsOf(next.context(t)); c == nil || c.Subject != testUser {
 				t.Errorf("ClaimsFromContext = %+v", c)
 			}
 		})

@@ -1,0 +1,283 @@
+package selfservice
+
+import (
+	"context"
+	"crypto/rand"
+	"crypto/sha256"
+	"errors"
+	"fmt"
+	"net/netip"
+	"regexp"
+	"strings"
+	"time"
+
+	"golang.org/x/text/language"
+
+	"github.com/ciamkit/selfservice/i18n"
+	"github.com/ciamkit/selfservice/middleware"
+	"github.com/ciamkit/selfservice/store"
+)
+
+// Caller is who asks, as the HTTP API learns it from the request's headers
+// and connection: the registered application, the device, the client's
+// address and its language.
+type Caller struct {
+	// ClientID is the registered application (X-client-id).
+	ClientID string
+	// Device is what the client says about itself (the device headers);
+	// OSVersion, Fingerprint and Agent are required (Device.Valid).
+	Device middleware.Device
+	// IP is the client's address, which the IP budgets count (see
+	// Config.ClientIP). The zero Addr is one address shared by every call
+	// that gives none: give the real one.
+	IP netip.Addr
+	// Language is the language of the mails. Default: the bundle's.
+	Language language.Tag
+}
+
+// SendCodeRequest is a request to mail a verification code: the body of
+// POST /api/v2/sdk/email/send and its caller.
+type SendCodeRequest struct {
+	Caller
+	// Email is the address to mail the code to, as the user typed it.
+	Email string
+	// Type is what the code is for; this package serves
+	// PurposeUpdateEmail only.
+	Type string
+	// CaptchaToken is checked by Config.Captcha.
+	CaptchaToken string
+}
+
+// UpdateEmailRequest is a request to change the signed-in user's email: the
+// body of POST /api/v2/sdk/profile/update-email, its caller and the user.
+type UpdateEmailRequest struct {
+	Caller
+	// Identity is the signed-in user, when the application authenticated
+	// them itself; else IDToken is verified with Config.Verifier.
+	Identity middleware.Identity
+	// IDToken is the bearer id_token, used when Identity.Subject is empty.
+	IDToken string
+	// Email is the new address, as the user typed it.
+	Email string
+	// VerifyCode is the code mailed to Email.
+	VerifyCode string
+}
+
+// SendCode mails a code for req.Email, running the checks of the HTTP
+// endpoint in the same order: device, client id empty, client registered,
+// type, email rules, captcha, budgets (per client IP, then per address);
+// then the code is stored and mailed. The answer does not depend on whether
+// the address belongs to anyone. An error is an i18n.Code or an *i18n.Error
+// (see i18n.ErrorOf); a *i18n.Error of a 429 carries its RetryAfter.
+func (s *Service) SendCode(ctx context.Context, req SendCodeRequest) error {
+	c, err := s.checkCaller(ctx, req.Caller)
+	if err != nil {
+		return err
+	}
+	return s.sendCode(ctx, c, req)
+}
+
+// UpdateEmail changes the signed-in user's email to req.Email, running the
+// checks of the HTTP endpoint in the same order: device, client id empty,
+// client registered, user given (Identity, or an IDToken to verify), the
+// sign-in's age (Config.MaxAuthAge), verify_code empty, email rules, user
+// exists, [the user's own address: done], code well-formed, wrong-code
+// budgets, code correct, email free, update. Errors are as for SendCode.
+func (s *Service) UpdateEmail(ctx context.Context, req UpdateEmailRequest) error {
+	c, err := s.checkCaller(ctx, req.Caller)
+	if err != nil {
+		return err
+	}
+	id := req.Identity
+	if id.Subject == "" {
+		if strings.TrimSpace(req.IDToken) == "" {
+			return i18n.CodeTokenEmpty
+		}
+		if s.cfg.Verifier == nil {
+			return i18n.Wrap(i18n.CodeInternal, errors.New("selfservice: an IDToken, but no Config.Verifier"))
+		}
+		if id, err = s.cfg.Verifier.VerifyToken(ctx, strings.TrimSpace(req.IDToken), c.clientID); err != nil {
+			return err
+		}
+	}
+	if err := s.checkAuthAge(id); err != nil {
+		return err
+	}
+	return s.updateEmail(ctx, c, id, req.Email, req.VerifyCode)
+}
+
+// caller is a Caller that passed checkCaller: the client is registered.
+type caller struct {
+	clientID string
+	device   middleware.Device
+	ip       netip.Addr
+	language language.Tag
+}
+
+// checkCaller runs the checks the middlewares run on HTTP requests.
+func (s *Service) checkCaller(ctx context.Context, c Caller) (caller, error) {
+	if !c.Device.Valid() {
+		return caller{}, i18n.CodeDeviceIncomplete
+	}
+	client, err := middleware.LookupClient(ctx, s.cfg.Clients, c.ClientID)
+	if err != nil {
+		if errors.Is(err, i18n.CodeInternal) {
+			s.cfg.Logger.ErrorContext(ctx, "selfservice: client registry failed", "error", err)
+		}
+		return caller{}, err
+	}
+	lang := c.Language
+	if lang == language.Und {
+		lang = s.cfg.Bundle.DefaultLocale().Tag()
+	}
+	return caller{clientID: client.ID, device: c.Device, ip: c.IP, language: lang}, nil
+}
+
+// checkAuthAge applies Config.MaxAuthAge: the user must have signed in
+// recently enough for this change.
+func (s *Service) checkAuthAge(id middleware.Identity) error {
+	if s.cfg.MaxAuthAge == 0 {
+		return nil
+	}
+	if id.AuthTime.IsZero() || s.cfg.Now().Sub(id.AuthTime) > s.cfg.MaxAuthAge {
+		return i18n.CodeReauthRequired
+	}
+	return nil
+}
+
+// sendCode runs SendCode's checks after the caller's. It serves
+// PurposeUpdateEmail only: the family's other send types (REGISTER_EMS,
+// LOGIN_EMS, ...) get IDAAS.SDK.PARAM.9203 like unknown ones.
+func (s *Service) sendCode(ctx context.Context, c caller, req SendCodeRequest) error {
+	if req.Type != PurposeUpdateEmail {
+		return i18n.CodeTypeUnsupported
+	}
+	email, canonical, err := CanonicalEmail(req.Email)
+	if err != nil {
+		return err
+	}
+	if strings.TrimSpace(req.CaptchaToken) == "" {
+		return i18n.CodeCaptchaFailed
+	}
+	if err := s.cfg.Captcha.VerifyCaptcha(ctx, req.CaptchaToken); err != nil {
+		if errors.Is(err, ErrCaptchaRejected) {
+			return i18n.Wrap(i18n.CodeCaptchaFailed, err)
+		}
+		return i18n.Wrap(i18n.CodeInternal, err)
+	}
+	// The client's budget first: a machine that mails many addresses is
+	// stopped whatever the addresses. A refused send costs no budget.
+	if _, err := s.reserve(ctx, c, "", i18n.CodeSendLimited,
+		budget{BudgetSendsPerIP, sendsPerIPKey(c.ip), s.cfg.Budgets.SendsPerIP},
+		budget{BudgetSendsPerEmail, sendsPerEmailKey(req.Type, canonical), s.cfg.Budgets.SendsPerEmail},
+	); err != nil {
+		return err
+	}
+	now := s.cfg.Now()
+	code := newCode()
+	key := store.CodeKey{Purpose: req.Type, Email: canonical}
+	if err := s.cfg.Codes.Put(ctx, key, s.codes.hash(req.Type, canonical, code), now.Add(s.cfg.CodeTTL)); err != nil {
+		return i18n.Wrap(i18n.CodeInternal, err)
+	}
+	msg := Message{Kind: MailCode, Purpose: req.Type, To: email, Code: code, ExpiresIn: s.cfg.CodeTTL, Language: c.language}
+	if err := s.cfg.Mailer.Send(ctx, msg); err != nil {
+		// The mail may have left or not: either way the code must not
+		// stay usable, since it may now sit in a log or a bounce.
+		dead := make([]byte, sha256.Size)
+		_, _ = rand.Read(dead)
+		_ = s.cfg.Codes.Put(context.WithoutCancel(ctx), key, dead, now)
+		return i18n.Wrap(i18n.CodeSendFailed, errors.New(redact(err, []string{email, canonical}, code)))
+	}
+	s.event(ctx, c, EventCodeSent, "", email, "")
+	return nil
+}
+
+// updateEmail runs UpdateEmail's checks after the caller's and the user's.
+func (s *Service) updateEmail(ctx context.Context, c caller, id middleware.Identity, rawEmail, code string) error {
+	if strings.TrimSpace(code) == "" {
+		return i18n.CodeVerifyCodeEmpty
+	}
+	email, canonical, err := CanonicalEmail(rawEmail)
+	if err != nil {
+		return err
+	}
+	user, err := s.cfg.Users.User(ctx, id.Subject)
+	if err != nil {
+		return storeError(err, i18n.CodeUserNotFound)
+	}
+	if user.CanonicalEmail == canonical {
+		// Already done, perhaps by this very request retried: succeed
+		// without spending anyone's code.
+		return nil
+	}
+	if !wellFormedCode(code) {
+		return i18n.CodeVerifyCodeIncorrect
+	}
+	// Both budgets are charged before the code is evaluated, so that
+	// concurrent guesses cannot overdraw them; the right code gives the
+	// slots back. A spent budget refuses even the right code, and no code
+	// is evaluated or spent.
+	taken, err := s.reserve(ctx, c, user.ID, i18n.CodeWrongCodesLimited,
+		budget{BudgetWrongCodesPerUser, wrongPerUserKey(user.ID), s.cfg.Budgets.WrongCodesPerUser},
+		budget{BudgetWrongCodesPerIP, wrongPerIPKey(c.ip), s.cfg.Budgets.WrongCodesPerIP},
+	)
+	if err != nil {
+		return err
+	}
+	key := store.CodeKey{Purpose: PurposeUpdateEmail, Email: canonical}
+	hash := s.codes.hash(key.Purpose, key.Email, code)
+	if err := s.cfg.Codes.Verify(ctx, key, hash, s.cfg.MaxTries, s.cfg.Now()); err != nil {
+		// A store failure keeps the slots too: the code may have been
+		// evaluated before the answer was lost.
+		if errors.Is(err, store.ErrCodeInvalid) {
+			s.event(ctx, c, EventCodeRejected, user.ID, email, "")
+			return i18n.CodeVerifyCodeIncorrect
+		}
+		return i18n.Wrap(i18n.CodeInternal, err)
+	}
+	s.cancel(ctx, taken)
+	if err := s.cfg.Users.UpdateEmail(ctx, user.ID, email, canonical); err != nil {
+		if errors.Is(err, store.ErrEmailExists) {
+			return i18n.CodeEmailExists
+		}
+		return storeError(err, i18n.CodeUserNotFound)
+	}
+	s.event(ctx, c, EventEmailChanged, user.ID, email, user.Email)
+	if user.Email != "" {
+		s.notifyOldAddress(ctx, c, user, email)
+	}
+	return nil
+}
+
+// storeError maps a store failure: not-found to notFound, anything else to
+// the internal-error code with the cause kept for the log.
+func storeError(err error, notFound i18n.Code) error {
+	if errors.Is(err, store.ErrNotFound) {
+		return notFound
+	}
+	return i18n.Wrap(i18n.CodeInternal, err)
+}
+
+// redact returns err's text with the given secrets hidden: addresses
+// masked, in any case, and anything else (a code) starred. A mail server's
+// or mail API's error often quotes what it was sent.
+func redact(err error, addrs []string, secrets ...string) string {
+	text := err.Error()
+	for _, a := range addrs {
+		if a != "" {
+			text = regexp.MustCompile(`(?i)`+regexp.QuoteMeta(a)).ReplaceAllLiteralString(text, MaskEmail(a))
+		}
+	}
+	for _, sec := range secrets {
+		if sec != "" {
+			text = strings.ReplaceAll(text, sec, strings.Repeat("*", len(sec)))
+		}
+	}
+	return text
+}
+
+// reauthChallenge is the RFC 9470 WWW-Authenticate value of
+// IDAAS.SDK.PARAM.9204.
+func (s *Service) reauthChallenge() string {
+	return fmt.Sprintf(`Bearer error="insufficient_user_authentication", max_age=%d`, int64(s.cfg.MaxAuthAge/time.Second))
+}
