@@ -49,9 +49,14 @@ import (
 
 	"github.com/ciamkit/selfservice"
 	"github.com/ciamkit/selfservice/idtoken"
+	"github.com/ciamkit/selfservice/internal/devissuer"
 	"github.com/ciamkit/selfservice/mail"
 	"github.com/ciamkit/selfservice/store"
 )
+
+// jwksPath is where the built-in issuer publishes its keys, as the API
+// family's vendor does.
+const jwksPath = "/api/v1/oauth2/keys"
 
 func main() {
 	err := run(context.Background(), os.Args[1:], os.Stdout, os.Stderr)
@@ -158,14 +163,14 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 
 	// The built-in issuer is served first, so the verifier's first JWKS
 	// fetch below finds it over real HTTP like any integrator's would.
-	var iss *issuer
+	var iss *devissuer.Issuer
 	issuerURL, jwksURL := f.issuer, f.jwksURL
 	if issuerURL == "" {
-		if iss, err = newIssuer(base); err != nil {
+		if iss, err = devissuer.New(base); err != nil {
 			return err
 		}
-		mux.Handle(jwksPath, iss)
-		issuerURL, jwksURL = iss.url, base+jwksPath
+		mux.Handle("GET "+jwksPath, iss)
+		issuerURL, jwksURL = iss.URL(), base+jwksPath
 	}
 	verifier, err := idtoken.New(idtoken.Options{
 		Issuer:  issuerURL,
@@ -210,7 +215,7 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 
 	logger.Info("listening", "addr", ln.Addr().String(), "issuer", issuerURL)
 	if iss != nil && len(seed.Clients) > 0 && len(seed.Users) > 0 {
-		token, err := iss.sign(seed.Users[0].ID, seed.Clients[0].ClientID, 24*time.Hour)
+		token, err := iss.IDToken(seed.Users[0].ID, seed.Clients[0].ClientID, 24*time.Hour)
 		if err != nil {
 			return err
 		}

@@ -25,15 +25,12 @@ import (
 	"bufio"
 	"context"
 	"crypto/rand"
-	"crypto/rsa"
-	"encoding/base64"
 	"encoding/hex"
 	"encoding/json"
 	"errors"
 	"flag"
 	"fmt"
 	"io"
-	"math/big"
 	"net"
 	"net/http"
 	"os"
@@ -47,11 +44,11 @@ import (
 	"syscall"
 	"time"
 
-	"github.com/golang-jwt/jwt/v5"
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/stdlib"
 	"github.com/redis/go-redis/v9"
 
+	"github.com/ciamkit/selfservice/internal/devissuer"
 	"github.com/ciamkit/selfservice/internal/loadgen"
 )
 
@@ -120,7 +117,7 @@ func run(ctx context.Context, args []string, stdout io.Writer) error {
 	users := make([]loadgen.User, cfg.users)
 	for i := range users {
 		id := fmt.Sprintf("lg-%s-%d", runID, i)
-		tok, err := iss.sign(id, clientID, 24*time.Hour)
+		tok, err := iss.IDToken(id, clientID, 24*time.Hour)
 		if err != nil {
 			return err
 		}
@@ -145,7 +142,7 @@ func run(ctx context.Context, args []string, stdout io.Writer) error {
 
 	mails := loadgen.NewMailLog()
 	srv, err := startServer(ctx, bin, mails,
-		"-addr", "127.0.0.1:0", "-load-test", "-seed", seedPath, "-issuer", iss.url, "-jwks-url", iss.url+"/jwks",
+		"-addr", "127.0.0.1:0", "-load-test", "-seed", seedPath, "-issuer", iss.URL(), "-jwks-url", iss.URL()+"/jwks",
 		"-store", storeArg, "-codes", cfg.codes)
 	if err != nil {
 		return err
@@ -244,49 +241,27 @@ func redactURL(s string) string {
 	return s
 }
 
-// issuer signs the load's id_tokens with an RS256 key of its own and
-// serves the JWKS on 127.0.0.1.
+// issuer signs the load's id_tokens and serves their JWKS on 127.0.0.1.
 type issuer struct {
-	url string
-	key *rsa.PrivateKey
+	*devissuer.Issuer
 	srv *http.Server
 }
 
 func startIssuer() (*issuer, error) {
-	key, err := rsa.GenerateKey(rand.Reader, 2048)
-	if err != nil {
-		return nil, err
-	}
-	b64 := base64.RawURLEncoding.EncodeToString
-	jwks, err := json.Marshal(map[string]any{"keys": []map[string]string{{
-		"kty": "RSA", "use": "sig", "alg": "RS256", "kid": "loadgen",
-		"n": b64(key.N.Bytes()), "e": b64(big.NewInt(int64(key.E)).Bytes()),
-	}}})
-	if err != nil {
-		return nil, err
-	}
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		return nil, err
 	}
+	dev, err := devissuer.New("http://" + ln.Addr().String())
+	if err != nil {
+		ln.Close()
+		return nil, err
+	}
 	mux := http.NewServeMux()
-	mux.HandleFunc("GET /jwks", func(w http.ResponseWriter, _ *http.Request) {
-		w.Header().Set("Content-Type", "application/json")
-		_, _ = w.Write(jwks)
-	})
-	iss := &issuer{url: "http://" + ln.Addr().String(), key: key, srv: &http.Server{Handler: mux, ReadHeaderTimeout: 5 * time.Second}}
+	mux.Handle("GET /jwks", dev)
+	iss := &issuer{Issuer: dev, srv: &http.Server{Handler: mux, ReadHeaderTimeout: 5 * time.Second}}
 	go func() { _ = iss.srv.Serve(ln) }()
 	return iss, nil
-}
-
-func (iss *issuer) sign(sub, clientID string, ttl time.Duration) (string, error) {
-	now := time.Now()
-	t := jwt.NewWithClaims(jwt.SigningMethodRS256, jwt.RegisteredClaims{
-		Issuer: iss.url, Subject: sub, Audience: jwt.ClaimStrings{clientID},
-		IssuedAt: jwt.NewNumericDate(now), ExpiresAt: jwt.NewNumericDate(now.Add(ttl)),
-	})
-	t.Header["kid"] = "loadgen"
-	return t.SignedString(iss.key)
 }
 
 func (iss *issuer) close() {
