@@ -13,13 +13,25 @@ import (
 	"github.com/ciamkit/selfservice/store/memstore"
 )
 
-// chain is the standard order of the package doc.
+// chain is the standard order of the package doc, as separate middlewares.
 func chain(reg store.ClientRegistry, v middleware.TokenVerifier, next http.Handler) http.Handler {
 	return middleware.Localize(i18n.Default())(
 		middleware.DeviceHeaders(
 			middleware.RequireClientID(reg, discard)(
 				middleware.RequireBearer(v)(next))))
 }
+
+// fused is the same order as one Chain.
+func fused(reg store.ClientRegistry, v middleware.TokenVerifier, next http.Handler) http.Handler {
+	return middleware.Chain(middleware.ChainOptions{Clients: reg, Verifier: v, Logger: discard})(next)
+}
+
+// chains are the two ways to build the standard chain, which must answer
+// alike.
+var chains = []struct {
+	name  string
+	build func(store.ClientRegistry, middleware.TokenVerifier, http.Handler) http.Handler
+}{{"separate", chain}, {"Chain", fused}}
 
 // The first failing check answers, in the order device -> client empty ->
 // client registered -> token empty -> token valid, whatever else is wrong.
@@ -61,44 +73,46 @@ func TestChainOrder(t *testing.T) {
 			tag language.Tag
 			msg string
 		}{{"en", language.English, tt.en}, {"zh", language.Chinese, tt.zh}} {
-			t.Run(tt.name+"/"+lang.xl, func(t *testing.T) {
-				t.Parallel()
-				reg := &countingRegistry{ClientRegistry: memstore.NewClientRegistry(store.Client{ID: testClient, Name: "App One"})}
-				next := &recorder{}
-				h := deviceHeaders()
-				if tt.faults.noDevice {
-					h = http.Header{}
-				}
-				h.Set("X-L", lang.xl)
-				h.Set("X-Client-Id", tt.faults.clientID)
-				h.Set("Authorization", tt.faults.auth)
+			for _, impl := range chains {
+				t.Run(impl.name+"/"+tt.name+"/"+lang.xl, func(t *testing.T) {
+					t.Parallel()
+					reg := &countingRegistry{ClientRegistry: memstore.NewClientRegistry(store.Client{ID: testClient, Name: "App One"})}
+					next := &recorder{}
+					h := deviceHeaders()
+					if tt.faults.noDevice {
+						h = http.Header{}
+					}
+					h.Set("X-L", lang.xl)
+					h.Set("X-Client-Id", tt.faults.clientID)
+					h.Set("Authorization", tt.faults.auth)
 
-				w := serve(chain(reg, v, next), newRequest(h))
-				if got := w.Header().Get("Content-Language"); got != lang.tag.String() {
-					t.Errorf("Content-Language = %q, want %q", got, lang.tag)
-				}
-				if got := reg.calls.Load(); got != tt.lookups {
-					t.Errorf("registry called %d times, want %d", got, tt.lookups)
-				}
-				if !tt.reaching {
-					assertError(t, w, next, tt.status, tt.code, lang.msg)
-					return
-				}
-				assertPassed(t, w, next)
-				ctx := next.context(t)
-				if loc := middleware.LocaleFromContext(ctx); loc == nil || loc.Tag() != lang.tag {
-					t.Errorf("LocaleFromContext = %v, want %v", loc, lang.tag)
-				}
-				if d, ok := middleware.DeviceFromContext(ctx); !ok || d.OSVersion != "windows10.1.1" {
-					t.Errorf("DeviceFromContext = %+v, %v", d, ok)
-				}
-				if c, ok := middleware.ClientFromContext(ctx); !ok || c.Name != "App One" {
-					t.Errorf("ClientFromContext = %+v, %v", c, ok)
-				}
-				if sub := subjectOf(ctx); sub != testUser {
-					t.Errorf("IdentityFromContext: subject %q, want %q", sub, testUser)
-				}
-			})
+					w := serve(impl.build(reg, v, next), newRequest(h))
+					if got := w.Header().Get("Content-Language"); got != lang.tag.String() {
+						t.Errorf("Content-Language = %q, want %q", got, lang.tag)
+					}
+					if got := reg.calls.Load(); got != tt.lookups {
+						t.Errorf("registry called %d times, want %d", got, tt.lookups)
+					}
+					if !tt.reaching {
+						assertError(t, w, next, tt.status, tt.code, lang.msg)
+						return
+					}
+					assertPassed(t, w, next)
+					ctx := next.context(t)
+					if loc := middleware.LocaleFromContext(ctx); loc == nil || loc.Tag() != lang.tag {
+						t.Errorf("LocaleFromContext = %v, want %v", loc, lang.tag)
+					}
+					if d, ok := middleware.DeviceFromContext(ctx); !ok || d.OSVersion != "windows10.1.1" {
+						t.Errorf("DeviceFromContext = %+v, %v", d, ok)
+					}
+					if c, ok := middleware.ClientFromContext(ctx); !ok || c.Name != "App One" {
+						t.Errorf("ClientFromContext = %+v, %v", c, ok)
+					}
+					if sub := subjectOf(ctx); sub != testUser {
+						t.Errorf("IdentityFromContext: subject %q, want %q", sub, testUser)
+					}
+				})
+			}
 		}
 	}
 }
@@ -110,6 +124,8 @@ func TestChainRegistryDown(t *testing.T) {
 	next := &recorder{}
 	h := deviceHeaders()
 	h.Set("X-Client-Id", testClient)
-	w := serve(chain(failingRegistry{errors.New("registry down")}, v, next), newRequest(h))
-	assertError(t, w, next, http.StatusInternalServerError, codeInternal, msgInternal)
+	for _, impl := range chains {
+		w := serve(impl.build(failingRegistry{errors.New("registry down")}, v, next), newRequest(h))
+		assertError(t, w, next, http.StatusInternalServerError, codeInternal, msgInternal)
+	}
 }

@@ -60,74 +60,82 @@ func TestFanOutSubRequests(t *testing.T) {
 		}
 	}
 
+	inners := map[string]func(http.Handler) http.Handler{
+		"separate": func(leaf http.Handler) http.Handler {
+			return middleware.DeviceHeaders(middleware.RequireClientID(reg, discard)(middleware.RequireBearer(v)(leaf)))
+		},
+		"Chain": middleware.Chain(middleware.ChainOptions{Clients: reg, Verifier: v, Logger: discard}),
+	}
 	for _, mode := range []string{"sequential", "concurrent"} {
-		t.Run(mode, func(t *testing.T) {
-			t.Parallel()
-			var mu sync.Mutex
-			leafCtx := make(map[string]context.Context) // by fingerprint
-			leafSaw := make(map[string]seen)
-			leaf := http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-				s := seenIn(r.Context())
-				mu.Lock()
-				leafCtx[s.fingerprint], leafSaw[s.fingerprint] = r.Context(), s
-				mu.Unlock()
-			})
-			inner := middleware.DeviceHeaders(middleware.RequireClientID(reg, discard)(middleware.RequireBearer(v)(leaf)))
+		for impl, innerOf := range inners {
+			t.Run(mode+"/"+impl, func(t *testing.T) {
+				t.Parallel()
+				var mu sync.Mutex
+				leafCtx := make(map[string]context.Context) // by fingerprint
+				leafSaw := make(map[string]seen)
+				leaf := http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+					s := seenIn(r.Context())
+					mu.Lock()
+					leafCtx[s.fingerprint], leafSaw[s.fingerprint] = r.Context(), s
+					mu.Unlock()
+				})
+				inner := innerOf(leaf)
 
-			var parentBefore, parentAfter seen
-			codes := make([]int, n)
-			batch := http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-				parentBefore = seenIn(r.Context())
-				var wg sync.WaitGroup
+				var parentBefore, parentAfter seen
+				codes := make([]int, n)
+				batch := http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+					parentBefore = seenIn(r.Context())
+					var wg sync.WaitGroup
+					for i, want := range wants {
+						sub := r.Clone(r.Context())
+						for key, vs := range deviceHeaders() {
+							sub.Header[key] = vs
+						}
+						sub.Header.Set("X-Device-Fingerprint", want.seen.fingerprint)
+						sub.Header.Set("X-Client-Id", want.seen.client)
+						sub.Header.Set("Authorization", want.auth)
+						run := func() {
+							rec := httptest.NewRecorder()
+							inner.ServeHTTP(rec, sub)
+							codes[i] = rec.Code
+						}
+						if mode == "concurrent" {
+							wg.Go(run)
+						} else {
+							run()
+						}
+					}
+					wg.Wait()
+					parentAfter = seenIn(r.Context())
+				})
+				w := serve(middleware.Localize(i18n.Default())(batch), newRequest(http.Header{"X-L": {"zh"}}))
+				if w.Code != http.StatusOK {
+					t.Fatalf("batch answered %d: %s", w.Code, w.Body)
+				}
+
+				parentWant := seen{lang: "zh"}
+				if parentBefore != parentWant || parentAfter != parentWant {
+					t.Errorf("parent saw %+v before and %+v after the sub-requests, want %+v both times", parentBefore, parentAfter, parentWant)
+				}
+				wrong := 0
 				for i, want := range wants {
-					sub := r.Clone(r.Context())
-					for key, vs := range deviceHeaders() {
-						sub.Header[key] = vs
+					fp := want.seen.fingerprint
+					if codes[i] != http.StatusOK {
+						t.Fatalf("sub-request %d answered %d", i, codes[i])
 					}
-					sub.Header.Set("X-Device-Fingerprint", want.seen.fingerprint)
-					sub.Header.Set("X-Client-Id", want.seen.client)
-					sub.Header.Set("Authorization", want.auth)
-					run := func() {
-						rec := httptest.NewRecorder()
-						inner.ServeHTTP(rec, sub)
-						codes[i] = rec.Code
-					}
-					if mode == "concurrent" {
-						wg.Go(run)
-					} else {
-						run()
+					during, after := leafSaw[fp], seenIn(leafCtx[fp])
+					if during != want.seen || after != want.seen {
+						wrong++
+						if wrong <= 3 {
+							t.Errorf("sub-request %d saw %+v while it ran and %+v after its siblings, want %+v", i, during, after, want.seen)
+						}
 					}
 				}
-				wg.Wait()
-				parentAfter = seenIn(r.Context())
+				if wrong > 0 {
+					t.Errorf("%d of %d sub-requests saw values that were not their own", wrong, n)
+				}
 			})
-			w := serve(middleware.Localize(i18n.Default())(batch), newRequest(http.Header{"X-L": {"zh"}}))
-			if w.Code != http.StatusOK {
-				t.Fatalf("batch answered %d: %s", w.Code, w.Body)
-			}
-
-			parentWant := seen{lang: "zh"}
-			if parentBefore != parentWant || parentAfter != parentWant {
-				t.Errorf("parent saw %+v before and %+v after the sub-requests, want %+v both times", parentBefore, parentAfter, parentWant)
-			}
-			wrong := 0
-			for i, want := range wants {
-				fp := want.seen.fingerprint
-				if codes[i] != http.StatusOK {
-					t.Fatalf("sub-request %d answered %d", i, codes[i])
-				}
-				during, after := leafSaw[fp], seenIn(leafCtx[fp])
-				if during != want.seen || after != want.seen {
-					wrong++
-					if wrong <= 3 {
-						t.Errorf("sub-request %d saw %+v while it ran and %+v after its siblings, want %+v", i, during, after, want.seen)
-					}
-				}
-			}
-			if wrong > 0 {
-				t.Errorf("%d of %d sub-requests saw values that were not their own", wrong, n)
-			}
-		})
+		}
 	}
 }
 
