@@ -3,21 +3,27 @@ package selfservice_test
 import (
 	"context"
 	"crypto/rand"
+	"database/sql"
+	"encoding/hex"
 	"errors"
 	"fmt"
 	"log"
 	"net/http"
-	"net/http/httptest"
-	"strings"
+	"net/netip"
+	"os"
 	"sync"
 	"time"
 
 	"github.com/ciamkit/selfservice"
 	"github.com/ciamkit/selfservice/i18n"
 	"github.com/ciamkit/selfservice/idtoken"
+	"github.com/ciamkit/selfservice/mail"
 	"github.com/ciamkit/selfservice/middleware"
 	"github.com/ciamkit/selfservice/store"
 	"github.com/ciamkit/selfservice/store/memstore"
+	"github.com/ciamkit/selfservice/store/redisstore"
+	"github.com/ciamkit/selfservice/store/sqlstore"
+	"github.com/redis/go-redis/v9"
 )
 
 func ExampleCanonicalEmail() {
@@ -73,59 +79,96 @@ func ExampleService_Mount() {
 }
 
 // An application that signs its users in itself leaves Config.Verifier
-// out and hands the user over with middleware.WithIdentity.
-func ExampleService_Handler_ownAuthentication() {
-	users := memstore.NewUserStore(store.User{ID: "u-1001", Email: "old@example.com"})
-	mail := &lastMail{}
-	svc, err := selfservice.New(selfservice.Config{
-		Users:      users,
-		Codes:      memstore.NewCodeStore(),
-		Limiter:    memstore.NewLimiter(),
-		Clients:    memstore.NewClientRegistry(store.Client{ID: "my-app"}),
-		Mailer:     mail,
-		Captcha:    selfservice.AllowAllCaptcha{},
-		CodeSecret: make([]byte, selfservice.MinCodeSecretLen),
+// out and hands the user to the handlers with middleware.WithIdentity, from
+// its own authentication middleware.
+func Example_ownAuthentication() {
+	var cfg selfservice.Config // stores, mailer, captcha, secret: as for Mount; no Verifier
+	svc, err := selfservice.New(cfg)
+	if err != nil {
+		log.Fatal(err)
+	}
+	withUser := func(next http.Handler) http.Handler {
+		return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+			userID, signedInAt, ok := yourSession(r) // your own check
+			if ok {
+				id := middleware.Identity{Subject: userID, AuthTime: signedInAt}
+				r = r.WithContext(middleware.WithIdentity(r.Context(), id))
+			}
+			next.ServeHTTP(w, r) // without a user, update-email answers PARAM.0015
+		})
+	}
+	http.Handle("/", withUser(svc.Handler()))
+}
+
+// yourSession stands for the application's own authentication.
+func yourSession(*http.Request) (userID string, signedInAt time.Time, ok bool) {
+	return "", time.Time{}, false
+}
+
+// Production wiring: users in PostgreSQL, codes and budgets in Redis
+// (shared by every replica), mail over SMTP, behind a reverse proxy.
+func Example_production() {
+	ctx := context.Background()
+	db, err := sql.Open("pgx", os.Getenv("DATABASE_URL")) // import _ "github.com/jackc/pgx/v5/stdlib"
+	if err != nil {
+		log.Fatal(err)
+	}
+	db.SetMaxOpenConns(16) // see package sqlstore: size the pool on purpose
+	db.SetMaxIdleConns(16)
+	db.SetConnMaxIdleTime(5 * time.Minute)
+	if err := sqlstore.Migrate(ctx, db, sqlstore.Postgres); err != nil {
+		log.Fatal(err)
+	}
+	rdb := redis.NewClient(&redis.Options{Addr: os.Getenv("REDIS_ADDR")})
+	mailOpts, err := mail.ParseURL(os.Getenv("SMTP_URL")) // smtps://user:pass@smtp.example.com?from=no-reply@example.com
+	if err != nil {
+		log.Fatal(err)
+	}
+	mailer, err := mail.New(mailOpts)
+	if err != nil {
+		log.Fatal(err)
+	}
+	verifier, err := idtoken.New(idtoken.Options{
+		Issuer:  "https://id.example.com",
+		JWKSURL: "https://id.example.com/api/v1/oauth2/keys",
 	})
 	if err != nil {
 		log.Fatal(err)
 	}
-	defer svc.Shutdown(context.Background())
-
-	// The application's own authentication: its session cookie says who
-	// the user is.
-	appAuth := func(next http.Handler) http.Handler {
-		return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-			if c, err := r.Cookie("session"); err == nil && c.Value == "s3cr3t" {
-				r = r.WithContext(middleware.WithIdentity(r.Context(), middleware.Identity{Subject: "u-1001"}))
-			}
-			next.ServeHTTP(w, r)
-		})
+	defer verifier.Close()
+	secret, err := hex.DecodeString(os.Getenv("CODE_SECRET")) // 32+ random bytes, the same on every replica
+	if err != nil {
+		log.Fatal(err)
 	}
-	srv := httptest.NewServer(appAuth(svc.Handler()))
-	defer srv.Close()
 
-	post := func(path, body string) {
-		req, _ := http.NewRequest(http.MethodPost, srv.URL+path, strings.NewReader(body))
-		req.Header = http.Header{
-			"Content-Type": {"application/json"}, "X-Client-Id": {"my-app"}, "Cookie": {"session=s3cr3t"},
-			"X-Operating-Sys-Version": {"ios17"}, "X-Device-Fingerprint": {"fp-1"}, "X-Agent": {"app/1.0"},
-		}
-		resp, err := http.DefaultClient.Do(req)
-		if err != nil {
-			log.Fatal(err)
-		}
-		resp.Body.Close()
-		fmt.Println(path, resp.StatusCode)
+	svc, err := selfservice.New(selfservice.Config{
+		Users:      sqlstore.NewUserStore(db, sqlstore.Postgres),
+		Clients:    sqlstore.NewClientRegistry(db, sqlstore.Postgres),
+		Codes:      redisstore.NewCodeStore(rdb, redisstore.Options{}),
+		Limiter:    redisstore.NewLimiter(rdb, redisstore.Options{}),
+		Verifier:   verifier,
+		Mailer:     mailer,
+		Captcha:    yourCaptcha, // a selfservice.CaptchaVerifier over your human-check service
+		CodeSecret: secret,
+		ClientIP:   selfservice.TrustProxies(netip.MustParsePrefix("10.0.0.0/8")), // your proxies
+	})
+	if err != nil {
+		log.Fatal(err)
 	}
-	post(selfservice.SendCodePath, `{"email":"new@example.com","type":"UPDATE_EMAIL_EMS","captcha_token":"dev"}`)
-	post(selfservice.UpdateEmailPath, `{"email":"new@example.com","verify_code":"`+mail.code()+`"}`)
-	u, _ := users.User(context.Background(), "u-1001")
-	fmt.Println(u.Email)
-	// Output:
-	// /api/v2/sdk/email/send 200
-	// /api/v2/sdk/profile/update-email 200
-	// new@example.com
+	mux := http.NewServeMux()
+	svc.Mount(mux, "")
+	mux.HandleFunc("GET /readyz", func(w http.ResponseWriter, r *http.Request) {
+		if verifier.Ready(r.Context()) != nil { // no JWKS key loaded yet
+			w.WriteHeader(http.StatusServiceUnavailable)
+		}
+	})
+	log.Fatal(http.ListenAndServe(":8080", mux))
 }
+
+// yourCaptcha stands for the integrator's human-check service.
+var yourCaptcha = selfservice.CaptchaFunc(func(ctx context.Context, token string) error {
+	return fmt.Errorf("%w: not a human", selfservice.ErrCaptchaRejected)
+})
 
 // The operations are Go calls too, with the same checks in the same order,
 // for gRPC, huma or any front that is not this package's HTTP.

@@ -3,7 +3,10 @@ package selfservice_test
 import (
 	"context"
 	"errors"
+	"net/http"
+	"net/http/httptest"
 	"net/netip"
+	"strings"
 	"testing"
 	"time"
 
@@ -12,6 +15,7 @@ import (
 	"github.com/ciamkit/selfservice/middleware"
 	"github.com/ciamkit/selfservice/selfservicetest"
 	"github.com/ciamkit/selfservice/store"
+	"github.com/ciamkit/selfservice/store/memstore"
 )
 
 // goAPI is a Service to call through its Go-level operations, with what
@@ -220,5 +224,60 @@ func assertCode(t *testing.T, err error, want i18n.Code) {
 	}
 	if got := i18n.ErrorOf(err).Code; got != want {
 		t.Fatalf("ErrorOf(err).Code = %s, want %s", got, want)
+	}
+}
+
+// TestOwnAuthenticationOverHTTP: with no Verifier, an application's own
+// authentication hands the user to the handlers with WithIdentity, and the
+// whole flow runs over HTTP.
+func TestOwnAuthenticationOverHTTP(t *testing.T) {
+	users := memstore.NewUserStore(store.User{ID: "u-1001", Email: "old@example.com"})
+	mail := &lastMail{}
+	svc, err := selfservice.New(selfservice.Config{
+		Users:      users,
+		Codes:      memstore.NewCodeStore(),
+		Limiter:    memstore.NewLimiter(),
+		Clients:    memstore.NewClientRegistry(store.Client{ID: "my-app"}),
+		Mailer:     mail,
+		Captcha:    selfservice.AllowAllCaptcha{},
+		CodeSecret: make([]byte, selfservice.MinCodeSecretLen),
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer svc.Shutdown(context.Background())
+
+	// The application's own authentication: its session cookie says who
+	// the user is.
+	appAuth := func(next http.Handler) http.Handler {
+		return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+			if c, err := r.Cookie("session"); err == nil && c.Value == "s3cr3t" {
+				r = r.WithContext(middleware.WithIdentity(r.Context(), middleware.Identity{Subject: "u-1001"}))
+			}
+			next.ServeHTTP(w, r)
+		})
+	}
+	srv := httptest.NewServer(appAuth(svc.Handler()))
+	defer srv.Close()
+
+	post := func(path, body string) {
+		req, _ := http.NewRequest(http.MethodPost, srv.URL+path, strings.NewReader(body))
+		req.Header = http.Header{
+			"Content-Type": {"application/json"}, "X-Client-Id": {"my-app"}, "Cookie": {"session=s3cr3t"},
+			"X-Operating-Sys-Version": {"ios17"}, "X-Device-Fingerprint": {"fp-1"}, "X-Agent": {"app/1.0"},
+		}
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		resp.Body.Close()
+		if resp.StatusCode != http.StatusOK {
+			t.Fatalf("%s: %d", path, resp.StatusCode)
+		}
+	}
+	post(selfservice.SendCodePath, `{"email":"new@example.com","type":"UPDATE_EMAIL_EMS","captcha_token":"dev"}`)
+	post(selfservice.UpdateEmailPath, `{"email":"new@example.com","verify_code":"`+mail.code()+`"}`)
+	if u, _ := users.User(context.Background(), "u-1001"); u.Email != "new@example.com" {
+		t.Errorf("email is %q", u.Email)
 	}
 }
