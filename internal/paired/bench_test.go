@@ -14,7 +14,7 @@ import (
 	"github.com/ciamkit/selfservice/internal/paired"
 )
 
-// BenchmarkRS256 validates the harness on this machine with the floor of
+// BenchmarkFloorVsFloor validates the harness on this machine with the floor of
 // BENCHMARKS.md, golang-jwt parsing and verifying an RS256 token:
 //
 //	impl=same      the floor against itself: x-wall and x-cpu must be 1, and
@@ -24,9 +24,9 @@ import (
 //
 // each with one worker and with one per core. Run it with
 //
-//	go test -run '^$' -bench RS256 -count 10 ./internal/paired | tee paired.txt
+//	go test -run '^$' -bench FloorVsFloor -benchtime 100x -count 10 ./internal/paired | tee paired.txt
 //	benchstat -filter '.unit:(x-wall OR x-cpu)' paired.txt
-func BenchmarkRS256(b *testing.B) {
+func BenchmarkFloorVsFloor(b *testing.B) {
 	key := rsaKey(b)
 	raw, err := jwt.NewWithClaims(jwt.SigningMethodRS256, jwt.RegisteredClaims{
 		Issuer:    "https://issuer.example",

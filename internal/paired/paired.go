@@ -10,50 +10,60 @@
 //
 // # Quick start
 //
-// In a _test.go file, one unit of work per function:
+// In a _test.go file, with one unit of work per function:
 //
 //	func BenchmarkUpdateEmailVsFloor(b *testing.B) {
-//		// set-up: keys, token, handler, one request and recorder per worker
+//		// set-up: key, token, handler; a request and a recorder per worker
 //		paired.Run(b, paired.Pair{
-//			Floor: func(w int) error { _, err := parser.ParseWithClaims(raw, &jwt.RegisteredClaims{}, keyfunc); return err },
-//			Impl:  func(w int) error { return serve(h, reqs[w], recs[w]) },
+//			Floor: func(int) error {
+//				_, err := parser.ParseWithClaims(raw, &jwt.RegisteredClaims{}, keyfunc)
+//				return err
+//			},
+//			Impl: func(w int) error { return serve(h, reqs[w], recs[w]) },
 //		})
 //	}
 //
-// then 10 rounds and their statistics:
+// then 10 rounds of about 1 s each, and their statistics:
 //
-//	go test -run '^$' -bench VsFloor -count 10 . | tee vs.txt
-//	benchstat vs.txt
+//	go test -run '^$' -bench VsFloor -benchtime 100x -count 10 . | tee vs.txt
+//	benchstat -filter '.unit:(x-wall OR x-cpu)' vs.txt
 //
-// benchstat prints one table per metric: x-wall and x-cpu, the ratios, with
-// their median over the rounds and its 95 % confidence interval (the ± column),
-// then each side's time, CPU time and allocations per operation.
+// benchstat prints one table per metric: for x-wall and x-cpu, the ratios, the
+// median of the rounds and its 95 % confidence interval (the ± column).
+// Without the filter it also prints the ratios of sums and each side's time,
+// CPU time and allocations per operation. BenchmarkFloorVsFloor in this package's
+// tests is a complete example.
 //
-// # Method
+// # Rounds and batches
 //
 // One call of the benchmark function is one round; -count 10 gives ten.
 //
 //   - Warm-up: each side runs batches of 1, 2, 4, ... operations until one
-//     takes a quarter of Pair.Batch, which gives a first estimate of its cost;
-//     then whole batch pairs run for Pair.Warmup. Each side's batch size, in
-//     operations, is then fixed for the round from the median cost of its
-//     warm-up batches, so that a batch of either side lasts about Pair.Batch
-//     (5 ms by default: far above the clock's resolution and the ~1 µs that
-//     reading it and the CPU counter cost, far below the period of the noise
-//     the method is there to cancel). runtime.GC then runs once, so every round
+//     lasts a quarter of Pair.Batch, which gives a first estimate of its cost;
+//     then batch pairs run for Pair.Warmup (at least 4 pairs), each sizing the
+//     batches again from the lower quartile of the costs per operation seen so
+//     far (a batch that lost the CPU only looks more expensive). Each side's
+//     batch size, in operations, is then fixed for the round, so that a batch
+//     of either side lasts about Pair.Batch: 5 ms by default, thousands of
+//     times the clock's resolution and the ~1 µs that reading the clock and
+//     the CPU counter costs, and short enough for both batches of a pair to
+//     see the same machine. runtime.GC then runs once, so that every round
 //     starts from the same heap.
 //   - Timed part: b.N batch pairs, a floor batch and an implementation batch
-//     each. The order alternates (floor first in even pairs, implementation
-//     first in odd ones), so neither side is always the one that runs after
-//     the other's garbage or in the other's cache. The benchmark timer runs
-//     only here, so -benchtime sets the length of a round: the default 1s
-//     gives about 100 pairs at 5 ms, -benchtime 1x a single pair (a smoke test
-//     that still warms up, about 0.2 s in all), -benchtime 200x exactly 200.
+//     each. The order alternates, floor first in even pairs and
+//     implementation first in odd ones, so that neither side is always the
+//     one that runs in the other's cache or pays for the other's garbage. The
+//     benchmark timer runs only here, so -benchtime sets the length of a
+//     round: -benchtime 100x gives exactly 100 pairs (about 1 s); the default
+//     1s also works but often ends in a second, longer call, because go test
+//     grows b.N from 1 to at most 100 and 100 pairs fall just short of 1 s;
+//     -benchtime 1x is one pair after the warm-up, a smoke test of about 0.2 s.
 //     The iteration count that go test prints is this number of pairs.
 //   - Each batch records its wall time (time.Now, monotonic) and the process
 //     CPU time, user plus system, of every thread (getrusage RUSAGE_SELF,
-//     read before and after the batch), and the heap allocations
-//     (runtime/metrics, which does not stop the world).
+//     read before and after the batch).
+//   - After the timed part, one more batch of each side runs between two
+//     runtime.ReadMemStats for the exact allocation counts.
 //
 // # What the CPU time includes
 //
@@ -64,42 +74,54 @@
 // the heap reaches its goal, so they start in the batch whose allocations
 // reach it, in proportion to each side's allocation; a cycle that outlasts its
 // batch charges its tail to the next one, which, with the alternating order,
-// is as often the same side as the other. The cost of the collector therefore
-// follows the side that allocates, with a small share spilled over to the
-// other side, which moves the CPU ratio slightly towards 1. A longer
-// Pair.Batch reduces that share. runtime.GC runs before the timed part only:
-// collecting before every batch would hide the collector's cost altogether.
+// is as often the same side as the other. The collector's cost therefore
+// follows the side that allocates, with a share spilled over to the other
+// side that moves the CPU ratio slightly towards 1; a longer Pair.Batch
+// reduces that share. runtime.GC runs before the timed part only: collecting
+// before every batch would hide the collector's cost altogether.
 //
 // With Workers > 1 the CPU per operation is the process CPU of the batch
-// divided by its operations: the CPU of every core, so about Workers times
-// the wall time per operation for code that keeps its cores busy.
+// divided by its operations: the CPU of every core, about Workers times the
+// wall time per operation for code that keeps its cores busy. On Linux the
+// counter is exact for the thread that reads it and lags by up to one
+// scheduler tick for a thread still running on another CPU; the reading is
+// taken when every worker has finished its share, so the lag is left to
+// goroutines the measured code started and to the collector.
 //
 // # Which statistic
 //
-// The ratios x-wall and x-cpu are ratios of sums over the round: the
-// implementation's total time per operation over the floor's. Each side's
-// total includes its occasional costs, a collection cycle every few dozen
-// milliseconds, a map that grows, a pool refilled, which a median of per-pair
-// ratios would leave out whenever they touch fewer than half the pairs. And
-// the CPU counter's error at a batch boundary (up to one scheduler tick for a
-// thread still running on another CPU) appears once as excess in one batch and
-// once as deficit in the next, so it cancels in the sums, not in a per-pair
-// ratio. Noise from outside the process, which alternation already spreads over
-// both sides, is what is left of a round's error; the median over rounds and
-// its confidence interval are benchstat's.
+// x-wall and x-cpu are, per round, the median over the pairs of the pair's
+// ratio: the implementation's time per operation in its batch over the
+// floor's in its batch. On a busy machine a batch loses the CPU now and then
+// for a few milliseconds, which adds to its wall time and not to the other
+// batch of the pair. Both batches last the same time by construction, so such
+// losses are as likely on either side and their effect on a pair's ratio is
+// as likely up as down: the median of the pairs hardly moves, however long
+// the losses, while a ratio of sums over the round takes each of them in
+// full. CPU time does not grow while a batch waits, but it varies with what
+// other programs do to the caches, and the same median serves it. With
+// BenchmarkFloorVsFloor on a 2-vCPU VM shared with compilations and a bursty
+// load, 10 rounds: x-wall and x-cpu ±0–3 %, x-wall-sum ±7–24 %, and each
+// side's own time per operation ±9–205 %.
 //
-// The median of the per-pair ratios is reported too, as x-wall-med and
-// x-cpu-med: a ratio of sums that differs from it points at costs that come in
-// bursts, which is worth a profile before a claim.
+// The median has a price: a cost that comes in bursts touching fewer than
+// half the pairs, typically garbage-collection cycles, is partly left out. So
+// each round also reports the ratios of sums, x-wall-sum and x-cpu-sum, which
+// count every such cost in full and are noisier. When they differ from x-wall
+// and x-cpu by more than their ±, which a side that allocates much more than
+// the other does, a longer Pair.Batch brings the two together, or the claim
+// quotes the sum. With 32 KiB of extra garbage per RS256 verification: 5 ms
+// batches gave x-cpu 1.36 and x-cpu-sum 1.40, 20 ms batches (with
+// -benchtime 25x) 1.42 and 1.41.
 //
 // # Metrics
 //
 // Per round, with [testing.B.ReportMetric]:
 //
-//	x-wall, x-cpu            Impl ÷ Floor: wall time and process CPU per operation (ratio of sums)
-//	x-wall-med, x-cpu-med    the median of the same ratios taken pair by pair
-//	floor-ns/op, impl-ns/op  wall time per operation (with Workers > 1: batch wall time ÷ operations)
-//	floor-cpu-ns/op, impl-cpu-ns/op    process CPU per operation, all cores
+//	x-wall, x-cpu            Impl ÷ Floor, wall time and process CPU per operation: median of the pairs
+//	x-wall-sum, x-cpu-sum    the same as a ratio of the sums over the round
+//	floor-ns/op, impl-ns/op  wall time per operation over the round (with Workers > 1: batch wall time ÷ operations)
+//	floor-cpu-ns/op, impl-cpu-ns/op    process CPU per operation over the round, all cores
 //	floor-allocs/op, impl-allocs/op    heap allocations per operation
 //
 // The framework's ns/op, which would be the time of a batch pair, is dropped;
@@ -134,8 +156,8 @@ type Pair struct {
 	// returns an error when the work did not give the expected result;
 	// Run then fails the benchmark. worker is the index of the goroutine
 	// calling it, from 0 to Workers-1, for state that each worker keeps
-	// apart (a request, a ResponseWriter); Floor is never called
-	// concurrently with itself for the same worker.
+	// apart (a request, a ResponseWriter): calls for one worker never
+	// overlap, and Floor and Impl never run at the same time.
 	Floor func(worker int) error
 
 	// Impl does one unit of the implementation that is measured against
@@ -160,11 +182,11 @@ type Pair struct {
 // Run measures p for one round of b.N batch pairs, after its warm-up, and
 // reports the metrics listed in the package documentation. Call it once per
 // benchmark function, after the set-up; the benchmark timer runs only over
-// the timed pairs. It fails b when Floor or Impl returns an error.
+// the timed pairs, so -benchtime 100x makes a round of 100 pairs. It fails b
+// when Floor or Impl returns an error.
 //
 // Panics if Floor or Impl is nil, or if Workers, Batch or Warmup is negative.
 func Run(b *testing.B, p Pair) {
-	curName = b.Name()
 	b.StopTimer()
 	res, err := measure(p, b.N, func(on bool) {
 		if on {
@@ -211,34 +233,33 @@ func (t *totals) add(n int64, s sample) {
 	t.cpu += s.cpu
 }
 
+func (t totals) perOp(d time.Duration) float64 { return float64(d) / float64(t.ops) }
+
 // mem is what one side allocates per operation.
 type mem struct {
 	allocs, bytes float64
 }
 
-func (t totals) perOp(d time.Duration) float64 { return float64(d) / float64(t.ops) }
-
 // result is one round.
 type result struct {
-	pairs                 int
-	cpuOK                 bool
-	side                  [2]totals
-	mem                   [2]mem
-	wallRatio, cpuRatio   float64 // ratios of sums
-	wallMedian, cpuMedian float64 // medians of per-pair ratios
+	cpuOK           bool
+	side            [2]totals
+	mem             [2]mem
+	wall, cpu       float64 // medians of the per-pair ratios
+	wallSum, cpuSum float64 // ratios of the sums over the round
 }
 
 // report passes every metric of r to metric, as b.ReportMetric takes them.
 func (r result) report(metric func(float64, string)) {
 	f, i := r.side[floor], r.side[impl]
 	metric(0, "ns/op")
-	metric(r.wallRatio, "x-wall")
-	metric(r.wallMedian, "x-wall-med")
+	metric(r.wall, "x-wall")
+	metric(r.wallSum, "x-wall-sum")
 	metric(f.perOp(f.wall), "floor-ns/op")
 	metric(i.perOp(i.wall), "impl-ns/op")
 	if r.cpuOK {
-		metric(r.cpuRatio, "x-cpu")
-		metric(r.cpuMedian, "x-cpu-med")
+		metric(r.cpu, "x-cpu")
+		metric(r.cpuSum, "x-cpu-sum")
 		metric(f.perOp(f.cpu), "floor-cpu-ns/op")
 		metric(i.perOp(i.cpu), "impl-cpu-ns/op")
 	}
@@ -276,10 +297,9 @@ func measure(p Pair, pairs int, timer func(on bool)) (result, error) {
 	runtime.GC()
 
 	_, cpuOK := processCPU()
-	res := result{pairs: pairs, cpuOK: cpuOK}
-	wallRatios := make([]float64, 0, pairs)
-	cpuRatios := make([]float64, 0, pairs)
-	var dump [][2]sample
+	res := result{cpuOK: cpuOK}
+	wall := make([]float64, 0, pairs)
+	cpu := make([]float64, 0, pairs)
 	timer(true)
 	for i := range pairs {
 		var got [2]sample
@@ -292,12 +312,10 @@ func measure(p Pair, pairs int, timer func(on bool)) (result, error) {
 			got[s] = smp
 			res.side[s].add(r.n[s], smp)
 		}
-		dump = append(dump, got)
-		wallRatios = append(wallRatios, ratio(got[impl].wall, r.n[impl], got[floor].wall, r.n[floor]))
-		cpuRatios = append(cpuRatios, ratio(got[impl].cpu, r.n[impl], got[floor].cpu, r.n[floor]))
+		wall = append(wall, ratio(got[impl].wall, r.n[impl], got[floor].wall, r.n[floor]))
+		cpu = append(cpu, ratio(got[impl].cpu, r.n[impl], got[floor].cpu, r.n[floor]))
 	}
 	timer(false)
-	dumpPairs(p, r.n, wallRatios, cpuRatios, dump)
 	for s := range res.mem {
 		m, err := r.allocs(side(s))
 		if err != nil {
@@ -306,11 +324,10 @@ func measure(p Pair, pairs int, timer func(on bool)) (result, error) {
 		res.mem[s] = m
 	}
 
-	f, im := res.side[floor], res.side[impl]
-	res.wallRatio = ratio(im.wall, im.ops, f.wall, f.ops)
-	res.cpuRatio = ratio(im.cpu, im.ops, f.cpu, f.ops)
-	res.wallMedian = median(wallRatios)
-	res.cpuMedian = median(cpuRatios)
+	f, i := res.side[floor], res.side[impl]
+	res.wall, res.cpu = median(wall), median(cpu)
+	res.wallSum = ratio(i.wall, i.ops, f.wall, f.ops)
+	res.cpuSum = ratio(i.cpu, i.ops, f.cpu, f.ops)
 	return res, nil
 }
 
@@ -377,9 +394,17 @@ func (r *runner) close() {
 	}
 }
 
-// calibrate sizes the batches of both sides to last about batch each, then
-// runs batch pairs for warmup and sizes them again from the median cost of
-// those.
+// minWarmupPairs is the least number of batch pairs a warm-up runs,
+// however long they take.
+const minWarmupPairs = 4
+
+// calibrate sizes the batches of both sides to last about batch each: a
+// first estimate from batches of doubling size, then batch pairs for at least
+// warmup (and minWarmupPairs), each pair sizing the batches again from the
+// lower quartile of the costs per operation seen so far. A batch that loses
+// the CPU for a while only looks more expensive, so the lower quartile
+// ignores such batches where a median of a few would not; what it gives up is
+// a few per cent of batch length, when some batches are genuinely cheaper.
 func (r *runner) calibrate(batch, warmup time.Duration) error {
 	for s := range r.ops {
 		for n := int64(1); ; n *= 2 {
@@ -395,19 +420,25 @@ func (r *runner) calibrate(batch, warmup time.Duration) error {
 	}
 	var costs [2][]float64
 	deadline := time.Now().Add(warmup)
-	for i := 0; i < 2 || time.Now().Before(deadline); i++ {
+	for i := 0; i < minWarmupPairs || time.Now().Before(deadline); i++ {
 		for _, s := range order(i) {
 			smp, err := r.batch(s, r.n[s])
 			if err != nil {
 				return err
 			}
 			costs[s] = append(costs[s], float64(smp.wall)/float64(r.n[s]))
+			r.n[s] = opsPerBatch(batch, lowerQuartile(costs[s]))
 		}
 	}
-	for s := range r.n {
-		r.n[s] = opsPerBatch(batch, median(costs[s]))
-	}
 	return nil
+}
+
+// lowerQuartile returns the lower quartile of xs (the smallest of one to
+// four values), leaving xs as it was.
+func lowerQuartile(xs []float64) float64 {
+	s := slices.Clone(xs)
+	slices.Sort(s)
+	return s[(len(s)-1)/4]
 }
 
 // opsPerBatch is how many operations of cost perOp (in nanoseconds) fill a
