@@ -6,7 +6,6 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"net/netip"
-	"strings"
 	"testing"
 	"time"
 
@@ -15,7 +14,6 @@ import (
 	"github.com/ciamkit/selfservice/middleware"
 	"github.com/ciamkit/selfservice/selfservicetest"
 	"github.com/ciamkit/selfservice/store"
-	"github.com/ciamkit/selfservice/store/memstore"
 )
 
 // goAPI is a Service to call through its Go-level operations, with what
@@ -231,17 +229,11 @@ func assertCode(t *testing.T, err error, want i18n.Code) {
 // authentication hands the user to the handlers with WithIdentity, and the
 // whole flow runs over HTTP.
 func TestOwnAuthenticationOverHTTP(t *testing.T) {
-	users := memstore.NewUserStore(store.User{ID: "u-1001", Email: "old@example.com"})
-	mail := &lastMail{}
-	svc, err := selfservice.New(selfservice.Config{
-		Users:      users,
-		Codes:      memstore.NewCodeStore(),
-		Limiter:    memstore.NewLimiter(),
-		Clients:    memstore.NewClientRegistry(store.Client{ID: "my-app"}),
-		Mailer:     mail,
-		Captcha:    selfservice.AllowAllCaptcha{},
-		CodeSecret: make([]byte, selfservice.MinCodeSecretLen),
-	})
+	t.Parallel()
+	iss, mail := selfservicetest.NewIssuer(t), &selfservicetest.Mailer{}
+	cfg := selfservicetest.Config(t, iss, mail, store.User{ID: "u-1001", Email: "old@example.com"})
+	cfg.Verifier = nil
+	svc, err := selfservice.New(cfg)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -260,24 +252,13 @@ func TestOwnAuthenticationOverHTTP(t *testing.T) {
 	srv := httptest.NewServer(appAuth(svc.Handler()))
 	defer srv.Close()
 
-	post := func(path, body string) {
-		req, _ := http.NewRequest(http.MethodPost, srv.URL+path, strings.NewReader(body))
-		req.Header = http.Header{
-			"Content-Type": {"application/json"}, "X-Client-Id": {"my-app"}, "Cookie": {"session=s3cr3t"},
-			"X-Operating-Sys-Version": {"ios17"}, "X-Device-Fingerprint": {"fp-1"}, "X-Agent": {"app/1.0"},
-		}
-		resp, err := http.DefaultClient.Do(req)
-		if err != nil {
-			t.Fatal(err)
-		}
-		resp.Body.Close()
-		if resp.StatusCode != http.StatusOK {
-			t.Fatalf("%s: %d", path, resp.StatusCode)
-		}
-	}
-	post(selfservice.SendCodePath, `{"email":"new@example.com","type":"UPDATE_EMAIL_EMS","captcha_token":"dev"}`)
-	post(selfservice.UpdateEmailPath, `{"email":"new@example.com","verify_code":"`+mail.code()+`"}`)
-	if u, _ := users.User(context.Background(), "u-1001"); u.Email != "new@example.com" {
+	stranger := selfservicetest.NewClient(srv.URL, iss.ClientID)
+	stranger.UpdateEmail(t, "", "new@example.com", "123456").Expect(t, http.StatusBadRequest, "IDAAS.SDK.PARAM.0015")
+	signedIn := selfservicetest.NewClient(srv.URL, iss.ClientID)
+	signedIn.Header = http.Header{"Cookie": {"session=s3cr3t"}}
+	signedIn.SendCode(t, "new@example.com").Expect(t, http.StatusOK, "")
+	signedIn.UpdateEmail(t, "", "new@example.com", mail.Code(t, "new@example.com")).Expect(t, http.StatusOK, "")
+	if u, _ := cfg.Users.User(context.Background(), "u-1001"); u.Email != "new@example.com" {
 		t.Errorf("email is %q", u.Email)
 	}
 }

@@ -12,6 +12,7 @@ import (
 	"github.com/golang-jwt/jwt/v5"
 
 	"github.com/ciamkit/selfservice/idtoken"
+	"github.com/ciamkit/selfservice/internal/handlertest"
 	"github.com/ciamkit/selfservice/internal/testkit"
 	"github.com/ciamkit/selfservice/middleware"
 	"github.com/ciamkit/selfservice/store"
@@ -80,7 +81,7 @@ func benchCache(o *idtoken.Options) {
 // benchRequest is a request with every header the chain reads.
 func benchRequest(raw string) *http.Request {
 	r := httptest.NewRequest(http.MethodPost, "/api/v2/sdk/profile/update-email", nil)
-	for k, v := range deviceHeaders() {
+	for k, v := range handlertest.DeviceHeaders() {
 		r.Header[k] = v
 	}
 	r.Header.Set("X-Client-Id", testClient)

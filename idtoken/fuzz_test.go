@@ -11,6 +11,7 @@ import (
 	"github.com/golang-jwt/jwt/v5"
 
 	"github.com/ciamkit/selfservice/idtoken"
+	"github.com/ciamkit/selfservice/internal/handlertest"
 	"github.com/ciamkit/selfservice/middleware"
 )
 
@@ -50,14 +51,14 @@ func FuzzBearerToken(f *testing.F) {
 	})
 	h := middleware.RequireBearer(v)
 	f.Fuzz(func(t *testing.T, authorization string) {
-		next := &recorder{}
+		next := &handlertest.Recorder{}
 		r := httptest.NewRequest(http.MethodPost, "/", nil)
 		r.Header["Authorization"] = []string{authorization}
 		r.Header["X-Client-Id"] = []string{testClient}
-		w := serve(h(next), r)
+		w := handlertest.Serve(h(next), r)
 		if w.Code == http.StatusOK {
-			assertPassed(t, w, next)
-			if c := claimsOf(next.context(t)); c == nil || c.Subject == "" {
+			handlertest.AssertPassed(t, w, next)
+			if c := claimsOf(next.Context(t)); c == nil || c.Subject == "" {
 				t.Errorf("next ran with claims %+v", c)
 			}
 			return
@@ -67,10 +68,10 @@ func FuzzBearerToken(f *testing.F) {
 		}
 		_ = json.Unmarshal(w.Body.Bytes(), &body)
 		switch body.Code {
-		case codeTokenEmpty:
-			assertError(t, w, next, http.StatusBadRequest, codeTokenEmpty, msgTokenEmpty)
+		case handlertest.CodeTokenEmpty:
+			handlertest.AssertError(t, w, next, http.StatusBadRequest, handlertest.CodeTokenEmpty, handlertest.MsgTokenEmpty)
 		default:
-			assertError(t, w, next, http.StatusBadRequest, codeTokenInvalid, msgTokenInvalid)
+			handlertest.AssertError(t, w, next, http.StatusBadRequest, handlertest.CodeTokenInvalid, handlertest.MsgTokenInvalid)
 		}
 	})
 }

@@ -12,6 +12,7 @@ import (
 	"github.com/ciamkit/selfservice/i18n"
 	"github.com/ciamkit/selfservice/idtoken"
 	"github.com/ciamkit/selfservice/internal/configerr"
+	"github.com/ciamkit/selfservice/internal/handlertest"
 	"github.com/ciamkit/selfservice/middleware"
 	"github.com/ciamkit/selfservice/store"
 	"github.com/ciamkit/selfservice/store/memstore"
@@ -22,13 +23,13 @@ import (
 func TestRequireClientIDImplausible(t *testing.T) {
 	t.Parallel()
 	for _, id := range []string{"\xff\xfe", "app\x00", "app\x7f", "a\x01b"} {
-		reg := &countingRegistry{ClientRegistry: memstore.NewClientRegistry(store.Client{ID: testClient})}
-		h := deviceHeaders()
+		reg := &handlertest.CountingRegistry{ClientRegistry: memstore.NewClientRegistry(store.Client{ID: testClient})}
+		h := handlertest.DeviceHeaders()
 		h["X-Client-Id"] = []string{id}
-		next := &recorder{}
-		w := serve(middleware.RequireClientID(reg, discard)(next), newRequest(h))
-		assertError(t, w, next, http.StatusBadRequest, codeClientUnknown, msgClientUnknown)
-		if n := reg.calls.Load(); n != 0 {
+		next := &handlertest.Recorder{}
+		w := handlertest.Serve(middleware.RequireClientID(reg, discard)(next), handlertest.NewRequest(h))
+		handlertest.AssertError(t, w, next, http.StatusBadRequest, handlertest.CodeClientUnknown, handlertest.MsgClientUnknown)
+		if n := reg.Calls(); n != 0 {
 			t.Errorf("X-client-id %q: %d registry calls", id, n)
 		}
 	}

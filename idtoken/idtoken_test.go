@@ -12,6 +12,7 @@ import (
 
 	"github.com/ciamkit/selfservice/i18n"
 	"github.com/ciamkit/selfservice/idtoken"
+	"github.com/ciamkit/selfservice/internal/handlertest"
 	"github.com/ciamkit/selfservice/store"
 	"github.com/ciamkit/selfservice/store/memstore"
 )
@@ -60,9 +61,9 @@ func TestAccessTokenOfAnotherClient(t *testing.T) {
 			if !errors.Is(err, i18n.CodeTokenInvalid) || !errors.Is(err, idtoken.ErrTokenAccessToken) {
 				t.Errorf("Verify error = %v, want ErrTokenInvalid wrapping ErrTokenAccessToken", err)
 			}
-			next := &recorder{}
-			w := serve(chain(reg, v, next), bearerRequest(raw))
-			assertError(t, w, next, http.StatusBadRequest, codeTokenInvalid, msgTokenInvalid)
+			next := &handlertest.Recorder{}
+			w := handlertest.Serve(chain(reg, v, next), bearerRequest(raw))
+			handlertest.AssertError(t, w, next, http.StatusBadRequest, handlertest.CodeTokenInvalid, handlertest.MsgTokenInvalid)
 		})
 	}
 	// The same claims without the markers: an id_token, accepted.

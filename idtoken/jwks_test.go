@@ -17,6 +17,7 @@ import (
 
 	"github.com/ciamkit/selfservice/i18n"
 	"github.com/ciamkit/selfservice/idtoken"
+	"github.com/ciamkit/selfservice/internal/handlertest"
 	"github.com/ciamkit/selfservice/middleware"
 )
 
@@ -58,16 +59,16 @@ func TestJWKSUnavailableAtStart(t *testing.T) {
 	}
 
 	raw := rs256(k).sign(t, claims())
-	bearer := middleware.Localize(i18n.Default())(middleware.RequireBearer(v)(&recorder{}))
+	bearer := middleware.Localize(i18n.Default())(middleware.RequireBearer(v)(&handlertest.Recorder{}))
 
 	_, err := v.Verify(ctx, raw, testClient)
 	if !errors.Is(err, i18n.CodeInternal) || !errors.Is(err, idtoken.ErrKeysUnavailable) {
 		t.Errorf("Verify error = %v, want ErrInternal wrapping ErrKeysUnavailable", err)
 	}
-	for _, tt := range []struct{ xl, msg string }{{"en", msgInternal}, {"zh", msgInternalZH}} {
+	for _, tt := range []struct{ xl, msg string }{{"en", handlertest.MsgInternal}, {"zh", handlertest.MsgInternalZH}} {
 		r := bearerRequest(raw)
 		r.Header.Set("X-L", tt.xl)
-		assertError(t, serve(bearer, r), nil, http.StatusInternalServerError, codeInternal, tt.msg)
+		handlertest.AssertError(t, handlertest.Serve(bearer, r), nil, http.StatusInternalServerError, handlertest.CodeInternal, tt.msg)
 	}
 
 	srv.status.Store(http.StatusOK)
@@ -78,9 +79,9 @@ func TestJWKSUnavailableAtStart(t *testing.T) {
 	if err := v.Ready(ctx); err != nil {
 		t.Errorf("Ready after recovery = %v, want nil", err)
 	}
-	next := &recorder{}
-	w := serve(middleware.RequireBearer(v)(next), bearerRequest(raw))
-	assertPassed(t, w, next)
+	next := &handlertest.Recorder{}
+	w := handlertest.Serve(middleware.RequireBearer(v)(next), bearerRequest(raw))
+	handlertest.AssertPassed(t, w, next)
 }
 
 // A JWKS that fails after keys were loaded keeps the keys it had: known
@@ -198,7 +199,7 @@ func TestJWKSUnknownKIDRateLimit(t *testing.T) {
 		o.UnknownKIDInterval = time.Hour
 	})
 	atStart := srv.fetches.Load()
-	h := middleware.RequireBearer(v)(&recorder{})
+	h := middleware.RequireBearer(v)(&handlertest.Recorder{})
 
 	const n = 50
 	type result struct {
@@ -210,7 +211,7 @@ func TestJWKSUnknownKIDRateLimit(t *testing.T) {
 	for i := range n {
 		raw := signer{jwt.SigningMethodES256, k.es, fmt.Sprintf("random-%d-%s", i, rand.Text())}.sign(t, claims())
 		wg.Go(func() {
-			w := serve(h, bearerRequest(raw))
+			w := handlertest.Serve(h, bearerRequest(raw))
 			results <- result{w.Code, w.Body.String()}
 		})
 	}
@@ -293,11 +294,11 @@ func TestRequireBearerHangingJWKS(t *testing.T) {
 	raw := signer{jwt.SigningMethodRS256, k.rs, "rotated-away"}.sign(t, claims())
 	ctx, cancel := context.WithTimeout(context.Background(), 200*time.Millisecond)
 	defer cancel()
-	next := &recorder{}
+	next := &handlertest.Recorder{}
 	start := time.Now()
-	w := serve(middleware.RequireBearer(v)(next), bearerRequest(raw).WithContext(ctx))
+	w := handlertest.Serve(middleware.RequireBearer(v)(next), bearerRequest(raw).WithContext(ctx))
 	if d := time.Since(start); d > 2*time.Second {
 		t.Errorf("request answered after %v, past its 200ms deadline", d)
 	}
-	assertError(t, w, next, http.StatusBadRequest, codeTokenInvalid, msgTokenInvalid)
+	handlertest.AssertError(t, w, next, http.StatusBadRequest, handlertest.CodeTokenInvalid, handlertest.MsgTokenInvalid)
 }

@@ -22,6 +22,7 @@ import (
 	"github.com/golang-jwt/jwt/v5"
 
 	"github.com/ciamkit/selfservice/idtoken"
+	"github.com/ciamkit/selfservice/internal/handlertest"
 )
 
 const (
@@ -260,8 +261,8 @@ func tamper(t testing.TB, raw string, edit func(jwt.MapClaims)) string {
 // bearerRequest returns a request with the device headers, X-client-id and
 // Authorization: Bearer raw.
 func bearerRequest(raw string) *http.Request {
-	h := deviceHeaders()
+	h := handlertest.DeviceHeaders()
 	h.Set("X-Client-Id", testClient)
 	h.Set("Authorization", "Bearer "+raw)
-	return newRequest(h)
+	return handlertest.NewRequest(h)
 }

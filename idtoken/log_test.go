@@ -13,6 +13,7 @@ import (
 	"github.com/golang-jwt/jwt/v5"
 
 	"github.com/ciamkit/selfservice/idtoken"
+	"github.com/ciamkit/selfservice/internal/handlertest"
 	"github.com/ciamkit/selfservice/middleware"
 )
 
@@ -51,20 +52,20 @@ func TestRefusalLog(t *testing.T) {
 		for _, tt := range tests {
 			t.Run(level.String()+"/"+tt.name, func(t *testing.T) {
 				t.Parallel()
-				logs := &logSink{}
+				logs := &handlertest.LogSink{}
 				v := staticVerifier(t, k, func(o *idtoken.Options) {
-					o.Logger = logs.logger()
+					o.Logger = logs.Logger()
 					if level != slog.LevelInfo { // Info is the zero value, the default
 						o.RefusalLogLevel = level
 					}
 				})
-				next := &recorder{}
-				r := newRequest(http.Header{"X-Client-Id": {tt.client}, "Authorization": {"Bearer " + tt.raw}})
-				assertError(t, serve(middleware.RequireBearer(v)(next), r), next, http.StatusBadRequest, codeTokenInvalid, msgTokenInvalid)
+				next := &handlertest.Recorder{}
+				r := handlertest.NewRequest(http.Header{"X-Client-Id": {tt.client}, "Authorization": {"Bearer " + tt.raw}})
+				handlertest.AssertError(t, handlertest.Serve(middleware.RequireBearer(v)(next), r), next, http.StatusBadRequest, handlertest.CodeTokenInvalid, handlertest.MsgTokenInvalid)
 
-				recs := logs.records()
+				recs := logs.Records()
 				if len(recs) != 1 {
-					t.Fatalf("%d log records, want 1:\n%s", len(recs), logs.text())
+					t.Fatalf("%d log records, want 1:\n%s", len(recs), logs.Text())
 				}
 				rec := recs[0]
 				want := map[string]any{
@@ -76,8 +77,8 @@ func TestRefusalLog(t *testing.T) {
 						t.Errorf("log %s = %v, want %v", key, rec[key], value)
 					}
 				}
-				assertNoSecrets(t, logs.text(), tt.raw, secretSub)
-				if n := len(logs.text()); n > 1500 {
+				assertNoSecrets(t, logs.Text(), tt.raw, secretSub)
+				if n := len(logs.Text()); n > 1500 {
 					t.Errorf("log record of %d bytes", n)
 				}
 			})
@@ -104,9 +105,9 @@ func assertNoSecrets(t *testing.T, text, raw, sub string) {
 func TestRefusalLogCached(t *testing.T) {
 	t.Parallel()
 	k := keys(t)
-	logs := &logSink{}
+	logs := &handlertest.LogSink{}
 	v := staticVerifier(t, k, func(o *idtoken.Options) {
-		o.Logger = logs.logger()
+		o.Logger = logs.Logger()
 		o.Cache = idtoken.CacheOptions{MaxEntries: 10}
 	})
 	raw := eddsa(k).sign(t, claims())
@@ -115,17 +116,17 @@ func TestRefusalLogCached(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	if text := logs.text(); text != "" {
+	if text := logs.Text(); text != "" {
 		t.Fatalf("accepted tokens logged: %s", text)
 	}
 	if _, err := v.Verify(context.Background(), raw, "app-2"); !errors.Is(err, idtoken.ErrTokenAudience) {
 		t.Fatalf("Verify for another client: %v", err)
 	}
-	recs := logs.records()
+	recs := logs.Records()
 	if len(recs) != 1 || recs[0]["reason"] != idtoken.ErrTokenAudience.Error() || recs[0]["kid"] != "ed-1" {
-		t.Errorf("logged %s, want one audience refusal with kid ed-1", logs.text())
+		t.Errorf("logged %s, want one audience refusal with kid ed-1", logs.Text())
 	}
-	assertNoSecrets(t, logs.text(), raw, testUser)
+	assertNoSecrets(t, logs.Text(), raw, testUser)
 }
 
 // TestRefusalLogKeysUnavailable: keys that never loaded are an outage,
@@ -135,18 +136,18 @@ func TestRefusalLogKeysUnavailable(t *testing.T) {
 	k := keys(t)
 	srv := newJWKSServer(t, nil)
 	srv.status.Store(http.StatusServiceUnavailable)
-	logs := &logSink{}
+	logs := &handlertest.LogSink{}
 	v := newVerifier(t, func(o *idtoken.Options) {
 		o.JWKSURL = srv.URL
 		o.KeyRetryMin = time.Hour // no background fetch meanwhile
 		o.UnknownKIDInterval = time.Hour
-		o.Logger = logs.logger()
+		o.Logger = logs.Logger()
 	})
 	raw := rs256(k).sign(t, claims())
-	w := serve(middleware.RequireBearer(v)(&recorder{}), bearerRequest(raw))
-	assertError(t, w, nil, http.StatusInternalServerError, codeInternal, msgInternal)
+	w := handlertest.Serve(middleware.RequireBearer(v)(&handlertest.Recorder{}), bearerRequest(raw))
+	handlertest.AssertError(t, w, nil, http.StatusInternalServerError, handlertest.CodeInternal, handlertest.MsgInternal)
 	var outages int
-	for _, rec := range logs.records() {
+	for _, rec := range logs.Records() {
 		switch rec["msg"] {
 		case "selfservice: token keys unavailable":
 			outages++
@@ -159,9 +160,9 @@ func TestRefusalLogKeysUnavailable(t *testing.T) {
 		}
 	}
 	if outages != 1 {
-		t.Errorf("%d outage records, want 1:\n%s", outages, logs.text())
+		t.Errorf("%d outage records, want 1:\n%s", outages, logs.Text())
 	}
-	assertNoSecrets(t, logs.text(), raw, testUser)
+	assertNoSecrets(t, logs.Text(), raw, testUser)
 }
 
 // TestRefusalLogUnknownKID: a kid the JWKS does not have is its own reason.
@@ -169,32 +170,32 @@ func TestRefusalLogUnknownKID(t *testing.T) {
 	t.Parallel()
 	k := keys(t)
 	srv := newJWKSServer(t, jwksJSON(t, standardSet(k)...))
-	logs := &logSink{}
+	logs := &handlertest.LogSink{}
 	v := newVerifier(t, func(o *idtoken.Options) {
 		o.JWKSURL = srv.URL
-		o.Logger = logs.logger()
+		o.Logger = logs.Logger()
 	})
 	raw := signer{jwt.SigningMethodRS256, k.rs, "rotated-away"}.sign(t, claims())
 	if _, err := v.Verify(context.Background(), raw, testClient); !errors.Is(err, jwkset.ErrKeyNotFound) {
 		t.Fatalf("Verify: %v", err)
 	}
 	var refusals []map[string]any
-	for _, rec := range logs.records() {
+	for _, rec := range logs.Records() {
 		if rec["msg"] == "selfservice: id_token refused" {
 			refusals = append(refusals, rec)
 		}
 	}
 	if len(refusals) != 1 || refusals[0]["reason"] != jwkset.ErrKeyNotFound.Error() || refusals[0]["kid"] != "rotated-away" {
-		t.Errorf("logged %s, want one refusal for the unknown kid", logs.text())
+		t.Errorf("logged %s, want one refusal for the unknown kid", logs.Text())
 	}
 
 	// jwkset quotes the kid in its error: a padded one is cut there too.
-	before := len(logs.text())
+	before := len(logs.Text())
 	padded := signer{jwt.SigningMethodRS256, k.rs, strings.Repeat("k", 6000)}.sign(t, claims())
 	if _, err := v.Verify(context.Background(), padded, testClient); err == nil {
 		t.Fatal("token of a padded unknown kid accepted")
 	}
-	if n := len(logs.text()) - before; n > 2000 {
+	if n := len(logs.Text()) - before; n > 2000 {
 		t.Errorf("%d bytes logged for one refusal of a padded kid", n)
 	}
 }

@@ -20,6 +20,7 @@ import (
 	"github.com/ciamkit/selfservice/i18n"
 	"github.com/ciamkit/selfservice/idtoken"
 	"github.com/ciamkit/selfservice/internal/configerr"
+	"github.com/ciamkit/selfservice/internal/handlertest"
 	"github.com/ciamkit/selfservice/middleware"
 	"github.com/ciamkit/selfservice/store"
 )
@@ -303,18 +304,18 @@ func TestVerifier(t *testing.T) {
 				t.Errorf("Verify error %v does not wrap %v", err, tt.cause)
 			}
 
-			next := &recorder{}
-			w := serve(middleware.RequireBearer(v)(next), bearerRequest(raw))
+			next := &handlertest.Recorder{}
+			w := handlertest.Serve(middleware.RequireBearer(v)(next), bearerRequest(raw))
 			if !tt.ok {
 				if raw == "" {
-					assertError(t, w, next, http.StatusBadRequest, codeTokenEmpty, msgTokenEmpty)
+					handlertest.AssertError(t, w, next, http.StatusBadRequest, handlertest.CodeTokenEmpty, handlertest.MsgTokenEmpty)
 				} else {
-					assertError(t, w, next, http.StatusBadRequest, codeTokenInvalid, msgTokenInvalid)
+					handlertest.AssertError(t, w, next, http.StatusBadRequest, handlertest.CodeTokenInvalid, handlertest.MsgTokenInvalid)
 				}
 				return
 			}
-			assertPassed(t, w, next)
-			if c := claimsOf(next.context(t)); c == nil || c.Subject != subject {
+			handlertest.AssertPassed(t, w, next)
+			if c := claimsOf(next.Context(t)); c == nil || c.Subject != subject {
 				t.Errorf("ClaimsFromContext = %+v, want subject %q", c, subject)
 			}
 		})
@@ -492,20 +493,20 @@ func TestRequireBearerAuthorizationHeader(t *testing.T) {
 		{"upper-case scheme", []string{"BEARER " + good}, http.StatusOK, "", ""},
 		{"tab after the scheme", []string{"Bearer\t" + good}, http.StatusOK, "", ""},
 		{"several spaces and padding", []string{"  Bearer    " + good + "  "}, http.StatusOK, "", ""},
-		{"missing", nil, http.StatusBadRequest, codeTokenEmpty, msgTokenEmpty},
-		{"empty", []string{""}, http.StatusBadRequest, codeTokenEmpty, msgTokenEmpty},
-		{"scheme only", []string{"Bearer"}, http.StatusBadRequest, codeTokenEmpty, msgTokenEmpty},
-		{"scheme and spaces", []string{"Bearer    "}, http.StatusBadRequest, codeTokenEmpty, msgTokenEmpty},
-		{"Basic", []string{"Basic xxx"}, http.StatusBadRequest, codeTokenEmpty, msgTokenEmpty},
-		{"Basic with a token", []string{"Basic " + good}, http.StatusBadRequest, codeTokenEmpty, msgTokenEmpty},
-		{"token without a scheme", []string{good}, http.StatusBadRequest, codeTokenEmpty, msgTokenEmpty},
-		{"no space after the scheme", []string{"Bearer" + good}, http.StatusBadRequest, codeTokenEmpty, msgTokenEmpty},
-		{"short", []string{"Bear"}, http.StatusBadRequest, codeTokenEmpty, msgTokenEmpty},
-		{"garbage token", []string{"Bearer a.b.c"}, http.StatusBadRequest, codeTokenInvalid, msgTokenInvalid},
-		{"two tokens", []string{"Bearer " + good + " " + good}, http.StatusBadRequest, codeTokenInvalid, msgTokenInvalid},
-		{"repeated", []string{"Bearer " + good, "Basic xxx"}, http.StatusBadRequest, codeHeaderRepeated, msgHeaderRepeated},
-		{"repeated with the same token", []string{"Bearer " + good, "Bearer " + good}, http.StatusBadRequest, codeHeaderRepeated, msgHeaderRepeated},
-		{"repeated, the first empty", []string{"", "Bearer " + good}, http.StatusBadRequest, codeHeaderRepeated, msgHeaderRepeated},
+		{"missing", nil, http.StatusBadRequest, handlertest.CodeTokenEmpty, handlertest.MsgTokenEmpty},
+		{"empty", []string{""}, http.StatusBadRequest, handlertest.CodeTokenEmpty, handlertest.MsgTokenEmpty},
+		{"scheme only", []string{"Bearer"}, http.StatusBadRequest, handlertest.CodeTokenEmpty, handlertest.MsgTokenEmpty},
+		{"scheme and spaces", []string{"Bearer    "}, http.StatusBadRequest, handlertest.CodeTokenEmpty, handlertest.MsgTokenEmpty},
+		{"Basic", []string{"Basic xxx"}, http.StatusBadRequest, handlertest.CodeTokenEmpty, handlertest.MsgTokenEmpty},
+		{"Basic with a token", []string{"Basic " + good}, http.StatusBadRequest, handlertest.CodeTokenEmpty, handlertest.MsgTokenEmpty},
+		{"token without a scheme", []string{good}, http.StatusBadRequest, handlertest.CodeTokenEmpty, handlertest.MsgTokenEmpty},
+		{"no space after the scheme", []string{"Bearer" + good}, http.StatusBadRequest, handlertest.CodeTokenEmpty, handlertest.MsgTokenEmpty},
+		{"short", []string{"Bear"}, http.StatusBadRequest, handlertest.CodeTokenEmpty, handlertest.MsgTokenEmpty},
+		{"garbage token", []string{"Bearer a.b.c"}, http.StatusBadRequest, handlertest.CodeTokenInvalid, handlertest.MsgTokenInvalid},
+		{"two tokens", []string{"Bearer " + good + " " + good}, http.StatusBadRequest, handlertest.CodeTokenInvalid, handlertest.MsgTokenInvalid},
+		{"repeated", []string{"Bearer " + good, "Basic xxx"}, http.StatusBadRequest, handlertest.CodeHeaderRepeated, handlertest.MsgHeaderRepeated},
+		{"repeated with the same token", []string{"Bearer " + good, "Bearer " + good}, http.StatusBadRequest, handlertest.CodeHeaderRepeated, handlertest.MsgHeaderRepeated},
+		{"repeated, the first empty", []string{"", "Bearer " + good}, http.StatusBadRequest, handlertest.CodeHeaderRepeated, handlertest.MsgHeaderRepeated},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -514,14 +515,14 @@ func TestRequireBearerAuthorizationHeader(t *testing.T) {
 			if tt.authorization != nil {
 				h["Authorization"] = tt.authorization
 			}
-			next := &recorder{}
-			w := serve(middleware.RequireBearer(v)(next), newRequest(h))
+			next := &handlertest.Recorder{}
+			w := handlertest.Serve(middleware.RequireBearer(v)(next), handlertest.NewRequest(h))
 			if tt.status != http.StatusOK {
-				assertError(t, w, next, tt.status, tt.code, tt.msg)
+				handlertest.AssertError(t, w, next, tt.status, tt.code, tt.msg)
 				return
 			}
-			assertPassed(t, w, next)
-			if c := claimsOf(next.context(t)); c == nil || c.Subject != testUser {
+			handlertest.AssertPassed(t, w, next)
+			if c := claimsOf(next.Context(t)); c == nil || c.Subject != testUser {
 				t.Errorf("ClaimsFromContext = %+v", c)
 			}
 		})
@@ -566,13 +567,13 @@ func TestRequireBearerAudienceSource(t *testing.T) {
 			if tt.clientID != nil {
 				h["X-Client-Id"] = tt.clientID
 			}
-			next := &recorder{}
-			w := serve(tt.chain(next), newRequest(h))
+			next := &handlertest.Recorder{}
+			w := handlertest.Serve(tt.chain(next), handlertest.NewRequest(h))
 			if !tt.ok {
-				assertError(t, w, next, http.StatusBadRequest, codeTokenInvalid, msgTokenInvalid)
+				handlertest.AssertError(t, w, next, http.StatusBadRequest, handlertest.CodeTokenInvalid, handlertest.MsgTokenInvalid)
 				return
 			}
-			assertPassed(t, w, next)
+			handlertest.AssertPassed(t, w, next)
 		})
 	}
 }
@@ -583,23 +584,23 @@ func TestRequireBearerLocalised(t *testing.T) {
 	tests := []struct {
 		name, authorization, code, msg string
 	}{
-		{"empty", "", codeTokenEmpty, msgTokenEmptyZH},
-		{"invalid", "Bearer x.y.z", codeTokenInvalid, msgTokenInvalidZH},
+		{"empty", "", handlertest.CodeTokenEmpty, handlertest.MsgTokenEmptyZH},
+		{"invalid", "Bearer x.y.z", handlertest.CodeTokenInvalid, handlertest.MsgTokenInvalidZH},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			t.Parallel()
-			next := &recorder{}
+			next := &handlertest.Recorder{}
 			h := middleware.Localize(i18n.Default())(middleware.RequireBearer(v)(next))
-			r := newRequest(http.Header{"Authorization": {tt.authorization}, "X-L": {"zh"}, "X-Client-Id": {testClient}})
-			assertError(t, serve(h, r), next, http.StatusBadRequest, tt.code, tt.msg)
+			r := handlertest.NewRequest(http.Header{"Authorization": {tt.authorization}, "X-L": {"zh"}, "X-Client-Id": {testClient}})
+			handlertest.AssertError(t, handlertest.Serve(h, r), next, http.StatusBadRequest, tt.code, tt.msg)
 		})
 	}
 }
 
 func TestRequireBearerPanicsOnNilVerifier(t *testing.T) {
 	t.Parallel()
-	assertPanics(t, "RequireBearer(nil)", func() { middleware.RequireBearer(nil) })
+	handlertest.AssertPanics(t, "RequireBearer(nil)", func() { middleware.RequireBearer(nil) })
 }
 
 // TestRequireBearerRepeatedClientID: on its own, RequireBearer reads
@@ -611,8 +612,8 @@ func TestRequireBearerRepeatedClientID(t *testing.T) {
 	v := staticVerifier(t, k, nil)
 	raw := eddsa(k).sign(t, claims(setClaim("aud", []string{testClient, "app-2"}), setClaim("azp", testClient)))
 	for _, ids := range [][]string{{testClient, "app-2"}, {testClient, testClient}, {"app-2", testClient}} {
-		next := &recorder{}
-		w := serve(middleware.RequireBearer(v)(next), newRequest(http.Header{"X-Client-Id": ids, "Authorization": {"Bearer " + raw}}))
-		assertError(t, w, next, http.StatusBadRequest, codeHeaderRepeated, msgHeaderRepeated)
+		next := &handlertest.Recorder{}
+		w := handlertest.Serve(middleware.RequireBearer(v)(next), handlertest.NewRequest(http.Header{"X-Client-Id": ids, "Authorization": {"Bearer " + raw}}))
+		handlertest.AssertError(t, w, next, http.StatusBadRequest, handlertest.CodeHeaderRepeated, handlertest.MsgHeaderRepeated)
 	}
 }

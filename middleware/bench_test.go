@@ -7,6 +7,7 @@ import (
 	"testing"
 
 	"github.com/ciamkit/selfservice/i18n"
+	"github.com/ciamkit/selfservice/internal/handlertest"
 	"github.com/ciamkit/selfservice/internal/testkit"
 	"github.com/ciamkit/selfservice/middleware"
 	"github.com/ciamkit/selfservice/store"
@@ -24,7 +25,7 @@ var empty = http.HandlerFunc(func(http.ResponseWriter, *http.Request) {})
 // bearer token the benchmarks' verifier accepts.
 func benchRequest() *http.Request {
 	r := httptest.NewRequest(http.MethodPost, "/api/v2/sdk/profile/update-email", nil)
-	for k, v := range deviceHeaders() {
+	for k, v := range handlertest.DeviceHeaders() {
 		r.Header[k] = v
 	}
 	r.Header.Set("X-Client-Id", testClient)

@@ -8,6 +8,7 @@ import (
 	"golang.org/x/text/language"
 
 	"github.com/ciamkit/selfservice/i18n"
+	"github.com/ciamkit/selfservice/internal/handlertest"
 	"github.com/ciamkit/selfservice/middleware"
 	"github.com/ciamkit/selfservice/store"
 	"github.com/ciamkit/selfservice/store/memstore"
@@ -52,19 +53,19 @@ func TestChainOrder(t *testing.T) {
 		status   int
 		code     string
 		en, zh   string
-		lookups  int32
+		lookups  int
 		reaching bool // the request reaches the handler
 	}{
-		{"every fault: device first", faults{true, "", ""}, 400, codeDevice, msgDevice, msgDeviceZH, 0, false},
-		{"device, unknown client and bad token: device", faults{true, "nope", expired}, 400, codeDevice, msgDevice, msgDeviceZH, 0, false},
-		{"device only", faults{true, testClient, good}, 400, codeDevice, msgDevice, msgDeviceZH, 0, false},
-		{"empty client and no token: client empty", faults{false, "", ""}, 400, codeClientEmpty, msgClientEmpty, msgClientEmptyZH, 0, false},
-		{"empty client and bad token: client empty", faults{false, "", expired}, 400, codeClientEmpty, msgClientEmpty, msgClientEmptyZH, 0, false},
-		{"unknown client and no token: client registered", faults{false, "nope", ""}, 400, codeClientUnknown, msgClientUnknown, msgClientUnknownZH, 1, false},
-		{"unknown client and bad token: client registered", faults{false, "nope", expired}, 400, codeClientUnknown, msgClientUnknown, msgClientUnknownZH, 1, false},
-		{"no token", faults{false, testClient, ""}, 400, codeTokenEmpty, msgTokenEmpty, msgTokenEmptyZH, 1, false},
-		{"Basic instead of Bearer", faults{false, testClient, "Basic dXNlcjpwYXNz"}, 400, codeTokenEmpty, msgTokenEmpty, msgTokenEmptyZH, 1, false},
-		{"expired token", faults{false, testClient, expired}, 400, codeTokenInvalid, msgTokenInvalid, msgTokenInvalidZH, 1, false},
+		{"every fault: device first", faults{true, "", ""}, 400, handlertest.CodeDevice, handlertest.MsgDevice, handlertest.MsgDeviceZH, 0, false},
+		{"device, unknown client and bad token: device", faults{true, "nope", expired}, 400, handlertest.CodeDevice, handlertest.MsgDevice, handlertest.MsgDeviceZH, 0, false},
+		{"device only", faults{true, testClient, good}, 400, handlertest.CodeDevice, handlertest.MsgDevice, handlertest.MsgDeviceZH, 0, false},
+		{"empty client and no token: client empty", faults{false, "", ""}, 400, handlertest.CodeClientEmpty, handlertest.MsgClientEmpty, handlertest.MsgClientEmptyZH, 0, false},
+		{"empty client and bad token: client empty", faults{false, "", expired}, 400, handlertest.CodeClientEmpty, handlertest.MsgClientEmpty, handlertest.MsgClientEmptyZH, 0, false},
+		{"unknown client and no token: client registered", faults{false, "nope", ""}, 400, handlertest.CodeClientUnknown, handlertest.MsgClientUnknown, handlertest.MsgClientUnknownZH, 1, false},
+		{"unknown client and bad token: client registered", faults{false, "nope", expired}, 400, handlertest.CodeClientUnknown, handlertest.MsgClientUnknown, handlertest.MsgClientUnknownZH, 1, false},
+		{"no token", faults{false, testClient, ""}, 400, handlertest.CodeTokenEmpty, handlertest.MsgTokenEmpty, handlertest.MsgTokenEmptyZH, 1, false},
+		{"Basic instead of Bearer", faults{false, testClient, "Basic dXNlcjpwYXNz"}, 400, handlertest.CodeTokenEmpty, handlertest.MsgTokenEmpty, handlertest.MsgTokenEmptyZH, 1, false},
+		{"expired token", faults{false, testClient, expired}, 400, handlertest.CodeTokenInvalid, handlertest.MsgTokenInvalid, handlertest.MsgTokenInvalidZH, 1, false},
 		{"no fault", faults{false, testClient, good}, 200, "", "", "", 1, true},
 	}
 	for _, tt := range tests {
@@ -76,9 +77,9 @@ func TestChainOrder(t *testing.T) {
 			for _, impl := range chains {
 				t.Run(impl.name+"/"+tt.name+"/"+lang.xl, func(t *testing.T) {
 					t.Parallel()
-					reg := &countingRegistry{ClientRegistry: memstore.NewClientRegistry(store.Client{ID: testClient, Name: "App One"})}
-					next := &recorder{}
-					h := deviceHeaders()
+					reg := &handlertest.CountingRegistry{ClientRegistry: memstore.NewClientRegistry(store.Client{ID: testClient, Name: "App One"})}
+					next := &handlertest.Recorder{}
+					h := handlertest.DeviceHeaders()
 					if tt.faults.noDevice {
 						h = http.Header{}
 					}
@@ -86,19 +87,19 @@ func TestChainOrder(t *testing.T) {
 					h.Set("X-Client-Id", tt.faults.clientID)
 					h.Set("Authorization", tt.faults.auth)
 
-					w := serve(impl.build(reg, v, next), newRequest(h))
+					w := handlertest.Serve(impl.build(reg, v, next), handlertest.NewRequest(h))
 					if got := w.Header().Get("Content-Language"); got != lang.tag.String() {
 						t.Errorf("Content-Language = %q, want %q", got, lang.tag)
 					}
-					if got := reg.calls.Load(); got != tt.lookups {
+					if got := reg.Calls(); got != tt.lookups {
 						t.Errorf("registry called %d times, want %d", got, tt.lookups)
 					}
 					if !tt.reaching {
-						assertError(t, w, next, tt.status, tt.code, lang.msg)
+						handlertest.AssertError(t, w, next, tt.status, tt.code, lang.msg)
 						return
 					}
-					assertPassed(t, w, next)
-					ctx := next.context(t)
+					handlertest.AssertPassed(t, w, next)
+					ctx := next.Context(t)
 					if loc := middleware.LocaleFromContext(ctx); loc == nil || loc.Tag() != lang.tag {
 						t.Errorf("LocaleFromContext = %v, want %v", loc, lang.tag)
 					}
@@ -121,11 +122,11 @@ func TestChainOrder(t *testing.T) {
 func TestChainRegistryDown(t *testing.T) {
 	t.Parallel()
 	v := tokens{}
-	next := &recorder{}
-	h := deviceHeaders()
+	next := &handlertest.Recorder{}
+	h := handlertest.DeviceHeaders()
 	h.Set("X-Client-Id", testClient)
 	for _, impl := range chains {
-		w := serve(impl.build(failingRegistry{errors.New("registry down")}, v, next), newRequest(h))
-		assertError(t, w, next, http.StatusInternalServerError, codeInternal, msgInternal)
+		w := handlertest.Serve(impl.build(handlertest.FailingRegistry{Err: errors.New("registry down")}, v, next), handlertest.NewRequest(h))
+		handlertest.AssertError(t, w, next, http.StatusInternalServerError, handlertest.CodeInternal, handlertest.MsgInternal)
 	}
 }

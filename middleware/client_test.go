@@ -8,6 +8,7 @@ import (
 	"testing"
 
 	"github.com/ciamkit/selfservice/i18n"
+	"github.com/ciamkit/selfservice/internal/handlertest"
 	"github.com/ciamkit/selfservice/middleware"
 	"github.com/ciamkit/selfservice/store"
 	"github.com/ciamkit/selfservice/store/memstore"
@@ -28,38 +29,38 @@ func TestRequireClientID(t *testing.T) {
 		header    []string // nil: no X-client-id
 		status    int
 		code, msg string
-		lookups   int32
+		lookups   int
 		want      store.Client // when let through
 	}{
 		{"registered", []string{"app-1"}, http.StatusOK, "", "", 1, clients[0]},
 		{"registered, padded", []string{"  app-1\t"}, http.StatusOK, "", "", 1, clients[0]},
 		{"registered, at the length limit", []string{atLimit}, http.StatusOK, "", "", 1, clients[1]},
-		{"missing", nil, http.StatusBadRequest, codeClientEmpty, msgClientEmpty, 0, store.Client{}},
-		{"empty", []string{""}, http.StatusBadRequest, codeClientEmpty, msgClientEmpty, 0, store.Client{}},
-		{"blank", []string{" \t "}, http.StatusBadRequest, codeClientEmpty, msgClientEmpty, 0, store.Client{}},
-		{"unknown", []string{"app-2"}, http.StatusBadRequest, codeClientUnknown, msgClientUnknown, 1, store.Client{}},
-		{"case differs", []string{"APP-1"}, http.StatusBadRequest, codeClientUnknown, msgClientUnknown, 1, store.Client{}},
-		{"too long, even if registered", []string{overLimit}, http.StatusBadRequest, codeClientUnknown, msgClientUnknown, 0, store.Client{}},
+		{"missing", nil, http.StatusBadRequest, handlertest.CodeClientEmpty, handlertest.MsgClientEmpty, 0, store.Client{}},
+		{"empty", []string{""}, http.StatusBadRequest, handlertest.CodeClientEmpty, handlertest.MsgClientEmpty, 0, store.Client{}},
+		{"blank", []string{" \t "}, http.StatusBadRequest, handlertest.CodeClientEmpty, handlertest.MsgClientEmpty, 0, store.Client{}},
+		{"unknown", []string{"app-2"}, http.StatusBadRequest, handlertest.CodeClientUnknown, handlertest.MsgClientUnknown, 1, store.Client{}},
+		{"case differs", []string{"APP-1"}, http.StatusBadRequest, handlertest.CodeClientUnknown, handlertest.MsgClientUnknown, 1, store.Client{}},
+		{"too long, even if registered", []string{overLimit}, http.StatusBadRequest, handlertest.CodeClientUnknown, handlertest.MsgClientUnknown, 0, store.Client{}},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			t.Parallel()
-			reg := &countingRegistry{ClientRegistry: memstore.NewClientRegistry(clients...)}
-			next := &recorder{}
+			reg := &handlertest.CountingRegistry{ClientRegistry: memstore.NewClientRegistry(clients...)}
+			next := &handlertest.Recorder{}
 			hdr := http.Header{}
 			if tt.header != nil {
 				hdr["X-Client-Id"] = tt.header
 			}
-			w := serve(middleware.RequireClientID(reg, discard)(next), newRequest(hdr))
-			if got := reg.calls.Load(); got != tt.lookups {
+			w := handlertest.Serve(middleware.RequireClientID(reg, discard)(next), handlertest.NewRequest(hdr))
+			if got := reg.Calls(); got != tt.lookups {
 				t.Errorf("registry called %d times, want %d", got, tt.lookups)
 			}
 			if tt.status != http.StatusOK {
-				assertError(t, w, next, tt.status, tt.code, tt.msg)
+				handlertest.AssertError(t, w, next, tt.status, tt.code, tt.msg)
 				return
 			}
-			assertPassed(t, w, next)
-			c, ok := middleware.ClientFromContext(next.context(t))
+			handlertest.AssertPassed(t, w, next)
+			c, ok := middleware.ClientFromContext(next.Context(t))
 			if !ok || c != tt.want {
 				t.Errorf("ClientFromContext = %+v, %v; want %+v, true", c, ok, tt.want)
 			}
@@ -76,18 +77,18 @@ func TestRequireClientIDRegistryFailure(t *testing.T) {
 		xl   string
 		msg  string
 	}{
-		{"plain error", errors.New(secret), "", msgInternal},
-		{"wrapped error", fmt.Errorf("clients: %w", errors.New(secret)), "", msgInternal},
-		{"other sentinel", fmt.Errorf("%s: %w", secret, store.ErrRateLimited), "", msgInternal},
-		{"in Chinese", errors.New(secret), "zh", msgInternalZH},
+		{"plain error", errors.New(secret), "", handlertest.MsgInternal},
+		{"wrapped error", fmt.Errorf("clients: %w", errors.New(secret)), "", handlertest.MsgInternal},
+		{"other sentinel", fmt.Errorf("%s: %w", secret, store.ErrRateLimited), "", handlertest.MsgInternal},
+		{"in Chinese", errors.New(secret), "zh", handlertest.MsgInternalZH},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			t.Parallel()
-			next := &recorder{}
-			h := middleware.Localize(i18n.Default())(middleware.RequireClientID(failingRegistry{tt.err}, discard)(next))
-			w := serve(h, newRequest(http.Header{"X-Client-Id": {"app-1"}, "X-L": {tt.xl}}))
-			assertError(t, w, next, http.StatusInternalServerError, codeInternal, tt.msg)
+			next := &handlertest.Recorder{}
+			h := middleware.Localize(i18n.Default())(middleware.RequireClientID(handlertest.FailingRegistry{Err: tt.err}, discard)(next))
+			w := handlertest.Serve(h, handlertest.NewRequest(http.Header{"X-Client-Id": {"app-1"}, "X-L": {tt.xl}}))
+			handlertest.AssertError(t, w, next, http.StatusInternalServerError, handlertest.CodeInternal, tt.msg)
 			for _, leak := range []string{"hunter2", "10.1.2.3", "connection refused", "clients:"} {
 				if strings.Contains(w.Body.String(), leak) {
 					t.Errorf("body %s leaks %q", w.Body, leak)
@@ -100,10 +101,10 @@ func TestRequireClientIDRegistryFailure(t *testing.T) {
 // A registry may wrap ErrNotFound with its own context.
 func TestRequireClientIDWrappedNotFound(t *testing.T) {
 	t.Parallel()
-	next := &recorder{}
-	reg := failingRegistry{fmt.Errorf("sql registry: client %q: %w", "x", store.ErrNotFound)}
-	w := serve(middleware.RequireClientID(reg, discard)(next), newRequest(http.Header{"X-Client-Id": {"x"}}))
-	assertError(t, w, next, http.StatusBadRequest, codeClientUnknown, msgClientUnknown)
+	next := &handlertest.Recorder{}
+	reg := handlertest.FailingRegistry{Err: fmt.Errorf("sql registry: client %q: %w", "x", store.ErrNotFound)}
+	w := handlertest.Serve(middleware.RequireClientID(reg, discard)(next), handlertest.NewRequest(http.Header{"X-Client-Id": {"x"}}))
+	handlertest.AssertError(t, w, next, http.StatusBadRequest, handlertest.CodeClientUnknown, handlertest.MsgClientUnknown)
 }
 
 func TestRequireClientIDLocalised(t *testing.T) {
@@ -112,23 +113,23 @@ func TestRequireClientIDLocalised(t *testing.T) {
 	tests := []struct {
 		name, id, code, msg string
 	}{
-		{"empty", "", codeClientEmpty, msgClientEmptyZH},
-		{"unknown", "nope", codeClientUnknown, msgClientUnknownZH},
+		{"empty", "", handlertest.CodeClientEmpty, handlertest.MsgClientEmptyZH},
+		{"unknown", "nope", handlertest.CodeClientUnknown, handlertest.MsgClientUnknownZH},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			t.Parallel()
-			next := &recorder{}
+			next := &handlertest.Recorder{}
 			h := middleware.Localize(i18n.Default())(middleware.RequireClientID(reg, discard)(next))
-			w := serve(h, newRequest(http.Header{"X-Client-Id": {tt.id}, "X-L": {"zh_CN"}}))
-			assertError(t, w, next, http.StatusBadRequest, tt.code, tt.msg)
+			w := handlertest.Serve(h, handlertest.NewRequest(http.Header{"X-Client-Id": {tt.id}, "X-L": {"zh_CN"}}))
+			handlertest.AssertError(t, w, next, http.StatusBadRequest, tt.code, tt.msg)
 		})
 	}
 }
 
 func TestRequireClientIDPanicsOnNilRegistry(t *testing.T) {
 	t.Parallel()
-	assertPanics(t, "RequireClientID(nil)", func() { middleware.RequireClientID(nil, nil) })
+	handlertest.AssertPanics(t, "RequireClientID(nil)", func() { middleware.RequireClientID(nil, nil) })
 }
 
 // TestRequireClientIDRepeated: two X-client-id values are refused before
@@ -149,14 +150,14 @@ func TestRequireClientIDRepeated(t *testing.T) {
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			t.Parallel()
-			reg := &countingRegistry{ClientRegistry: memstore.NewClientRegistry(store.Client{ID: "app-1"}, store.Client{ID: "app-2"})}
-			next := &recorder{}
+			reg := &handlertest.CountingRegistry{ClientRegistry: memstore.NewClientRegistry(store.Client{ID: "app-1"}, store.Client{ID: "app-2"})}
+			next := &handlertest.Recorder{}
 			h := middleware.Localize(i18n.Default())(middleware.RequireClientID(reg, discard)(next))
-			for _, lang := range []struct{ xl, msg string }{{"en", msgHeaderRepeated}, {"zh", msgHeaderRepeatedZH}} {
-				w := serve(h, newRequest(http.Header{"X-Client-Id": tt.ids, "X-L": {lang.xl}}))
-				assertError(t, w, next, http.StatusBadRequest, codeHeaderRepeated, lang.msg)
+			for _, lang := range []struct{ xl, msg string }{{"en", handlertest.MsgHeaderRepeated}, {"zh", handlertest.MsgHeaderRepeatedZH}} {
+				w := handlertest.Serve(h, handlertest.NewRequest(http.Header{"X-Client-Id": tt.ids, "X-L": {lang.xl}}))
+				handlertest.AssertError(t, w, next, http.StatusBadRequest, handlertest.CodeHeaderRepeated, lang.msg)
 			}
-			if n := reg.calls.Load(); n != 0 {
+			if n := reg.Calls(); n != 0 {
 				t.Errorf("registry called %d times", n)
 			}
 		})
@@ -167,12 +168,12 @@ func TestRequireClientIDRepeated(t *testing.T) {
 // once.
 func TestRequireClientIDLogger(t *testing.T) {
 	t.Parallel()
-	logs := &logSink{}
-	next := &recorder{}
-	h := middleware.RequireClientID(failingRegistry{errors.New("registry down")}, logs.logger())(next)
-	w := serve(h, newRequest(http.Header{"X-Client-Id": {"app-1"}}))
-	assertError(t, w, next, http.StatusInternalServerError, codeInternal, msgInternal)
-	recs := logs.records()
+	logs := &handlertest.LogSink{}
+	next := &handlertest.Recorder{}
+	h := middleware.RequireClientID(handlertest.FailingRegistry{Err: errors.New("registry down")}, logs.Logger())(next)
+	w := handlertest.Serve(h, handlertest.NewRequest(http.Header{"X-Client-Id": {"app-1"}}))
+	handlertest.AssertError(t, w, next, http.StatusInternalServerError, handlertest.CodeInternal, handlertest.MsgInternal)
+	recs := logs.Records()
 	if len(recs) != 1 || recs[0]["msg"] != "selfservice: client registry failed" || recs[0]["level"] != "ERROR" ||
 		!strings.Contains(fmt.Sprint(recs[0]["error"]), "registry down") {
 		t.Errorf("logged %v, want one ERROR record of the registry failure", recs)

@@ -9,6 +9,7 @@ import (
 	"testing"
 
 	"github.com/ciamkit/selfservice/i18n"
+	"github.com/ciamkit/selfservice/internal/handlertest"
 	"github.com/ciamkit/selfservice/middleware"
 	"github.com/ciamkit/selfservice/store"
 	"github.com/ciamkit/selfservice/store/memstore"
@@ -88,7 +89,7 @@ func TestFanOutSubRequests(t *testing.T) {
 					var wg sync.WaitGroup
 					for i, want := range wants {
 						sub := r.Clone(r.Context())
-						for key, vs := range deviceHeaders() {
+						for key, vs := range handlertest.DeviceHeaders() {
 							sub.Header[key] = vs
 						}
 						sub.Header.Set("X-Device-Fingerprint", want.seen.fingerprint)
@@ -108,7 +109,7 @@ func TestFanOutSubRequests(t *testing.T) {
 					wg.Wait()
 					parentAfter = seenIn(r.Context())
 				})
-				w := serve(middleware.Localize(i18n.Default())(batch), newRequest(http.Header{"X-L": {"zh"}}))
+				w := handlertest.Serve(middleware.Localize(i18n.Default())(batch), handlertest.NewRequest(http.Header{"X-L": {"zh"}}))
 				if w.Code != http.StatusOK {
 					t.Fatalf("batch answered %d: %s", w.Code, w.Body)
 				}
@@ -158,7 +159,7 @@ func TestDerivedRequestLeavesParent(t *testing.T) {
 		again.ServeHTTP(httptest.NewRecorder(), sub)
 		after = seenIn(r.Context())
 	})))
-	w := serve(outer, newRequest(http.Header{"X-L": {"en"}, "X-Client-Id": {"app-1"}}))
+	w := handlertest.Serve(outer, handlertest.NewRequest(http.Header{"X-L": {"en"}, "X-Client-Id": {"app-1"}}))
 	if w.Code != http.StatusOK {
 		t.Fatalf("answered %d: %s", w.Code, w.Body)
 	}

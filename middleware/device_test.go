@@ -8,6 +8,7 @@ import (
 	"testing"
 
 	"github.com/ciamkit/selfservice/i18n"
+	"github.com/ciamkit/selfservice/internal/handlertest"
 	"github.com/ciamkit/selfservice/middleware"
 )
 
@@ -76,16 +77,16 @@ func TestDeviceHeaders(t *testing.T) {
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			t.Parallel()
-			h := deviceHeaders()
+			h := handlertest.DeviceHeaders()
 			tt.edit(h)
-			next := &recorder{}
-			w := serve(middleware.DeviceHeaders(next), newRequest(h))
+			next := &handlertest.Recorder{}
+			w := handlertest.Serve(middleware.DeviceHeaders(next), handlertest.NewRequest(h))
 			if !tt.ok {
-				assertError(t, w, next, http.StatusBadRequest, codeDevice, msgDevice)
+				handlertest.AssertError(t, w, next, http.StatusBadRequest, handlertest.CodeDevice, handlertest.MsgDevice)
 				return
 			}
-			assertPassed(t, w, next)
-			d, ok := middleware.DeviceFromContext(next.context(t))
+			handlertest.AssertPassed(t, w, next)
+			d, ok := middleware.DeviceFromContext(next.Context(t))
 			if !ok {
 				t.Fatal("DeviceFromContext reports no device")
 			}
@@ -145,19 +146,19 @@ func TestDeviceHeadersLocalised(t *testing.T) {
 		hdr  http.Header
 		msg  string
 	}{
-		{"X-L zh", http.Header{"X-L": {"zh"}}, msgDeviceZH},
-		{"X-L zh-CN", http.Header{"X-L": {"zh-CN"}}, msgDeviceZH},
-		{"Accept-Language zh", http.Header{"Accept-Language": {"zh-CN,zh;q=0.9"}}, msgDeviceZH},
-		{"X-L en", http.Header{"X-L": {"en"}}, msgDevice},
-		{"no language", http.Header{}, msgDevice},
+		{"X-L zh", http.Header{"X-L": {"zh"}}, handlertest.MsgDeviceZH},
+		{"X-L zh-CN", http.Header{"X-L": {"zh-CN"}}, handlertest.MsgDeviceZH},
+		{"Accept-Language zh", http.Header{"Accept-Language": {"zh-CN,zh;q=0.9"}}, handlertest.MsgDeviceZH},
+		{"X-L en", http.Header{"X-L": {"en"}}, handlertest.MsgDevice},
+		{"no language", http.Header{}, handlertest.MsgDevice},
 	}
 	h := middleware.Localize(i18n.Default())
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			t.Parallel()
-			next := &recorder{}
-			w := serve(h(middleware.DeviceHeaders(next)), newRequest(tt.hdr))
-			assertError(t, w, next, http.StatusBadRequest, codeDevice, tt.msg)
+			next := &handlertest.Recorder{}
+			w := handlertest.Serve(h(middleware.DeviceHeaders(next)), handlertest.NewRequest(tt.hdr))
+			handlertest.AssertError(t, w, next, http.StatusBadRequest, handlertest.CodeDevice, tt.msg)
 		})
 	}
 }

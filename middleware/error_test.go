@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"github.com/ciamkit/selfservice/i18n"
+	"github.com/ciamkit/selfservice/internal/handlertest"
 	"github.com/ciamkit/selfservice/middleware"
 )
 
@@ -29,10 +30,10 @@ func TestWriteError(t *testing.T) {
 		{"wrapped catalog error", fmt.Errorf("update email: %w", i18n.CodeVerifyCodeIncorrect), "", http.StatusBadRequest, "IDAAS.SDK.CAPTCHA.0007", "Incorrect verification code"},
 		{"catalog error in a join", errors.Join(errors.New(secret), i18n.CodeVerifyCodeEmpty), "zh", http.StatusBadRequest, "IDAAS.SDK.PARAM.0009", "验证码不能为空"},
 		{"catalog error of another status", i18n.CodeBodyTooLarge, "", http.StatusRequestEntityTooLarge, "IDAAS.SDK.REQ.9103", "Request body is too large"},
-		{"plain Go error", errors.New(secret), "", http.StatusInternalServerError, codeInternal, msgInternal},
-		{"plain Go error in Chinese", errors.New(secret), "zh", http.StatusInternalServerError, codeInternal, msgInternalZH},
-		{"wrapped Go error", fmt.Errorf("store: %w", errors.New(secret)), "", http.StatusInternalServerError, codeInternal, msgInternal},
-		{"nil error", nil, "", http.StatusInternalServerError, codeInternal, msgInternal},
+		{"plain Go error", errors.New(secret), "", http.StatusInternalServerError, handlertest.CodeInternal, handlertest.MsgInternal},
+		{"plain Go error in Chinese", errors.New(secret), "zh", http.StatusInternalServerError, handlertest.CodeInternal, handlertest.MsgInternalZH},
+		{"wrapped Go error", fmt.Errorf("store: %w", errors.New(secret)), "", http.StatusInternalServerError, handlertest.CodeInternal, handlertest.MsgInternal},
+		{"nil error", nil, "", http.StatusInternalServerError, handlertest.CodeInternal, handlertest.MsgInternal},
 		{"integrator's own code", i18n.Code("ACME.0001"), "", http.StatusInternalServerError, "ACME.0001", "ACME.0001"},
 		{"integrator's own code with a cause", &i18n.Error{Code: "ACME.0002", Err: errors.New(secret)}, "", http.StatusInternalServerError, "ACME.0002", "ACME.0002"},
 		{"a 429 with its wait", &i18n.Error{Code: i18n.CodeSendLimited, RetryAfter: 1500 * time.Millisecond}, "", http.StatusTooManyRequests, "IDAAS.SDK.CAPTCHA.9201", "Verification codes are requested too often, please try again later"},
@@ -48,8 +49,8 @@ func TestWriteError(t *testing.T) {
 				h = middleware.Localize(i18n.Default())(h)
 				hdr.Set("X-L", tt.xl)
 			}
-			w := serve(h, newRequest(hdr))
-			assertError(t, w, nil, tt.status, tt.code, tt.msg)
+			w := handlertest.Serve(h, handlertest.NewRequest(hdr))
+			handlertest.AssertError(t, w, nil, tt.status, tt.code, tt.msg)
 			if got := w.Header().Get("Cache-Control"); got != "no-store" {
 				t.Errorf("Cache-Control = %q, want no-store", got)
 			}

@@ -5,6 +5,7 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/ciamkit/selfservice/internal/handlertest"
 	"github.com/ciamkit/selfservice/middleware"
 )
 
@@ -27,14 +28,14 @@ func FuzzDeviceHeaders(f *testing.F) {
 		if present&(1<<4) != 0 {
 			h["X-Agent"] = append(h["X-Agent"], agent)
 		}
-		next := &recorder{}
-		w := serve(middleware.DeviceHeaders(next), newRequest(h))
+		next := &handlertest.Recorder{}
+		w := handlertest.Serve(middleware.DeviceHeaders(next), handlertest.NewRequest(h))
 		if w.Code != http.StatusOK {
-			assertError(t, w, next, http.StatusBadRequest, codeDevice, msgDevice)
+			handlertest.AssertError(t, w, next, http.StatusBadRequest, handlertest.CodeDevice, handlertest.MsgDevice)
 			return
 		}
-		assertPassed(t, w, next)
-		d, ok := middleware.DeviceFromContext(next.context(t))
+		handlertest.AssertPassed(t, w, next)
+		d, ok := middleware.DeviceFromContext(next.Context(t))
 		if !ok {
 			t.Fatal("next ran without a device")
 		}

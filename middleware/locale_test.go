@@ -8,6 +8,7 @@ import (
 	"golang.org/x/text/language"
 
 	"github.com/ciamkit/selfservice/i18n"
+	"github.com/ciamkit/selfservice/internal/handlertest"
 	"github.com/ciamkit/selfservice/middleware"
 )
 
@@ -30,7 +31,7 @@ func TestLocalize(t *testing.T) {
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			t.Parallel()
-			next := &recorder{}
+			next := &handlertest.Recorder{}
 			hdr := http.Header{}
 			if tt.xl != "" {
 				hdr.Set("X-L", tt.xl)
@@ -38,12 +39,12 @@ func TestLocalize(t *testing.T) {
 			if tt.acceptLang != "" {
 				hdr.Set("Accept-Language", tt.acceptLang)
 			}
-			w := serve(h(next), newRequest(hdr))
-			assertPassed(t, w, next)
+			w := handlertest.Serve(h(next), handlertest.NewRequest(hdr))
+			handlertest.AssertPassed(t, w, next)
 			if got := w.Header().Get("Content-Language"); got != tt.want.String() {
 				t.Errorf("Content-Language = %q, want %q", got, tt.want)
 			}
-			ctx := next.context(t)
+			ctx := next.Context(t)
 			loc := middleware.LocaleFromContext(ctx)
 			if loc == nil || loc.Tag() != tt.want {
 				t.Fatalf("LocaleFromContext = %v, want %v", loc, tt.want)
@@ -65,14 +66,14 @@ func TestLocalizeStandalone(t *testing.T) {
 	tests := []struct {
 		name, xl, msg string
 	}{
-		{"English", "en", msgTokenInvalid},
-		{"Chinese", "zh-Hans", msgTokenInvalidZH},
+		{"English", "en", handlertest.MsgTokenInvalid},
+		{"Chinese", "zh-Hans", handlertest.MsgTokenInvalidZH},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			t.Parallel()
-			w := serve(h, newRequest(http.Header{"X-L": {tt.xl}}))
-			assertError(t, w, nil, http.StatusBadRequest, codeTokenInvalid, tt.msg)
+			w := handlertest.Serve(h, handlertest.NewRequest(http.Header{"X-L": {tt.xl}}))
+			handlertest.AssertError(t, w, nil, http.StatusBadRequest, handlertest.CodeTokenInvalid, tt.msg)
 		})
 	}
 }
@@ -83,9 +84,9 @@ func TestLocalizeWithOwnBundle(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	next := &recorder{}
-	w := serve(middleware.Localize(b)(next), newRequest(http.Header{"X-L": {"fr"}}))
-	assertPassed(t, w, next)
+	next := &handlertest.Recorder{}
+	w := handlertest.Serve(middleware.Localize(b)(next), handlertest.NewRequest(http.Header{"X-L": {"fr"}}))
+	handlertest.AssertPassed(t, w, next)
 	if got := w.Header().Get("Content-Language"); got != "zh" {
 		t.Errorf("Content-Language = %q, want the bundle's default zh", got)
 	}
@@ -93,7 +94,7 @@ func TestLocalizeWithOwnBundle(t *testing.T) {
 
 func TestLocalizePanicsOnNilBundle(t *testing.T) {
 	t.Parallel()
-	assertPanics(t, "Localize(nil)", func() { middleware.Localize(nil) })
+	handlertest.AssertPanics(t, "Localize(nil)", func() { middleware.Localize(nil) })
 }
 
 func TestGettersOnEmptyContext(t *testing.T) {
@@ -128,17 +129,17 @@ func TestLocalizeRepeatedXL(t *testing.T) {
 		wantLang string
 		msg      string
 	}{
-		{"two languages", i18n.Default(), []string{"zh", "en"}, "en", msgHeaderRepeated},
-		{"the same language twice", i18n.Default(), []string{"zh", "zh"}, "en", msgHeaderRepeated},
-		{"one of them empty", i18n.Default(), []string{"", "zh"}, "en", msgHeaderRepeated},
-		{"bundle with Chinese as its default", zhDefault, []string{"en", "en"}, "zh", msgHeaderRepeatedZH},
+		{"two languages", i18n.Default(), []string{"zh", "en"}, "en", handlertest.MsgHeaderRepeated},
+		{"the same language twice", i18n.Default(), []string{"zh", "zh"}, "en", handlertest.MsgHeaderRepeated},
+		{"one of them empty", i18n.Default(), []string{"", "zh"}, "en", handlertest.MsgHeaderRepeated},
+		{"bundle with Chinese as its default", zhDefault, []string{"en", "en"}, "zh", handlertest.MsgHeaderRepeatedZH},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			t.Parallel()
-			next := &recorder{}
-			w := serve(middleware.Localize(tt.bundle)(next), newRequest(http.Header{"X-L": tt.xl, "Accept-Language": {"zh"}}))
-			assertError(t, w, next, http.StatusBadRequest, codeHeaderRepeated, tt.msg)
+			next := &handlertest.Recorder{}
+			w := handlertest.Serve(middleware.Localize(tt.bundle)(next), handlertest.NewRequest(http.Header{"X-L": tt.xl, "Accept-Language": {"zh"}}))
+			handlertest.AssertError(t, w, next, http.StatusBadRequest, handlertest.CodeHeaderRepeated, tt.msg)
 			if got := w.Header().Get("Content-Language"); got != tt.wantLang {
 				t.Errorf("Content-Language = %q, want %q", got, tt.wantLang)
 			}

@@ -1,9 +1,7 @@
 package redisstore_test
 
 import (
-	"context"
 	"crypto/rand"
-	"encoding/hex"
 	"errors"
 	"reflect"
 	"strings"
@@ -12,49 +10,17 @@ import (
 
 	"github.com/redis/go-redis/v9"
 
+	"github.com/ciamkit/selfservice/internal/redistest"
 	"github.com/ciamkit/selfservice/internal/testenv"
 	"github.com/ciamkit/selfservice/store"
 	"github.com/ciamkit/selfservice/store/redisstore"
 	"github.com/ciamkit/selfservice/store/storetest"
 )
 
-// openRedis returns a client for the Redis named by SELFSERVICE_TEST_REDIS
-// and a key prefix no other call shares; the keys under it are deleted when
-// t ends.
-func openRedis(t *testing.T) (*redis.Client, string) {
-	t.Helper()
-	opts, err := redis.ParseURL(testenv.Lookup(t, testenv.Redis))
-	if err != nil {
-		t.Fatalf("%s: %v", testenv.Redis, err)
-	}
-	rdb := redis.NewClient(opts)
-	if err := rdb.Ping(t.Context()).Err(); err != nil {
-		rdb.Close()
-		t.Fatalf("ping Redis: %v", err)
-	}
-	suffix := make([]byte, 8)
-	rand.Read(suffix)
-	prefix := "selfservice-test:" + hex.EncodeToString(suffix) + ":"
-	t.Cleanup(func() {
-		ctx := context.Background()
-		iter := rdb.Scan(ctx, 0, prefix+"*", 100).Iterator()
-		for iter.Next(ctx) {
-			if err := rdb.Del(ctx, iter.Val()).Err(); err != nil {
-				t.Errorf("delete %s: %v", iter.Val(), err)
-			}
-		}
-		if err := iter.Err(); err != nil {
-			t.Errorf("scan %s*: %v", prefix, err)
-		}
-		rdb.Close()
-	})
-	return rdb, prefix
-}
-
 func TestCodeStore(t *testing.T) {
 	testenv.Lookup(t, testenv.Redis)
 	storetest.TestCodeStore(t, func(t *testing.T) store.CodeStore {
-		rdb, prefix := openRedis(t)
+		rdb, prefix := redistest.Open(t)
 		return redisstore.NewCodeStore(rdb, redisstore.Options{Prefix: prefix})
 	})
 }
@@ -62,7 +28,7 @@ func TestCodeStore(t *testing.T) {
 func TestLimiter(t *testing.T) {
 	testenv.Lookup(t, testenv.Redis)
 	storetest.TestLimiter(t, func(t *testing.T) store.Limiter {
-		rdb, prefix := openRedis(t)
+		rdb, prefix := redistest.Open(t)
 		return redisstore.NewLimiter(rdb, redisstore.Options{Prefix: prefix})
 	})
 }
@@ -71,7 +37,7 @@ func TestLimiter(t *testing.T) {
 // under the prefix, the code is the caller's hash as given, a budget holds
 // reservation ids and times only, and both kinds of key carry a TTL.
 func TestKeysAndValues(t *testing.T) {
-	rdb, prefix := openRedis(t)
+	rdb, prefix := redistest.Open(t)
 	ctx := t.Context()
 	const email = "alice@example.com"
 	hash := []byte("hmac-of-the-code-under-a-secret!")
@@ -140,7 +106,7 @@ func TestKeysAndValues(t *testing.T) {
 // event, and a minute, whatever the caller's clock says: a now far from the
 // Redis server's clock neither drops it early nor keeps it for years.
 func TestLimiterTTL(t *testing.T) {
-	rdb, prefix := openRedis(t)
+	rdb, prefix := redistest.Open(t)
 	ctx := t.Context()
 	limiter := redisstore.NewLimiter(rdb, redisstore.Options{Prefix: prefix})
 	limits := []store.Limit{{N: 5, Window: time.Minute}, {N: 10, Window: time.Hour}}
@@ -168,7 +134,7 @@ func TestLimiterTTL(t *testing.T) {
 
 // Windows finer than Redis's millisecond are rounded up, never down.
 func TestLimiterSubMillisecondWindow(t *testing.T) {
-	rdb, prefix := openRedis(t)
+	rdb, prefix := redistest.Open(t)
 	ctx := t.Context()
 	limiter := redisstore.NewLimiter(rdb, redisstore.Options{Prefix: prefix})
 	limits := []store.Limit{{N: 1, Window: 1500 * time.Microsecond}}
@@ -191,7 +157,7 @@ func TestLimiterSubMillisecondWindow(t *testing.T) {
 }
 
 func TestOptionsDefaultPrefix(t *testing.T) {
-	rdb, _ := openRedis(t)
+	rdb, _ := redistest.Open(t)
 	ctx := t.Context()
 	// A purpose no application uses, so the key is this test's alone.
 	key := store.CodeKey{Purpose: "storetest-default-prefix-" + rand.Text(), Email: "alice@example.com"}
