@@ -54,6 +54,12 @@ func TestHelpers(t *testing.T) {
 	c.UpdateEmail(t, other, "new@example.com", code).Expect(t, http.StatusBadRequest, "IDAAS.SDK.PARAM.0016")
 	c.UpdateEmail(t, iss.Token(t, "alice", recent), "new@example.com", code).Expect(t, http.StatusOK, "")
 
+	r = c.Do(t, http.MethodGet, selfservice.UpdateEmailPath, "", "").Expect(t, http.StatusMethodNotAllowed, "IDAAS.SDK.REQ.9101")
+	if r.Header.Get("Allow") != http.MethodPost {
+		t.Errorf("Allow = %q", r.Header.Get("Allow"))
+	}
+	c.Do(t, http.MethodPost, "/nowhere", "", "").Expect(t, http.StatusNotFound, "")
+
 	stranger := selfservicetest.NewClient(srv.URL, "not-registered")
 	stranger.SendCode(t, "x@example.com").Expect(t, http.StatusBadRequest, "IDAAS.SDK.PARAM.0003")
 	// The notice to the old address goes out after the answer: Shutdown
