@@ -17,6 +17,7 @@ import (
 	"github.com/ciamkit/selfservice"
 	"github.com/ciamkit/selfservice/i18n"
 	"github.com/ciamkit/selfservice/internal/openapitest"
+	"github.com/ciamkit/selfservice/internal/testkit"
 	"github.com/ciamkit/selfservice/store"
 )
 
@@ -244,25 +245,12 @@ func TestOpenAPIDescribesHandlers(t *testing.T) {
 	}
 }
 
-// checkedExchange sends one request and checks the exchange against the document.
+// checkedExchange sends one request through testkit.Do, which checks the
+// exchange against the document.
 func checkedExchange(t *testing.T, srv *httptest.Server, method, path string, h http.Header, body string) (int, []byte) {
 	t.Helper()
-	req, err := http.NewRequest(method, srv.URL+path, strings.NewReader(body))
-	if err != nil {
-		t.Fatal(err)
-	}
-	req.Header = h.Clone()
-	resp, err := srv.Client().Do(req)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer resp.Body.Close()
-	raw, err := io.ReadAll(resp.Body)
-	if err != nil {
-		t.Fatal(err)
-	}
-	openapitest.Check(t, req, []byte(body), resp.StatusCode, resp.Header, raw)
-	return resp.StatusCode, raw
+	r := testkit.Do(t, srv.Client(), method, srv.URL+path, h.Clone(), body)
+	return r.Status, []byte(r.Raw)
 }
 
 func ExampleOpenAPI() {
