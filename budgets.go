@@ -120,6 +120,7 @@ func (s *Service) reserve(ctx context.Context, c caller, userID string, refused 
 		s.cancel(ctx, taken)
 		var rl *store.RateLimitError
 		if errors.As(err, &rl) {
+			s.tel.refused(ctx, b.name)
 			s.rateLimited(ctx, c, userID, b.name)
 			return nil, &i18n.Error{Code: refused, RetryAfter: rl.RetryAfter, Err: fmt.Errorf("budget %s: %w", b.name, err)}
 		}

@@ -48,6 +48,9 @@ import (
 	"strings"
 	"time"
 
+	"go.opentelemetry.io/otel/metric"
+	"go.opentelemetry.io/otel/trace"
+
 	"github.com/ciamkit/selfservice/i18n"
 	"github.com/ciamkit/selfservice/internal/configerr"
 	"github.com/ciamkit/selfservice/middleware"
@@ -147,6 +150,22 @@ type Config struct {
 	// addresses masked and never a code; the middlewares the Service
 	// builds log to it too. Default: slog.Default().
 	Logger *slog.Logger
+	// MeterProvider receives the Service's metrics (the README lists
+	// their names, units and attributes): the duration of each request by
+	// operation and error code, of each call to a store, the mailer and
+	// the captcha verifier, and counts of codes sent and rejected,
+	// changes, budget refusals and failed notices. Never an address, a
+	// user id or a client id. Default: otel.GetMeterProvider(), the global one, which
+	// records nothing until the application installs an SDK. With
+	// OpenTelemetry's no-op providers (metric/noop and trace/noop) in both
+	// fields, nothing is instrumented at all.
+	MeterProvider metric.MeterProvider
+	// TracerProvider starts a span around each call to a store, the
+	// mailer and the captcha verifier, as a child of the span the request's
+	// context carries (otelhttp's, or the application's own around a Go
+	// call); a call whose context carries no sampled span is not traced.
+	// Default: otel.GetTracerProvider(), the global one.
+	TracerProvider trace.TracerProvider
 	// Now is the clock. Default: time.Now.
 	Now func() time.Time
 }
@@ -156,6 +175,7 @@ type Service struct {
 	cfg     Config
 	codes   *codeHasher
 	notices notifier
+	tel     *telemetry
 
 	// The endpoints, each behind the middleware chain, built once.
 	sendCodeHandler, updateEmailHandler http.Handler
@@ -220,14 +240,16 @@ func New(cfg Config) (*Service, error) {
 	if cfg.Budgets, err = cfg.Budgets.withDefaults(); err != nil {
 		return nil, err
 	}
+	tel := newTelemetry(cfg.MeterProvider, cfg.TracerProvider)
+	tel.instrument(&cfg)
 	cfg.Clients = newClientCache(cfg.Clients, cfg.ClientCacheTTL, cfg.Now)
-	s := &Service{cfg: cfg, codes: newCodeHasher(cfg.CodeSecret)}
+	s := &Service{cfg: cfg, codes: newCodeHasher(cfg.CodeSecret), tel: tel}
 	chain := middleware.ChainOptions{
 		Bundle: cfg.Bundle, Methods: []string{http.MethodPost}, Clients: cfg.Clients, Logger: cfg.Logger,
 	}
-	s.sendCodeHandler = middleware.Chain(chain)(http.HandlerFunc(s.serveSendCode))
+	s.sendCodeHandler = tel.instrumentEndpoint(tel.sendCode, middleware.Chain(chain)(http.HandlerFunc(s.serveSendCode)))
 	chain.Verifier = cfg.Verifier
-	s.updateEmailHandler = middleware.Chain(chain)(http.HandlerFunc(s.serveUpdateEmail))
+	s.updateEmailHandler = tel.instrumentEndpoint(tel.updateEmail, middleware.Chain(chain)(http.HandlerFunc(s.serveUpdateEmail)))
 	s.mux = http.NewServeMux()
 	s.Mount(s.mux, "")
 	return s, nil

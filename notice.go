@@ -73,6 +73,7 @@ func (s *Service) notifyOldAddress(ctx context.Context, c caller, user store.Use
 		nt.mu.Unlock()
 		s.cfg.Logger.ErrorContext(n.ctx, "selfservice: notice queue full, notice to the old address dropped",
 			"user", user.ID, "queue", s.cfg.NoticeQueue)
+		s.tel.noticeNotSent(n.ctx, noticeQueueFull)
 		s.event(n.ctx, c, EventNoticeFailed, user.ID, user.Email, "")
 	}
 }
@@ -84,6 +85,7 @@ func (s *Service) mailNotice(n notice) {
 	if err := s.cfg.Mailer.Send(ctx, n.msg); err != nil {
 		s.cfg.Logger.ErrorContext(ctx, "selfservice: notice to the old address failed",
 			"user", n.user.ID, "error", redact(err, []string{n.user.Email, n.user.CanonicalEmail}))
+		s.tel.noticeNotSent(ctx, noticeSendFailed)
 		s.event(ctx, n.caller, EventNoticeFailed, n.user.ID, n.user.Email, "")
 	}
 }

@@ -69,7 +69,8 @@ type UpdateEmailRequest struct {
 // then the code is stored and mailed. The answer does not depend on whether
 // the address belongs to anyone. An error is an i18n.Code or an *i18n.Error
 // (see i18n.ErrorOf); a *i18n.Error of a 429 carries its RetryAfter.
-func (s *Service) SendCode(ctx context.Context, req SendCodeRequest) error {
+func (s *Service) SendCode(ctx context.Context, req SendCodeRequest) (err error) {
+	defer s.tel.endOperation(ctx, s.tel.sendCode, s.tel.startOperation(ctx), &err)
 	c, err := s.checkCaller(ctx, req.Caller)
 	if err != nil {
 		return err
@@ -83,7 +84,8 @@ func (s *Service) SendCode(ctx context.Context, req SendCodeRequest) error {
 // sign-in's age (Config.MaxAuthAge), verify_code empty, email rules, user
 // exists, [the user's own address: done], code well-formed, wrong-code
 // budgets, code correct, email free, update. Errors are as for SendCode.
-func (s *Service) UpdateEmail(ctx context.Context, req UpdateEmailRequest) error {
+func (s *Service) UpdateEmail(ctx context.Context, req UpdateEmailRequest) (err error) {
+	defer s.tel.endOperation(ctx, s.tel.updateEmail, s.tel.startOperation(ctx), &err)
 	c, err := s.checkCaller(ctx, req.Caller)
 	if err != nil {
 		return err
@@ -188,6 +190,7 @@ func (s *Service) sendCode(ctx context.Context, c caller, req SendCodeRequest) e
 		_ = s.cfg.Codes.Put(context.WithoutCancel(ctx), key, dead, now)
 		return i18n.Wrap(i18n.CodeSendFailed, errors.New(redact(err, []string{email, canonical}, code)))
 	}
+	s.tel.codeSent(ctx)
 	s.event(ctx, c, EventCodeSent, "", email, "")
 	return nil
 }
@@ -230,6 +233,7 @@ func (s *Service) updateEmail(ctx context.Context, c caller, id middleware.Ident
 		// A store failure keeps the slots too: the code may have been
 		// evaluated before the answer was lost.
 		if errors.Is(err, store.ErrCodeInvalid) {
+			s.tel.codeRejected(ctx)
 			s.event(ctx, c, EventCodeRejected, user.ID, email, "")
 			return i18n.CodeVerifyCodeIncorrect
 		}
@@ -242,6 +246,7 @@ func (s *Service) updateEmail(ctx context.Context, c caller, id middleware.Ident
 		}
 		return storeError(err, i18n.CodeUserNotFound)
 	}
+	s.tel.changed(ctx)
 	s.event(ctx, c, EventEmailChanged, user.ID, email, user.Email)
 	if user.Email != "" {
 		s.notifyOldAddress(ctx, c, user, email)

@@ -25,6 +25,11 @@
 //	-load-test        loosen every budget to 1,000,000 events a second, so
 //	                  that a load generator on one address is not refused;
 //	                  never in production
+//	-metrics          serve GET /metrics in Prometheus format: the Service's
+//	                  and the Verifier's OpenTelemetry metrics through an
+//	                  SDK MeterProvider and OpenTelemetry's Prometheus
+//	                  exporter (in production, serve it where only the
+//	                  scraper reaches)
 //
 // Codes are hashed under SELFSERVICE_CODE_SECRET (hex, at least 32 bytes)
 // when it is set, else under a random secret of this process, which voids
@@ -46,6 +51,14 @@ import (
 	"os/signal"
 	"syscall"
 	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/promhttp"
+	"go.opentelemetry.io/otel/attribute"
+	otelprometheus "go.opentelemetry.io/otel/exporters/prometheus"
+	"go.opentelemetry.io/otel/metric"
+	sdkmetric "go.opentelemetry.io/otel/sdk/metric"
+	"go.opentelemetry.io/otel/sdk/resource"
 
 	"github.com/ciamkit/selfservice"
 	"github.com/ciamkit/selfservice/idtoken"
@@ -71,7 +84,7 @@ func main() {
 
 type flags struct {
 	addr, seed, issuer, jwksURL, store, codes, mail string
-	loadTest                                        bool
+	loadTest, metrics                               bool
 	dbConns                                         int
 }
 
@@ -88,6 +101,7 @@ func parseFlags(args []string, stderr io.Writer) (flags, error) {
 	fs.StringVar(&f.mail, "mail", "log", "mail delivery: log (JSON lines on stdout), smtp://[user:pass@]host:port or smtps://...")
 	fs.IntVar(&f.dbConns, "db-conns", 16, "SQL connections kept open and idle (sqlite: and postgres:// stores)")
 	fs.BoolVar(&f.loadTest, "load-test", false, "loosen every budget to 1,000,000 a second for load generators (never in production)")
+	fs.BoolVar(&f.metrics, "metrics", false, "serve GET /metrics: OpenTelemetry metrics in Prometheus format")
 	if err := fs.Parse(args); err != nil {
 		return f, err
 	}
@@ -161,6 +175,19 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	// Shutdown this does nothing.
 	defer srv.Close()
 
+	// The meter provider comes before the verifier, whose first JWKS fetch
+	// it times. Without -metrics both record into the global no-op one.
+	var meters metric.MeterProvider
+	if f.metrics {
+		mp, metrics, err := prometheusMetrics()
+		if err != nil {
+			return err
+		}
+		defer mp.Shutdown(context.Background())
+		meters = mp
+		mux.Handle("GET /metrics", metrics)
+	}
+
 	// The built-in issuer is served first, so the verifier's first JWKS
 	// fetch below finds it over real HTTP like any integrator's would.
 	var iss *devissuer.Issuer
@@ -173,9 +200,10 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 		issuerURL, jwksURL = iss.URL(), base+jwksPath
 	}
 	verifier, err := idtoken.New(idtoken.Options{
-		Issuer:  issuerURL,
-		JWKSURL: jwksURL,
-		Logger:  logger,
+		Issuer:        issuerURL,
+		JWKSURL:       jwksURL,
+		Logger:        logger,
+		MeterProvider: meters,
 	})
 	if err != nil {
 		return err
@@ -199,6 +227,8 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 		CodeSecret: secret,
 		Budgets:    budgets,
 		Logger:     logger,
+		// nil without -metrics: the global provider, a no-op here.
+		MeterProvider: meters,
 	})
 	if err != nil {
 		return err
@@ -238,6 +268,23 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 		return err
 	}
 	return svc.Shutdown(shutdownCtx)
+}
+
+// prometheusMetrics returns an OpenTelemetry SDK MeterProvider whose
+// metrics the handler serves in Prometheus's text format, from a registry
+// of its own (so that two servers in one process, as in the tests, do not
+// collide in the default one).
+func prometheusMetrics() (*sdkmetric.MeterProvider, http.Handler, error) {
+	reg := prometheus.NewRegistry()
+	exporter, err := otelprometheus.New(otelprometheus.WithRegisterer(reg))
+	if err != nil {
+		return nil, nil, err
+	}
+	mp := sdkmetric.NewMeterProvider(
+		sdkmetric.WithReader(exporter),
+		sdkmetric.WithResource(resource.NewSchemaless(attribute.String("service.name", "selfservice-example"))),
+	)
+	return mp, promhttp.HandlerFor(reg, promhttp.HandlerOpts{}), nil
 }
 
 // newMailer returns the mailer -mail names: the development LogMailer on

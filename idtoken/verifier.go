@@ -36,6 +36,8 @@ import (
 
 	"github.com/MicahParks/jwkset"
 	"github.com/golang-jwt/jwt/v5"
+	"go.opentelemetry.io/otel/metric"
+	"go.opentelemetry.io/otel/trace"
 
 	"github.com/ciamkit/selfservice/i18n"
 	"github.com/ciamkit/selfservice/internal/configerr"
@@ -115,6 +117,18 @@ type Options struct {
 	// production logs (each refusal is one line, which a flood of bad
 	// tokens multiplies), or a level the Logger drops to silence them.
 	RefusalLogLevel slog.Level
+	// MeterProvider receives the duration of each JWKS fetch, as the
+	// histogram selfservice.dependency.duration with dependency "jwks",
+	// operation "fetch" and error (a transport failure or a status other
+	// than 2xx). Default: otel.GetMeterProvider(), the global one, which
+	// records nothing until the application installs an SDK.
+	MeterProvider metric.MeterProvider
+	// TracerProvider starts a client span "jwks.fetch" around each JWKS
+	// fetch. Fetches run on the Verifier's own context (at start, in the
+	// background, or once for a token's unknown kid), so each span is a
+	// root. Default: otel.GetTracerProvider(), the global one.
+	TracerProvider trace.TracerProvider
+
 	// Now is the clock. Default: time.Now.
 	Now func() time.Time
 }
@@ -191,6 +205,12 @@ func New(opts Options) (*Verifier, error) {
 	}
 	if opts.HTTPClient == nil {
 		opts.HTTPClient = &http.Client{}
+	}
+	if opts.JWKSURL != "" {
+		// A copy, so that the caller's client is not instrumented too.
+		client := *opts.HTTPClient
+		client.Transport = newJWKSTransport(client.Transport, opts.MeterProvider, opts.TracerProvider)
+		opts.HTTPClient = &client
 	}
 	if opts.HTTPTimeout == 0 {
 		opts.HTTPTimeout = defaultHTTPTimeout

@@ -1,0 +1,275 @@
+package selfservice
+
+import (
+	"context"
+	"crypto/rand"
+	"crypto/rsa"
+	"fmt"
+	"log/slog"
+	"net/http"
+	"net/http/httptest"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/golang-jwt/jwt/v5"
+	"go.opentelemetry.io/otel/attribute"
+	"go.opentelemetry.io/otel/metric"
+	metricnoop "go.opentelemetry.io/otel/metric/noop"
+	sdkmetric "go.opentelemetry.io/otel/sdk/metric"
+	"go.opentelemetry.io/otel/trace"
+	tracenoop "go.opentelemetry.io/otel/trace/noop"
+
+	"github.com/ciamkit/selfservice/i18n"
+	"github.com/ciamkit/selfservice/idtoken"
+	"github.com/ciamkit/selfservice/internal/paired"
+	"github.com/ciamkit/selfservice/store"
+	"github.com/ciamkit/selfservice/store/memstore"
+)
+
+// BenchmarkTelemetryOverhead measures what the instrumentation costs one
+// full update-email request (the middlewares, an RS256 token, the code
+// check on memory stores, the change and its notice), paired in one process
+// (internal/paired), so that a busy machine slows both sides alike. The
+// floor is the Service built with OpenTelemetry's no-op providers, which
+// instruments nothing; impl=default is the Service as an application gets it
+// without installing a provider (the global ones, no SDK); impl=sdk-metrics
+// records into an SDK MeterProvider (a ManualReader never read) with the
+// no-op tracer. path=cached turns the verifier's token cache on, so that
+// what is left is the package's own work, without the signature. x-wall and
+// x-cpu are the ratios:
+//
+//	go test -run '^$' -bench TelemetryOverhead -count 10 . | tee tel.txt
+//	benchstat -filter '.unit:(x-wall OR x-cpu)' tel.txt
+func BenchmarkTelemetryOverhead(b *testing.B) {
+	for _, impl := range []struct {
+		name string
+		mp   func() metric.MeterProvider
+		tp   trace.TracerProvider
+	}{
+		{"default", func() metric.MeterProvider { return nil }, nil},
+		{"sdk-metrics", func() metric.MeterProvider {
+			return sdkmetric.NewMeterProvider(sdkmetric.WithReader(sdkmetric.NewManualReader()))
+		}, tracenoop.NewTracerProvider()},
+	} {
+		for _, cached := range []bool{false, true} {
+			path := "full"
+			if cached {
+				path = "cached"
+			}
+			b.Run("path="+path+"/impl="+impl.name, func(b *testing.B) {
+				floor := newTelBench(b, cached, metricnoop.NewMeterProvider(), tracenoop.NewTracerProvider())
+				if !floor.svc.tel.off {
+					b.Fatal("the floor's Service is instrumented")
+				}
+				env := newTelBench(b, cached, impl.mp(), impl.tp)
+				paired.Run(b, paired.Pair{Floor: floor.serve, Impl: env.serve})
+			})
+		}
+	}
+}
+
+// TestTelemetryOff: OpenTelemetry's no-op providers, given for both, leave
+// every dependency and endpoint as it was given.
+func TestTelemetryOff(t *testing.T) {
+	users := memstore.NewUserStore()
+	svc, err := New(Config{
+		Users: users, Codes: memstore.NewCodeStore(), Limiter: memstore.NewLimiter(),
+		Clients: memstore.NewClientRegistry(), Mailer: MailerFunc(func(context.Context, Message) error { return nil }),
+		Captcha: AllowAllCaptcha{}, CodeSecret: make([]byte, MinCodeSecretLen), ClientCacheTTL: -1,
+		MeterProvider: metricnoop.NewMeterProvider(), TracerProvider: tracenoop.NewTracerProvider(),
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if svc.cfg.Users != store.UserStore(users) {
+		t.Errorf("Users is %T, want the store given", svc.cfg.Users)
+	}
+	if _, ok := svc.cfg.Clients.(*instrumentedClients); ok {
+		t.Error("the client registry is instrumented")
+	}
+}
+
+func TestErrorCodeOf(t *testing.T) {
+	for _, tt := range []struct {
+		body string
+		want i18n.Code
+	}{
+		{`{"error_code":"IDAAS.SDK.USER.0036","error_msg":"E-mail already exists"}`, i18n.CodeEmailExists},
+		{`{"error_code":"IDAAS.SDK.SYS.9001","error_msg":"系统繁忙,请稍后重试"}`, i18n.CodeInternal},
+		{`{"error_code":"MY.OWN.CODE","error_msg":"x"}`, ""},
+		{`{"error_code":"IDAAS.SDK.USER.0036`, ""},
+		{`{"error_msg":"x","error_code":"IDAAS.SDK.USER.0036"}`, ""},
+		{``, ""},
+	} {
+		if got := errorCodeOf([]byte(tt.body)); got != tt.want {
+			t.Errorf("errorCodeOf(%s) = %q, want %q", tt.body, got, tt.want)
+		}
+	}
+}
+
+func TestOutcomeOptions(t *testing.T) {
+	o := newOperationTelemetry(opUpdateEmail)
+	attrs := func(opts []metric.RecordOption) string {
+		set := metric.NewRecordConfig(opts).Attributes()
+		return set.Encoded(attribute.DefaultEncoder())
+	}
+	for _, tt := range []struct {
+		code   i18n.Code
+		status int
+		want   string
+	}{
+		{"", http.StatusOK, "operation=update_email,status_class=2xx"},
+		{i18n.CodeEmailExists, http.StatusBadRequest, "error_code=IDAAS.SDK.USER.0036,operation=update_email,status_class=4xx"},
+		{i18n.CodeSendLimited, http.StatusTooManyRequests, "error_code=IDAAS.SDK.CAPTCHA.9201,operation=update_email,status_class=4xx"},
+		{"", http.StatusBadRequest, "error_code=other,operation=update_email,status_class=4xx"},
+		{"MY.OWN.CODE", http.StatusInternalServerError, "error_code=other,operation=update_email,status_class=5xx"},
+		{"", 999, "error_code=other,operation=update_email,status_class=5xx"},
+	} {
+		if got := attrs(o.options(tt.code, tt.status)); got != tt.want {
+			t.Errorf("options(%q, %d) = %s, want %s", tt.code, tt.status, got, tt.want)
+		}
+	}
+}
+
+var telBenchKey = sync.OnceValues(func() (*rsa.PrivateKey, error) { return rsa.GenerateKey(rand.Reader, 2048) })
+
+// telBench is one Service serving update-email requests that flip its
+// user's address between two, one change per call, with the code re-armed
+// in the store before each.
+type telBench struct {
+	svc     *Service
+	codes   store.CodeStore
+	req     *http.Request
+	body    *strings.Reader
+	w       telBenchWriter
+	bodies  [2]string
+	hashes  [2][]byte
+	emails  [2]string
+	expires time.Time
+	i       int
+}
+
+func newTelBench(b *testing.B, cached bool, mp metric.MeterProvider, tp trace.TracerProvider) *telBench {
+	b.Helper()
+	key, err := telBenchKey()
+	if err != nil {
+		b.Fatal(err)
+	}
+	const (
+		issuer, client, user, code = "https://id.example.test", "tel-client", "tel-user", "123456"
+	)
+	opts := idtoken.Options{
+		Issuer:  issuer,
+		Keyfunc: func(*jwt.Token) (any, error) { return &key.PublicKey, nil },
+	}
+	if cached {
+		opts.Cache.MaxEntries = 10
+	}
+	verifier, err := idtoken.New(opts)
+	if err != nil {
+		b.Fatal(err)
+	}
+	now := time.Now()
+	tok := jwt.NewWithClaims(jwt.SigningMethodRS256, jwt.RegisteredClaims{
+		Issuer: issuer, Subject: user, Audience: jwt.ClaimStrings{client},
+		IssuedAt: jwt.NewNumericDate(now), ExpiresAt: jwt.NewNumericDate(now.Add(time.Hour)),
+	})
+	tok.Header["kid"] = "k1"
+	raw, err := tok.SignedString(key)
+	if err != nil {
+		b.Fatal(err)
+	}
+
+	tb := &telBench{emails: [2]string{"next@example.com", "user@example.com"}, expires: now.Add(time.Hour)}
+	email, canonical, err := CanonicalEmail(tb.emails[1])
+	if err != nil {
+		b.Fatal(err)
+	}
+	tb.codes = memstore.NewCodeStore()
+	secret := []byte(strings.Repeat("k", MinCodeSecretLen))
+	loose := []store.Limit{{N: 1 << 30, Window: time.Second}}
+	tb.svc, err = New(Config{
+		Users:      memstore.NewUserStore(store.User{ID: user, Email: email, CanonicalEmail: canonical}),
+		Codes:      tb.codes,
+		Limiter:    memstore.NewLimiter(),
+		Clients:    memstore.NewClientRegistry(store.Client{ID: client}),
+		Verifier:   verifier,
+		Mailer:     MailerFunc(func(context.Context, Message) error { return nil }),
+		Captcha:    AllowAllCaptcha{},
+		CodeSecret: secret,
+		Budgets: Budgets{
+			SendsPerEmail: loose, SendsPerIP: loose, WrongCodesPerUser: loose, WrongCodesPerIP: loose,
+		},
+		Logger:         slog.New(slog.DiscardHandler),
+		MeterProvider:  mp,
+		TracerProvider: tp,
+	})
+	if err != nil {
+		b.Fatal(err)
+	}
+	b.Cleanup(func() { _ = tb.svc.Shutdown(context.Background()) })
+	hasher := newCodeHasher(secret)
+	for k, e := range tb.emails {
+		tb.bodies[k] = `{"email":"` + e + `","verify_code":"` + code + `"}`
+		tb.hashes[k] = hasher.hash(PurposeUpdateEmail, e, code)
+	}
+	tb.body = strings.NewReader(tb.bodies[0])
+	tb.req = httptest.NewRequest(http.MethodPost, UpdateEmailPath, nil)
+	tb.req.Body = http.NoBody
+	h := tb.req.Header
+	h.Set("Content-Type", "application/json")
+	h.Set("X-Operating-Sys-Version", "windows10.1.1")
+	h.Set("X-Device-Fingerprint", "156aysdna213sc50")
+	h.Set("X-Agent", "Mozilla/5.0")
+	h.Set("X-Client-Id", client)
+	h.Set("X-L", "en")
+	h.Set("Authorization", "Bearer "+raw)
+	return tb
+}
+
+// serve makes one change.
+func (tb *telBench) serve(int) error {
+	k := tb.i & 1
+	tb.i++
+	key := store.CodeKey{Purpose: PurposeUpdateEmail, Email: tb.emails[k]}
+	if err := tb.codes.Put(context.Background(), key, tb.hashes[k], tb.expires); err != nil {
+		return err
+	}
+	tb.body.Reset(tb.bodies[k])
+	tb.req.Body = readCloser{tb.body}
+	tb.req.ContentLength = int64(len(tb.bodies[k]))
+	tb.w.code = 0
+	tb.svc.Handler().ServeHTTP(&tb.w, tb.req)
+	if tb.w.code != http.StatusOK {
+		return fmt.Errorf("change %d: status %d", tb.i, tb.w.code)
+	}
+	return nil
+}
+
+// telBenchWriter keeps the status; its header map is reused.
+type telBenchWriter struct {
+	h    http.Header
+	code int
+}
+
+func (w *telBenchWriter) Header() http.Header {
+	if w.h == nil {
+		w.h = make(http.Header)
+	}
+	return w.h
+}
+
+func (w *telBenchWriter) Write(p []byte) (int, error) {
+	if w.code == 0 {
+		w.code = http.StatusOK
+	}
+	return len(p), nil
+}
+
+func (w *telBenchWriter) WriteHeader(code int) { w.code = code }
+
+type readCloser struct{ *strings.Reader }
+
+func (readCloser) Close() error { return nil }
