@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"net/http"
+	"reflect"
 	"time"
 
 	"go.opentelemetry.io/otel"
@@ -59,6 +60,10 @@ type telemetry struct {
 	// explicitly, so nothing is wrapped at all. untraced: the tracer
 	// provider is, so no context is searched for a span.
 	off, untraced bool
+	// unsetGlobal is the global tracer provider as OpenTelemetry hands it
+	// out before an SDK is installed, when that is the Service's: while
+	// otel.GetTracerProvider still returns it, no span can be recorded.
+	unsetGlobal trace.TracerProvider
 
 	tracer          trace.Tracer
 	requestDuration metric.Float64Histogram
@@ -112,6 +117,9 @@ func newTelemetry(mp metric.MeterProvider, tp trace.TracerProvider) *telemetry {
 	_, unmetered := mp.(metricnoop.MeterProvider)
 	_, t.untraced = tp.(tracenoop.TracerProvider)
 	t.off = unmetered && t.untraced
+	if isUnsetGlobal(tp) {
+		t.unsetGlobal = tp
+	}
 	var errs []error
 	histogram := func(name, desc string) metric.Float64Histogram {
 		h, err := meter.Float64Histogram(name, metric.WithDescription(desc), metric.WithUnit("s"),
@@ -230,11 +238,32 @@ func (t *telemetry) begin(ctx context.Context, d *dependencyCall) call {
 	if t.dependency.Enabled(ctx) {
 		c.start, c.recorded = time.Now(), true
 	}
-	if !t.untraced && trace.SpanContextFromContext(ctx).IsSampled() {
+	if t.tracing() && trace.SpanContextFromContext(ctx).IsSampled() {
 		c.ctx, c.span = t.tracer.Start(ctx, d.span, d.start...)
 		c.recorded = true
 	}
 	return c
+}
+
+// tracing reports whether a span could be recorded at all. The metric
+// API's instruments have Enabled for this; the trace API (v1.47) has no
+// Tracer.Enabled yet, and looking for a span in the context is most of
+// what the instrumentation costs a request when nothing is installed (a
+// context made by context.WithoutCancel even allocates on every lookup).
+// So the lookup is skipped while the provider is the global one and no
+// SDK has been installed there: otel.GetTracerProvider then still returns
+// the placeholder it returned to New.
+func (t *telemetry) tracing() bool {
+	return !t.untraced && (t.unsetGlobal == nil || otel.GetTracerProvider() != t.unsetGlobal)
+}
+
+// isUnsetGlobal reports whether tp is OpenTelemetry's placeholder global
+// provider, which otel.GetTracerProvider returns until SetTracerProvider
+// is called. Should a later version name it otherwise, the answer is
+// false and every call is looked up in its context: slower, still right.
+func isUnsetGlobal(tp trace.TracerProvider) bool {
+	typ := reflect.TypeOf(tp)
+	return typ != nil && typ.Kind() == reflect.Pointer && typ.Elem().PkgPath() == "go.opentelemetry.io/otel/internal/global"
 }
 
 // end records the call's outcome, if the call is recorded at all; kept

@@ -8,22 +8,29 @@ import (
 	"log/slog"
 	"net/http"
 	"net/http/httptest"
+	"os"
+	"os/exec"
 	"strings"
 	"sync"
 	"testing"
 	"time"
 
 	"github.com/golang-jwt/jwt/v5"
+	"go.opentelemetry.io/otel"
 	"go.opentelemetry.io/otel/attribute"
 	"go.opentelemetry.io/otel/metric"
 	metricnoop "go.opentelemetry.io/otel/metric/noop"
 	sdkmetric "go.opentelemetry.io/otel/sdk/metric"
+	"go.opentelemetry.io/otel/sdk/metric/metricdata"
+	sdktrace "go.opentelemetry.io/otel/sdk/trace"
+	"go.opentelemetry.io/otel/sdk/trace/tracetest"
 	"go.opentelemetry.io/otel/trace"
 	tracenoop "go.opentelemetry.io/otel/trace/noop"
 
 	"github.com/ciamkit/selfservice/i18n"
 	"github.com/ciamkit/selfservice/idtoken"
 	"github.com/ciamkit/selfservice/internal/paired"
+	"github.com/ciamkit/selfservice/middleware"
 	"github.com/ciamkit/selfservice/store"
 	"github.com/ciamkit/selfservice/store/memstore"
 )
@@ -88,6 +95,85 @@ func TestTelemetryOff(t *testing.T) {
 	}
 	if _, ok := svc.cfg.Clients.(*instrumentedClients); ok {
 		t.Error("the client registry is instrumented")
+	}
+}
+
+// TestTelemetryGlobalProviders: a Service built before the application
+// installs its SDK in the global providers records into it afterwards,
+// spans included. The global providers can be set once per process, so
+// the test runs itself again in a process of its own.
+func TestTelemetryGlobalProviders(t *testing.T) {
+	if os.Getenv("SELFSERVICE_TEST_GLOBAL_OTEL") != "1" {
+		cmd := exec.Command(os.Args[0], "-test.run=^TestTelemetryGlobalProviders$", "-test.count=1")
+		cmd.Env = append(os.Environ(), "SELFSERVICE_TEST_GLOBAL_OTEL=1")
+		if out, err := cmd.CombinedOutput(); err != nil {
+			t.Fatalf("%v\n%s", err, out)
+		}
+		return
+	}
+	if !isUnsetGlobal(otel.GetTracerProvider()) {
+		t.Fatal("the global tracer provider is set already")
+	}
+	svc, err := New(Config{
+		Users: memstore.NewUserStore(), Codes: memstore.NewCodeStore(), Limiter: memstore.NewLimiter(),
+		Clients: memstore.NewClientRegistry(store.Client{ID: "app"}), Mailer: MailerFunc(func(context.Context, Message) error { return nil }),
+		Captcha: AllowAllCaptcha{}, CodeSecret: make([]byte, MinCodeSecretLen), Logger: slog.New(slog.DiscardHandler),
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if svc.tel.unsetGlobal == nil || svc.tel.tracing() {
+		t.Fatal("the Service does not know the global tracer provider is unset")
+	}
+	// A request whose context carries a sampled span, as otelhttp's would.
+	sc := trace.NewSpanContext(trace.SpanContextConfig{
+		TraceID: trace.TraceID{1}, SpanID: trace.SpanID{1}, TraceFlags: trace.FlagsSampled, Remote: true,
+	})
+	ctx := trace.ContextWithSpanContext(context.Background(), sc)
+	send := func(email string) {
+		t.Helper()
+		err := svc.SendCode(ctx, SendCodeRequest{
+			Caller: Caller{ClientID: "app", Device: middleware.Device{OSVersion: "linux6.1", Fingerprint: "fp", Agent: "test"}},
+			Email:  email, Type: PurposeUpdateEmail, CaptchaToken: "t",
+		})
+		if err != nil {
+			t.Fatal(err)
+		}
+	}
+	send("before@example.com")
+
+	spans := tracetest.NewSpanRecorder()
+	otel.SetTracerProvider(sdktrace.NewTracerProvider(sdktrace.WithSpanProcessor(spans)))
+	reader := sdkmetric.NewManualReader()
+	otel.SetMeterProvider(sdkmetric.NewMeterProvider(sdkmetric.WithReader(reader)))
+	if !svc.tel.tracing() {
+		t.Fatal("tracing() is false with an SDK installed")
+	}
+	send("after@example.com")
+
+	// The client's registration is cached since the first send.
+	if n := len(spans.Ended()); n != 5 {
+		t.Errorf("%d spans after the SDK was installed, want 5 (captcha, 2 reserves, put, send)", n)
+	}
+	for _, s := range spans.Ended() {
+		if s.Parent().SpanID() != sc.SpanID() {
+			t.Errorf("span %s is not a child of the request's", s.Name())
+		}
+	}
+	var rm metricdata.ResourceMetrics
+	if err := reader.Collect(context.Background(), &rm); err != nil {
+		t.Fatal(err)
+	}
+	sent := int64(-1)
+	for _, sm := range rm.ScopeMetrics {
+		for _, m := range sm.Metrics {
+			if m.Name == "selfservice.codes.sent" {
+				sent = m.Data.(metricdata.Sum[int64]).DataPoints[0].Value
+			}
+		}
+	}
+	if sent != 1 {
+		t.Errorf("codes sent after the SDK was installed: %d, want 1", sent)
 	}
 }
 
