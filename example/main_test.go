@@ -206,7 +206,7 @@ func TestHelp(t *testing.T) {
 	if !errors.Is(err, flag.ErrHelp) {
 		t.Fatalf("run -h = %v, want flag.ErrHelp, which main exits 0 on", err)
 	}
-	for _, f := range []string{"-addr", "-store", "-codes", "-mail", "-seed", "-load-test"} {
+	for _, f := range []string{"-addr", "-store", "-codes", "-mail", "-seed", "-load-test", "-metrics", "-db-conns"} {
 		if !strings.Contains(stderr.String(), f) {
 			t.Errorf("usage lacks %s:\n%s", f, stderr.String())
 		}
