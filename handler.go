@@ -291,6 +291,34 @@ func (s *Service) SendCodeHandler() http.Handler { return s.sendCodeHandler }
 // UpdateEmail's checks.
 func (s *Service) UpdateEmailHandler() http.Handler { return s.updateEmailHandler }
 
+// CallerOf reads the Caller of r as the endpoints do, for a front that
+// calls SendCode or UpdateEmail itself (a framework's own routing, a
+// gateway): X-L and then Accept-Language choose the language, a repeated
+// X-L or X-client-id is i18n.CodeHeaderRepeated, incomplete device headers
+// are i18n.CodeDeviceIncomplete (middleware.ParseDevice), and the client IP
+// is Config.ClientIP's. Whether the client is registered, SendCode and
+// UpdateEmail check. On an error the Caller's Language is still the one to
+// answer in.
+func (s *Service) CallerOf(r *http.Request) (Caller, error) {
+	var c Caller
+	xl := r.Header.Values("X-L")
+	if len(xl) > 1 {
+		c.Language = s.cfg.Bundle.DefaultLocale().Tag()
+		return c, i18n.CodeHeaderRepeated
+	}
+	c.Language = s.cfg.Bundle.Match(strings.Join(xl, ""), r.Header.Get("Accept-Language")).Tag()
+	d, err := middleware.ParseDevice(r.Header)
+	if err != nil {
+		return c, err
+	}
+	ids := r.Header.Values("X-Client-Id")
+	if len(ids) > 1 {
+		return c, i18n.CodeHeaderRepeated
+	}
+	c.ClientID, c.Device, c.IP = strings.TrimSpace(strings.Join(ids, "")), d, s.cfg.ClientIP(r)
+	return c, nil
+}
+
 // httpCaller is the Caller of a request that passed the middleware chain.
 func (s *Service) httpCaller(r *http.Request) caller {
 	ctx := r.Context()

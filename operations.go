@@ -116,9 +116,12 @@ type caller struct {
 	language language.Tag
 }
 
-// checkCaller runs the checks the middlewares run on HTTP requests.
+// checkCaller runs the checks the middlewares run on HTTP requests, on the
+// device as the headers would give it: trimmed.
 func (s *Service) checkCaller(ctx context.Context, c Caller) (caller, error) {
-	if !c.Device.Valid() {
+	d := &c.Device
+	d.OSVersion, d.Fingerprint, d.Agent = strings.TrimSpace(d.OSVersion), strings.TrimSpace(d.Fingerprint), strings.TrimSpace(d.Agent)
+	if !d.Valid() {
 		return caller{}, i18n.CodeDeviceIncomplete
 	}
 	client, err := middleware.LookupClient(ctx, s.cfg.Clients, c.ClientID)

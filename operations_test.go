@@ -262,3 +262,57 @@ func TestOwnAuthenticationOverHTTP(t *testing.T) {
 		t.Errorf("email is %q", u.Email)
 	}
 }
+
+// TestCallerOf: a front that calls the Go API itself reads the Caller from
+// the request with the endpoints' rules.
+func TestCallerOf(t *testing.T) {
+	t.Parallel()
+	g := newGoAPI(t, func(c *selfservice.Config) {
+		c.ClientIP = selfservice.TrustProxies(netip.MustParsePrefix("10.0.0.0/8"))
+	})
+	request := func(edit func(h http.Header)) *http.Request {
+		r := httptest.NewRequest(http.MethodPost, "/", nil)
+		r.RemoteAddr = "10.1.2.3:4444"
+		r.Header = selfservicetest.Headers(" "+g.iss.ClientID+" ", "zh-CN")
+		r.Header.Set("X-Forwarded-For", "198.51.100.9")
+		if edit != nil {
+			edit(r.Header)
+		}
+		return r
+	}
+	for _, tt := range []struct {
+		name string
+		edit func(h http.Header)
+		want i18n.Code
+		lang string
+	}{
+		{"complete", nil, "", "zh"},
+		{"Accept-Language when X-L is absent", func(h http.Header) { h.Del("X-L"); h.Set("Accept-Language", "en-GB") }, "", "en"},
+		{"X-L repeated: the default language", func(h http.Header) { h.Add("X-L", "zh") }, i18n.CodeHeaderRepeated, "en"},
+		{"device incomplete, answered in the caller's language", func(h http.Header) { h.Del("X-Agent") }, i18n.CodeDeviceIncomplete, "zh"},
+		{"device ip not an address", func(h http.Header) { h.Set("X-Device-Ip", "nope") }, i18n.CodeDeviceIncomplete, "zh"},
+		{"client id repeated", func(h http.Header) { h.Add("X-Client-Id", "other") }, i18n.CodeHeaderRepeated, "zh"},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			c, err := g.svc.CallerOf(request(tt.edit))
+			if tt.want == "" && err != nil || tt.want != "" && !errors.Is(err, tt.want) {
+				t.Fatalf("CallerOf: %v, want %q", err, tt.want)
+			}
+			if c.Language.String() != tt.lang {
+				t.Errorf("Language %v, want %s", c.Language, tt.lang)
+			}
+			if err != nil {
+				return
+			}
+			if c.ClientID != g.iss.ClientID || c.IP != netip.MustParseAddr("198.51.100.9") || c.Device.Agent != "selfservicetest" {
+				t.Errorf("Caller %+v", c)
+			}
+			err = g.svc.SendCode(context.Background(), selfservice.SendCodeRequest{
+				Caller: c, Email: "new@example.com", Type: selfservice.PurposeUpdateEmail, CaptchaToken: "ok",
+			})
+			if err != nil && !errors.Is(err, i18n.CodeSendLimited) {
+				t.Errorf("SendCode with the Caller: %v", err)
+			}
+		})
+	}
+}

@@ -44,6 +44,19 @@ func deviceHeaders(w http.ResponseWriter, r *http.Request, st *state) bool {
 	return true
 }
 
+// ParseDevice reads the device headers of h as DeviceHeaders does: an
+// error (i18n.CodeDeviceIncomplete) unless X-operating-sys-version,
+// X-device-fingerprint and X-agent are each given once, not blank, within
+// their length limits and free of control characters, and X-device-ip,
+// when present, is an IPv4 or IPv6 address. Values are trimmed.
+func ParseDevice(h http.Header) (Device, error) {
+	d, ok := parseDevice(h)
+	if !ok {
+		return Device{}, i18n.CodeDeviceIncomplete
+	}
+	return d, nil
+}
+
 // Valid reports whether d is what DeviceHeaders accepts: OSVersion,
 // Fingerprint and Agent not blank, within their length limits and free of
 // control characters. IP may be the zero Addr (the header was absent).

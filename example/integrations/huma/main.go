@@ -36,7 +36,6 @@ import (
 	"log/slog"
 	"mime"
 	"net/http"
-	"net/netip"
 	"reflect"
 	"strconv"
 	"strings"
@@ -64,7 +63,6 @@ const defaultMaxBodyBytes = 4096
 type front struct {
 	svc        *selfservice.Service
 	bundle     *i18n.Bundle
-	clientIP   func(*http.Request) netip.Addr
 	maxAuthAge time.Duration
 	logger     *slog.Logger
 }
@@ -84,12 +82,9 @@ func frontOf(op *huma.Operation) *front {
 // newAPI returns a ServeMux serving the two operations, registered with
 // huma for svc, which was built from cfg, and huma's OpenAPI and docs.
 func newAPI(svc *selfservice.Service, cfg selfservice.Config) http.Handler {
-	f := &front{svc: svc, bundle: cfg.Bundle, clientIP: cfg.ClientIP, maxAuthAge: cfg.MaxAuthAge, logger: cfg.Logger}
+	f := &front{svc: svc, bundle: cfg.Bundle, maxAuthAge: cfg.MaxAuthAge, logger: cfg.Logger}
 	if f.bundle == nil {
 		f.bundle = i18n.Default()
-	}
-	if f.clientIP == nil {
-		f.clientIP = selfservice.RemoteIP
 	}
 	if f.logger == nil {
 		f.logger = slog.Default()
@@ -160,63 +155,22 @@ type CallerHeaders struct {
 }
 
 // Resolve runs the checks of the package's middleware chain that need no
-// store, in its order: X-L once, the device headers (once each, the
-// required ones valid, X-device-ip an address when present), X-client-id
-// once; then the Content-Type. It fills the Caller: the device, the client
-// id, the address Config.ClientIP gives for the connection (humago.Unwrap
-// hands over the *http.Request) and the language X-L and Accept-Language
-// choose in the bundle.
+// store, through Service.CallerOf (X-L once, the device headers, X-client-id
+// once, the client IP as Config.ClientIP gives it: humago.Unwrap hands over
+// the *http.Request), then the Content-Type.
 func (c *CallerHeaders) Resolve(ctx huma.Context) []error {
 	f := frontOf(ctx.Operation())
-	var n struct{ xl, os, fingerprint, agent, ip, client, auth int }
-	ctx.EachHeader(func(name, _ string) {
-		switch http.CanonicalHeaderKey(name) {
-		case "X-L":
-			n.xl++
-		case "X-Operating-Sys-Version":
-			n.os++
-		case "X-Device-Fingerprint":
-			n.fingerprint++
-		case "X-Agent":
-			n.agent++
-		case "X-Device-Ip":
-			n.ip++
-		case "X-Client-Id":
-			n.client++
-		case "Authorization":
-			n.auth++
-		}
-	})
-	if n.xl > 1 {
-		return []error{f.fail(f.bundle.DefaultLocale(), i18n.CodeHeaderRepeated)}
-	}
-	c.locale = f.bundle.Match(c.Lang, c.AcceptLanguage)
-	fail := func(code i18n.Code) []error { return []error{f.fail(c.locale, code)} }
-
-	device := ssmw.Device{
-		OSVersion:   strings.TrimSpace(c.OSVersion),
-		Fingerprint: strings.TrimSpace(c.Fingerprint),
-		Agent:       strings.TrimSpace(c.Agent),
-	}
-	if n.os > 1 || n.fingerprint > 1 || n.agent > 1 || n.ip > 1 || !device.Valid() {
-		return fail(i18n.CodeDeviceIncomplete)
-	}
-	if n.ip == 1 {
-		ip, err := netip.ParseAddr(strings.TrimSpace(c.DeviceIP))
-		if err != nil {
-			return fail(i18n.CodeDeviceIncomplete)
-		}
-		device.IP = ip
-	}
-	if n.client > 1 {
-		return fail(i18n.CodeHeaderRepeated)
+	r, _ := humago.Unwrap(ctx)
+	caller, err := f.svc.CallerOf(r)
+	c.locale = f.bundle.Match(caller.Language.String(), "")
+	if err != nil {
+		return []error{f.fail(c.locale, err)}
 	}
 	if !isJSON(ctx.Header("Content-Type")) {
-		return fail(i18n.CodeContentType)
+		return []error{f.fail(c.locale, i18n.CodeContentType)}
 	}
-	r, _ := humago.Unwrap(ctx)
-	c.caller = selfservice.Caller{ClientID: c.ClientID, Device: device, IP: f.clientIP(r), Language: c.locale.Tag()}
-	c.authRepeated = n.auth > 1
+	c.caller = caller
+	c.authRepeated = len(r.Header.Values("Authorization")) > 1
 	return nil
 }
 
