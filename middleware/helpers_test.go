@@ -8,7 +8,6 @@ import (
 
 	"github.com/ciamkit/selfservice/i18n"
 	"github.com/ciamkit/selfservice/middleware"
-	"github.com/ciamkit/selfservice/store"
 )
 
 // The client and user of the tests.
@@ -19,17 +18,6 @@ const (
 
 // discard is a logger that drops everything.
 var discard = slog.New(slog.DiscardHandler)
-
-// foldingRegistry finds clients whatever the case of the id, so that the
-// client it returns has an ID that differs from the header.
-type foldingRegistry struct{ clients map[string]store.Client }
-
-func (r foldingRegistry) Client(_ context.Context, id string) (store.Client, error) {
-	if c, ok := r.clients[strings.ToLower(id)]; ok {
-		return c, nil
-	}
-	return store.Client{}, store.ErrNotFound
-}
 
 // tokens is the TokenVerifier of the middleware tests: "SUB@CLIENT" signs SUB
 // in for the client CLIENT (and only for it), "down" cannot be decided, as
