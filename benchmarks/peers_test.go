@@ -8,6 +8,7 @@ import (
 	"crypto/elliptic"
 	"crypto/rand"
 	"crypto/rsa"
+	"fmt"
 	"log/slog"
 	"net/http"
 	"net/http/httptest"
@@ -19,8 +20,8 @@ import (
 	"github.com/coreos/go-oidc/v3/oidc"
 	"github.com/golang-jwt/jwt/v5"
 
-	"github.com/ciamkit/selfservice/i18n"
 	"github.com/ciamkit/selfservice/idtoken"
+	"github.com/ciamkit/selfservice/internal/paired"
 	"github.com/ciamkit/selfservice/middleware"
 	"github.com/ciamkit/selfservice/store"
 	"github.com/ciamkit/selfservice/store/memstore"
@@ -104,24 +105,25 @@ func request(raw string) *http.Request {
 	return r
 }
 
-// serve runs h on r once per iteration; any status written is a failure,
-// since the handler behind the middlewares writes nothing.
-func serve(b *testing.B, h http.Handler, r *http.Request) {
-	b.Helper()
-	w := &writer{h: make(http.Header)}
-	b.ReportAllocs()
-	for b.Loop() {
+// serve runs h on one request carrying raw; any status written is a
+// failure, since the handler behind the middlewares writes nothing.
+func serve(h http.Handler, raw string) func(int) error {
+	r, w := request(raw), &writer{h: make(http.Header)}
+	return func(int) error {
 		w.code = 0
 		h.ServeHTTP(w, r)
 		if w.code != 0 {
-			b.Fatalf("status %d", w.code)
+			return fmt.Errorf("status %d", w.code)
 		}
+		return nil
 	}
 }
 
 var empty = http.HandlerFunc(func(http.ResponseWriter, *http.Request) {})
 
-// ourChain is selfservice's standard chain of four middlewares.
+// ourChain is selfservice's middleware.Chain, as the root package runs it
+// in front of update-email: Localize, POST only, the device headers,
+// X-client-id and the bearer token.
 func ourChain(b *testing.B, pub crypto.PublicKey, cache idtoken.CacheOptions) http.Handler {
 	b.Helper()
 	v, err := idtoken.New(idtoken.Options{
@@ -133,64 +135,76 @@ func ourChain(b *testing.B, pub crypto.PublicKey, cache idtoken.CacheOptions) ht
 	if err != nil {
 		b.Fatal(err)
 	}
-	return middleware.Localize(i18n.Default())(
-		middleware.DeviceHeaders(
-			middleware.RequireClientID(memstore.NewClientRegistry(store.Client{ID: client}), nil)(
-				middleware.RequireBearer(v)(empty))))
+	b.Cleanup(v.Close)
+	return middleware.Chain(middleware.ChainOptions{
+		Methods:  []string{http.MethodPost},
+		Clients:  memstore.NewClientRegistry(store.Client{ID: client}),
+		Verifier: v,
+		Logger:   slog.New(slog.DiscardHandler),
+	})(empty)
 }
 
-// BenchmarkPeers checks the same token with the same key in every
-// implementation; "benchstat -col /impl" shows each as a ratio to the floor:
+// BenchmarkPeersVsFloor checks the same token with the same key in every
+// implementation, each paired (internal/paired) with the floor, golang-jwt
+// parsing and verifying the token and nothing else; x-wall and x-cpu are
+// the ratios to it:
 //
-//	floor                    golang-jwt parses and verifies, nothing else
-//	selfservice-chain        our four middlewares in front of an empty handler
-//	selfservice-chain-cached the same with the verified-token cache on (a repeated token)
-//	go-oidc                  go-oidc's IDTokenVerifier.Verify with a StaticKeySet
-//	go-jwt-middleware        go-jwt-middleware's CheckJWT with its validator, in front of an empty handler
-func BenchmarkPeers(b *testing.B) {
+//	selfservice-chain         our middleware.Chain in front of an empty handler
+//	selfservice-chain-cached  the same with the verified-token cache on (a repeated token)
+//	go-oidc                   go-oidc's IDTokenVerifier.Verify with a StaticKeySet
+//	go-jwt-middleware         go-jwt-middleware's CheckJWT with its validator, in front of an empty handler
+//
+// Run it with
+//
+//	go test -run '^$' -bench VsFloor -benchtime 100x -count 10 . | tee peers.txt
+//	benchstat -filter '.unit:(x-wall OR x-cpu)' peers.txt
+func BenchmarkPeersVsFloor(b *testing.B) {
 	for _, a := range algs(b) {
 		raw := a.token(b)
 		pub := a.key.Public()
-		name := "alg=" + a.name + "/impl="
-		b.Run(name+"floor", func(b *testing.B) {
-			p := jwt.NewParser(jwt.WithValidMethods([]string{a.name}))
-			keyfunc := func(*jwt.Token) (any, error) { return pub, nil }
-			b.ReportAllocs()
-			for b.Loop() {
-				if _, err := p.ParseWithClaims(raw, &jwt.RegisteredClaims{}, keyfunc); err != nil {
+		p := jwt.NewParser(jwt.WithValidMethods([]string{a.name}))
+		keyfunc := func(*jwt.Token) (any, error) { return pub, nil }
+		floor := func(int) error {
+			_, err := p.ParseWithClaims(raw, &jwt.RegisteredClaims{}, keyfunc)
+			return err
+		}
+		impls := []struct {
+			name string
+			op   func(b *testing.B) func(int) error
+		}{
+			{"selfservice-chain", func(b *testing.B) func(int) error {
+				return serve(ourChain(b, pub, idtoken.CacheOptions{}), raw)
+			}},
+			{"selfservice-chain-cached", func(b *testing.B) func(int) error {
+				return serve(ourChain(b, pub, idtoken.CacheOptions{MaxEntries: 10_000}), raw)
+			}},
+			{"go-oidc", func(*testing.B) func(int) error {
+				v := oidc.NewVerifier(issuer, &oidc.StaticKeySet{PublicKeys: []crypto.PublicKey{pub}}, &oidc.Config{
+					ClientID:             client,
+					SupportedSigningAlgs: []string{a.name},
+				})
+				ctx := context.Background()
+				return func(int) error {
+					_, err := v.Verify(ctx, raw)
+					return err
+				}
+			}},
+			{"go-jwt-middleware", func(b *testing.B) func(int) error {
+				v, err := validator.New(
+					func(context.Context) (any, error) { return pub, nil },
+					validator.SignatureAlgorithm(a.name), issuer, []string{client},
+					validator.WithAllowedClockSkew(30*time.Second),
+				)
+				if err != nil {
 					b.Fatal(err)
 				}
-			}
-		})
-		b.Run(name+"selfservice-chain", func(b *testing.B) {
-			serve(b, ourChain(b, pub, idtoken.CacheOptions{}), request(raw))
-		})
-		b.Run(name+"selfservice-chain-cached", func(b *testing.B) {
-			serve(b, ourChain(b, pub, idtoken.CacheOptions{MaxEntries: 10_000}), request(raw))
-		})
-		b.Run(name+"go-oidc", func(b *testing.B) {
-			v := oidc.NewVerifier(issuer, &oidc.StaticKeySet{PublicKeys: []crypto.PublicKey{pub}}, &oidc.Config{
-				ClientID:             client,
-				SupportedSigningAlgs: []string{a.name},
+				return serve(jwtmiddleware.New(v.ValidateToken).CheckJWT(empty), raw)
+			}},
+		}
+		for _, impl := range impls {
+			b.Run("alg="+a.name+"/impl="+impl.name, func(b *testing.B) {
+				paired.Run(b, paired.Pair{Floor: floor, Impl: impl.op(b)})
 			})
-			ctx := context.Background()
-			b.ReportAllocs()
-			for b.Loop() {
-				if _, err := v.Verify(ctx, raw); err != nil {
-					b.Fatal(err)
-				}
-			}
-		})
-		b.Run(name+"go-jwt-middleware", func(b *testing.B) {
-			v, err := validator.New(
-				func(context.Context) (any, error) { return pub, nil },
-				validator.SignatureAlgorithm(a.name), issuer, []string{client},
-				validator.WithAllowedClockSkew(30*time.Second),
-			)
-			if err != nil {
-				b.Fatal(err)
-			}
-			serve(b, jwtmiddleware.New(v.ValidateToken).CheckJWT(empty), request(raw))
-		})
+		}
 	}
 }

@@ -42,11 +42,12 @@ bench() {
 	fi
 }
 bench paired . ./internal/paired FloorVsFloor
+bench idtoken . ./idtoken "$pattern"
 bench middleware . ./middleware "$pattern"
 bench root . . "$pattern"
 bench peers benchmarks . "$pattern"
 
-for f in paired middleware root peers; do
+for f in paired idtoken middleware root peers; do
 	grep -q ' x-wall' "$out/$f.txt" || continue
 	benchstat "$out/$f.txt" >"$out/$f.stat.txt"
 	echo "## $f: ratios to the floor (median of $rounds rounds, 95 % CI)"
