@@ -1,9 +1,14 @@
 package selfservice
 
 import (
+	"bytes"
+	"crypto/hmac"
+	"crypto/sha256"
 	"encoding/json"
 	"errors"
+	"strings"
 	"testing"
+	"unicode/utf8"
 
 	"github.com/ciamkit/selfservice/i18n"
 )
@@ -35,6 +40,24 @@ func TestDecodeFields(t *testing.T) {
 		{name: "truncated", body: `{"email":"a@b.co"`, wantErr: true},
 		{name: "invalid UTF-8", body: "{\"email\":\"\xff@b.co\"}", wantErr: true},
 		{name: "trailing comma", body: `{"email":"a@b.co",}`, wantErr: true},
+		{name: "escaped name", body: `{"em\u0061il":"a@b.co"}`, wantEmail: "a@b.co"},
+		{name: "escaped quotes", body: `{"verify_code":"\"1\"\\\/"}`, wantC: `"1"\/`},
+		{name: "tabs and returns", body: "\t{\r\n\"email\"\t:\r\"a@b.co\"\t}\r\n", wantEmail: "a@b.co"},
+		{name: "null cut short", body: `{"email":nul}`, wantErr: true},
+		{name: "null and more", body: `{"email":nullx}`, wantErr: true},
+		{name: "control character", body: "{\"email\":\"a\x01@b.co\"}", wantErr: true},
+		{name: "unknown escape", body: `{"email":"\q"}`, wantErr: true},
+		{name: "short unicode escape", body: `{"email":"\u12"}`, wantErr: true},
+		{name: "non-hex unicode escape", body: `{"email":"\u12g4"}`, wantErr: true},
+		{name: "escape at the end", body: `{"email":"\`, wantErr: true},
+		{name: "missing colon", body: `{"email" "a@b.co"}`, wantErr: true},
+		{name: "missing comma", body: `{"email":"a@b.co" "verify_code":"1"}`, wantErr: true},
+		{name: "lone comma", body: `{,}`, wantErr: true},
+		{name: "unquoted name", body: `{email:"a@b.co"}`, wantErr: true},
+		{name: "extra brace", body: `{"email":"a@b.co"}}`, wantErr: true},
+		{name: "open brace only", body: `{`, wantErr: true},
+		{name: "white space only", body: " \n", wantErr: true},
+		{name: "single quotes", body: `{'email':'a@b.co'}`, wantErr: true},
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
@@ -104,6 +127,13 @@ func FuzzDecodeFields(f *testing.F) {
 					t.Fatalf("accepted unknown field %q in %q", name, body)
 				}
 			}
+			return
+		}
+		// And the other way: what encoding/json reads as one object of
+		// strings or nulls, in valid UTF-8, with known names given once
+		// each, is accepted.
+		if refErr == nil && ref != nil && utf8.Valid(body) && knownOnce(body) {
+			t.Fatalf("refused %q, which encoding/json reads as %v: %v", body, ref, err)
 		}
 	})
 }
@@ -141,6 +171,19 @@ func TestCodes(t *testing.T) {
 	if again := h.hash("UPDATE_EMAIL_EMS", "a@b.co", "123456"); string(again) != string(a) {
 		t.Fatal("the pooled HMAC is not reset between uses")
 	}
+	// The stored form must not change between releases: codes in flight
+	// in a shared store would stop matching.
+	want := hmac.New(sha256.New, secret)
+	want.Write([]byte("UPDATE_EMAIL_EMS\x00a@b.co\x00123456"))
+	if !hmac.Equal(a, want.Sum(nil)) {
+		t.Fatalf("hash = %x, want HMAC-SHA256(secret, purpose NUL address NUL code) = %x", a, want.Sum(nil))
+	}
+	long := strings.Repeat("x", 300) + "@b.co" // longer than the pooled buffer
+	want.Reset()
+	want.Write([]byte("UPDATE_EMAIL_EMS\x00" + long + "\x00123456"))
+	if got := h.hash("UPDATE_EMAIL_EMS", long, "123456"); !hmac.Equal(got, want.Sum(nil)) {
+		t.Fatalf("hash of a long input = %x, want %x", got, want.Sum(nil))
+	}
 	for _, other := range [][]byte{
 		h.hash("UPDATE_EMAIL_EMS", "a@b.co", "123457"),
 		h.hash("UPDATE_EMAIL_EMS", "a@b.com", "123456"),
@@ -151,4 +194,26 @@ func TestCodes(t *testing.T) {
 			t.Fatal("different inputs share a code hash")
 		}
 	}
+}
+
+// knownOnce reports whether the JSON object body names only email and
+// verify_code, each at most once.
+func knownOnce(body []byte) bool {
+	dec := json.NewDecoder(bytes.NewReader(body))
+	if _, err := dec.Token(); err != nil { // {
+		return false
+	}
+	seen := map[string]bool{}
+	for dec.More() {
+		tok, err := dec.Token()
+		name, ok := tok.(string)
+		if err != nil || !ok || seen[name] || (name != "email" && name != "verify_code") {
+			return false
+		}
+		seen[name] = true
+		if _, err := dec.Token(); err != nil { // the value: a string or null
+			return false
+		}
+	}
+	return true
 }

@@ -58,21 +58,34 @@ func wellFormedCode(s string) bool {
 // codeHasher makes the keyed hash a store keeps instead of the code:
 // HMAC-SHA256 under the integrator's secret over purpose, canonical address
 // and code, so that a leaked store reveals no live code and a code binds to
-// its address. Keyed HMAC states are pooled: keying one costs more than
-// hashing a code.
+// its address. Keyed HMAC states are pooled, each with the buffer its input
+// is assembled in: keying a state costs more than hashing a code, and a
+// buffer on the stack would escape through the hash.Hash interface, one
+// heap allocation per hash.
 type codeHasher struct{ macs sync.Pool }
+
+// codeMAC is one pooled HMAC state and its input buffer.
+type codeMAC struct {
+	mac hash.Hash
+	buf []byte
+}
+
+// codeMACBuf is the usual largest input: a purpose of up to 62 bytes, an
+// address of MaxEmailLen and a code; a longer one grows the buffer once.
+const codeMACBuf = 64 + MaxEmailLen + 1 + CodeLen
 
 func newCodeHasher(secret []byte) *codeHasher {
 	secret = append([]byte(nil), secret...)
-	return &codeHasher{macs: sync.Pool{New: func() any { return hmac.New(sha256.New, secret) }}}
+	return &codeHasher{macs: sync.Pool{New: func() any {
+		return &codeMAC{mac: hmac.New(sha256.New, secret), buf: make([]byte, 0, codeMACBuf)}
+	}}}
 }
 
 func (h *codeHasher) hash(purpose, canonical, code string) []byte {
-	m := h.macs.Get().(hash.Hash)
+	m := h.macs.Get().(*codeMAC)
 	defer h.macs.Put(m)
-	m.Reset()
-	var buf [2*MaxEmailLen + 2 + CodeLen]byte
-	b := append(append(append(append(append(buf[:0], purpose...), 0), canonical...), 0), code...)
-	m.Write(b)
-	return m.Sum(nil)
+	m.mac.Reset()
+	m.buf = append(append(append(append(append(m.buf[:0], purpose...), 0), canonical...), 0), code...)
+	m.mac.Write(m.buf)
+	return m.mac.Sum(make([]byte, 0, sha256.Size))
 }
