@@ -73,7 +73,13 @@ func Canonical(s string) (email, canonical string, err error) {
 	if s == "" || len(s) > 4*MaxLen || !utf8.ValidString(s) {
 		return "", "", ErrSyntax
 	}
-	s = norm.NFC.String(s)
+	// Most addresses are ASCII, which is its own NFC and NFKC form: they
+	// skip the normalisation, and a domain of plain LDH labels skips
+	// UTS #46, which maps it to its lower case.
+	ascii := isASCII(s)
+	if !ascii {
+		s = norm.NFC.String(s)
+	}
 	at := strings.LastIndexByte(s, '@')
 	if at <= 0 || at == len(s)-1 {
 		return "", "", ErrSyntax
@@ -82,14 +88,21 @@ func Canonical(s string) (email, canonical string, err error) {
 	if len(local) > MaxLocalLen {
 		return "", "", ErrLength
 	}
-	if err := checkLocalPart(local); err != nil {
+	if err := checkLocalPart(local, ascii); err != nil {
 		return "", "", err
 	}
-	asciiDomain, err := checkDomain(domain)
-	if err != nil {
-		return "", "", err
+	if ascii && isPlainHostName(domain) {
+		if err := checkTLD(domain); err != nil {
+			return "", "", err
+		}
+		canonical = strings.ToLower(s)
+	} else {
+		asciiDomain, err := checkDomain(domain)
+		if err != nil {
+			return "", "", err
+		}
+		canonical = norm.NFC.String(strings.ToLower(local)) + "@" + asciiDomain
 	}
-	canonical = norm.NFC.String(strings.ToLower(local)) + "@" + asciiDomain
 	if len(s) > MaxLen || len(canonical) > MaxLen {
 		return "", "", ErrLength
 	}
@@ -129,13 +142,15 @@ func Reconcile(email, canonical string) (string, string, error) {
 // an atom.
 const atextSymbols = "!#$%&'*+-/=?^_`{|}~"
 
-func checkLocalPart(local string) error {
+// checkLocalPart checks the local part of an address; ascii tells that the
+// address is ASCII.
+func checkLocalPart(local string, ascii bool) error {
 	if local[0] == '.' || local[len(local)-1] == '.' || strings.Contains(local, "..") {
 		return ErrSyntax
 	}
 	// A compatibility character (fullwidth letters, ligatures, superscripts)
 	// looks like another address it is not; refuse rather than fold.
-	if !norm.NFKC.IsNormalString(local) {
+	if !ascii && !norm.NFKC.IsNormalString(local) {
 		return ErrCharacter
 	}
 	for _, r := range local {
@@ -200,16 +215,57 @@ func checkDomain(domain string) (string, error) {
 	if !isASCII(domain) && !sameLabels(lookup, strings.ToLower(domain)) {
 		return "", ErrCharacter
 	}
-	dot := strings.LastIndexByte(lookup, '.')
-	if dot <= 0 || dot == len(lookup)-1 {
-		return "", ErrDomain
-	}
-	tld := lookup[dot+1:]
-	if !strings.HasPrefix(tld, "xn--") && strings.IndexFunc(tld, func(r rune) bool { return r < 'a' || r > 'z' }) >= 0 {
-		return "", ErrDomain
+	if err := checkTLD(lookup); err != nil {
+		return "", err
 	}
 	return lookup, nil
 }
+
+// checkTLD requires at least two labels and an alphabetic top-level label
+// (or an internationalised one) of lookup, a domain in ASCII.
+func checkTLD(lookup string) error {
+	dot := strings.LastIndexByte(lookup, '.')
+	if dot <= 0 || dot == len(lookup)-1 {
+		return ErrDomain
+	}
+	tld := lookup[dot+1:]
+	if !hasPrefixFold(tld, "xn--") && strings.IndexFunc(tld, func(r rune) bool { return !isASCIILetter(r) }) >= 0 {
+		return ErrDomain
+	}
+	return nil
+}
+
+// isPlainHostName reports whether domain is a host name that UTS #46, with
+// domainProfile, maps to its lower case and nothing else: ASCII letters,
+// digits and hyphens in labels of 1 to 63 bytes separated by full stops, at
+// most 253 bytes, no label that starts or ends with a hyphen or has two in
+// its third and fourth places (such as the xn-- of internationalised
+// labels, which need decoding). Any other domain takes the full path, which
+// decides.
+func isPlainHostName(domain string) bool {
+	if len(domain) > 253 {
+		return false
+	}
+	for label := range strings.SplitSeq(domain, ".") {
+		n := len(label)
+		if n == 0 || n > 63 || label[0] == '-' || label[n-1] == '-' || (n >= 4 && label[2] == '-' && label[3] == '-') {
+			return false
+		}
+		for i := 0; i < n; i++ {
+			if c := label[i]; !isASCIIAlnum(c) && c != '-' {
+				return false
+			}
+		}
+	}
+	return true
+}
+
+// hasPrefixFold is strings.HasPrefix ignoring ASCII case.
+func hasPrefixFold(s, prefix string) bool {
+	return len(s) >= len(prefix) && strings.EqualFold(s[:len(prefix)], prefix)
+}
+
+func isASCIILetter(r rune) bool { return 'a' <= r && r <= 'z' || 'A' <= r && r <= 'Z' }
 
 // sameLabels reports whether lookup, the ASCII form a resolver looks up, is
 // typed, lower-cased, label by label: an ASCII label as it is, any other in
