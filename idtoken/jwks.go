@@ -2,10 +2,12 @@ package idtoken
 
 import (
 	"context"
+	"crypto"
 	"errors"
 	"fmt"
 	"log/slog"
 	"math/rand/v2"
+	"slices"
 	"sync"
 	"time"
 
@@ -84,7 +86,7 @@ func newJWKSKeys(opts Options) (*jwksKeys, error) {
 	kf, err := keyfunc.New(keyfunc.Options{
 		Ctx:          ctx,
 		Storage:      client,
-		UseWhitelist: []jwkset.USE{jwkset.UseSig, ""},
+		UseWhitelist: keyUses,
 	})
 	if err != nil {
 		cancel()
@@ -179,10 +181,10 @@ func (k *jwksKeys) keyfunc(ctx context.Context) jwt.Keyfunc {
 		if kid == "" {
 			return nil, ErrTokenNoKID
 		}
-		_, err := k.remote.KeyRead(ctx, kid)
+		jwk, err := k.remote.KeyRead(ctx, kid)
 		switch {
 		case err == nil:
-			return k.kf.KeyfuncCtx(ctx)(t)
+			return verificationKey(jwk, t)
 		case !errors.Is(err, jwkset.ErrKeyNotFound):
 			return nil, err
 		case k.unknownKID.Allow():
@@ -200,6 +202,32 @@ func (k *jwksKeys) keyfunc(ctx context.Context) jwt.Keyfunc {
 			return nil, err
 		}
 	}
+}
+
+// keyUses are the "use" values a signing key may be published with.
+var keyUses = []jwkset.USE{jwkset.UseSig, ""}
+
+// verificationKey is what kf returns for t once it has found jwk under t's
+// kid, with the same checks and errors: the key's published alg, if any,
+// must be t's, and its use one of keyUses. keyfunc would read the key
+// again through the client, a second lookup per token.
+func verificationKey(jwk jwkset.JWK, t *jwt.Token) (any, error) {
+	alg, ok := t.Header["alg"].(string)
+	if !ok {
+		return nil, fmt.Errorf("%w: could not find alg in JWT header", keyfunc.ErrKeyfunc)
+	}
+	m := jwk.Marshal()
+	if a := m.ALG.String(); a != "" && a != alg {
+		return nil, fmt.Errorf(`%w: JWK "alg" parameter value %q does not match token "alg" parameter value %q`, keyfunc.ErrKeyfunc, a, alg)
+	}
+	if !slices.Contains(keyUses, m.USE) {
+		return nil, fmt.Errorf(`%w: JWK "use" parameter value %q is not in whitelist`, keyfunc.ErrKeyfunc, m.USE)
+	}
+	key := jwk.Key()
+	if pk, ok := key.(interface{ Public() crypto.PublicKey }); ok {
+		key = pk.Public()
+	}
+	return key, nil
 }
 
 // refetch fetches the set and resolves t's key from it. The fetch runs on
