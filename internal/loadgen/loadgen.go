@@ -12,7 +12,9 @@
 //  6. update-email replaying the previous flow's used code   -> 400 CAPTCHA.0007
 //
 // Codes come from a CodeSource, such as a MailLog fed by the development
-// mailer's JSON lines. Run stops starting requests when Duration has passed
+// mailer's JSON lines. Against Floor, the bare handler that only verifies
+// the token (Options.Floor), the same requests are sent and all are
+// answered 200 but the broken signature's, 401. Run stops starting requests when Duration has passed
 // or Requests have been sent, waits for those in flight, and returns with no
 // goroutine of its own left running. Check then asks the API whether every
 // change Run saw confirmed is in place.
@@ -102,6 +104,16 @@ type Options struct {
 	// HTTPClient sends the requests. Default: a client of Run's own whose
 	// idle connections are closed before Run returns.
 	HTTPClient *http.Client
+	// FirstRound numbers the first flow of each user, whose address is
+	// derived from it: a later Run against the same server gives a
+	// FirstRound past the rounds of the earlier ones (Report.Rounds), so
+	// that its codes go to new addresses. Default: 0.
+	FirstRound int
+	// Floor tells that BaseURL serves Floor, not the API: the same
+	// requests are sent, but Codes is not asked (a fixed code is sent) and
+	// every answer must be 200 but the broken signature's, 401. Check does
+	// not apply.
+	Floor bool
 }
 
 // Latency sums up the latencies of one kind of request.
@@ -126,6 +138,9 @@ type Report struct {
 	Latency, SendCode, UpdateEmail Latency
 	// Changes is the number of email changes confirmed by a 200.
 	Changes int
+	// Rounds is one past the last round any user started, counted from
+	// FirstRound: the FirstRound of a next Run.
+	Rounds int
 	// Final maps each user whose address Run changed to the last address
 	// a 200 confirmed.
 	Final map[string]string
@@ -162,7 +177,7 @@ func Run(ctx context.Context, opts Options) (Report, error) {
 		opts:     opts,
 		client:   client,
 		deadline: time.Now().Add(opts.Duration),
-		rep:      Report{Status: map[int]int{}, Codes: map[string]int{}, Final: map[string]string{}},
+		rep:      Report{Status: map[int]int{}, Codes: map[string]int{}, Final: map[string]string{}, Rounds: opts.FirstRound},
 	}
 	if opts.Rate > 0 {
 		r.interval = time.Duration(float64(time.Second) * float64(opts.Concurrency) / opts.Rate)
@@ -193,12 +208,12 @@ func (o *Options) validate() error {
 		o.RequestTimeout = 10 * time.Second
 	}
 	switch {
-	case o.ClientID == "" || o.Codes == nil:
+	case o.ClientID == "" || (o.Codes == nil && !o.Floor):
 		return fmt.Errorf("%w: ClientID and Codes are required", ErrOptions)
 	case o.Duration <= 0 || o.Requests <= 0:
 		return fmt.Errorf("%w: Duration and Requests must both bound the run", ErrOptions)
-	case o.Concurrency < 0 || o.RequestTimeout < 0 || o.Rate < 0:
-		return fmt.Errorf("%w: negative Concurrency, RequestTimeout or Rate", ErrOptions)
+	case o.Concurrency < 0 || o.RequestTimeout < 0 || o.Rate < 0 || o.FirstRound < 0:
+		return fmt.Errorf("%w: negative Concurrency, RequestTimeout, Rate or FirstRound", ErrOptions)
 	case len(o.Users) < o.Concurrency:
 		return fmt.Errorf("%w: %d users for %d workers", ErrOptions, len(o.Users), o.Concurrency)
 	}
@@ -247,6 +262,19 @@ var (
 	expectCodeIncorrect = expect{http.StatusBadRequest, "IDAAS.SDK.CAPTCHA.0007"}
 )
 
+// expectations are the answers of one flow's steps, in order: send-code,
+// send-code without device headers, broken signature, wrong code, the
+// mailed code, replay.
+type expectations [6]expect
+
+var (
+	apiAnswers   = expectations{expectOK, expectDevice, expectTokenInvalid, expectCodeIncorrect, expectOK, expectCodeIncorrect}
+	floorAnswers = expectations{expectOK, expectOK, {http.StatusUnauthorized, ""}, expectOK, expectOK, expectOK}
+)
+
+// floorCode is the code the flow sends to a floor, which mails none.
+const floorCode = "123456"
+
 // work runs flows for the users of worker w until the run is over.
 func (r *runner) work(ctx context.Context, w int) {
 	var users []*userState
@@ -256,7 +284,11 @@ func (r *runner) work(ctx context.Context, w int) {
 	next := time.Now()
 	for n := 0; ; n++ {
 		u := users[n%len(users)]
-		if !r.flow(ctx, u, n/len(users), &next) {
+		round := r.opts.FirstRound + n/len(users)
+		r.mu.Lock()
+		r.rep.Rounds = max(r.rep.Rounds, round+1)
+		r.mu.Unlock()
+		if !r.flow(ctx, u, round, &next) {
 			return
 		}
 	}
@@ -275,30 +307,37 @@ func (r *runner) flow(ctx context.Context, u *userState, round int, next *time.T
 	update := func(addr, code string) string {
 		return `{"email":` + quote(addr) + `,"verify_code":` + quote(code) + `}`
 	}
-	more, ok := r.do(ctx, next, SendCodePath, "", sendBody, true, expectOK, &r.send)
+	want := apiAnswers
+	if r.opts.Floor {
+		want = floorAnswers
+	}
+	more, ok := r.do(ctx, next, SendCodePath, "", sendBody, true, want[0], &r.send)
 	if !more || !ok {
 		return more
 	}
-	code, err := r.code(ctx, email)
-	if err != nil {
-		r.unexpected(fmt.Sprintf("code for %s: %v", email, err))
-		return ctx.Err() == nil
+	code := floorCode
+	if !r.opts.Floor {
+		var err error
+		if code, err = r.code(ctx, email); err != nil {
+			r.unexpected(fmt.Sprintf("code for %s: %v", email, err))
+			return ctx.Err() == nil
+		}
 	}
 	steps := []struct {
 		path, token, body string
 		device            bool
 		want              expect
 	}{
-		{SendCodePath, "", sendBody, false, expectDevice},
-		{UpdateEmailPath, brokenSignature(u.Token), update(email, code), true, expectTokenInvalid},
-		{UpdateEmailPath, u.Token, update(email, wrongCode(code)), true, expectCodeIncorrect},
+		{SendCodePath, "", sendBody, false, want[1]},
+		{UpdateEmailPath, brokenSignature(u.Token), update(email, code), true, want[2]},
+		{UpdateEmailPath, u.Token, update(email, wrongCode(code)), true, want[3]},
 	}
 	for _, s := range steps {
 		if more, _ := r.do(ctx, next, s.path, s.token, s.body, s.device, s.want, nil); !more {
 			return false
 		}
 	}
-	more, ok = r.do(ctx, next, UpdateEmailPath, u.Token, update(email, code), true, expectOK, &r.update)
+	more, ok = r.do(ctx, next, UpdateEmailPath, u.Token, update(email, code), true, want[4], &r.update)
 	if ok {
 		r.mu.Lock()
 		r.rep.Changes++
@@ -309,7 +348,7 @@ func (r *runner) flow(ctx context.Context, u *userState, round int, next *time.T
 		return false
 	}
 	if u.prevEmail != "" {
-		if more, _ := r.do(ctx, next, UpdateEmailPath, u.Token, update(u.prevEmail, u.prevCode), true, expectCodeIncorrect, nil); !more {
+		if more, _ := r.do(ctx, next, UpdateEmailPath, u.Token, update(u.prevEmail, u.prevCode), true, want[5], nil); !more {
 			return false
 		}
 	}
@@ -498,10 +537,14 @@ func summarize(d []time.Duration) Latency {
 // user's address now: an update-email to it with a wrong code answers 200
 // only when the address already is the user's own. It returns the users
 // whose address is not the one expected, described, in opts.Users order.
-// The requests count towards nothing; opts is validated as for Run.
+// The requests count towards nothing; opts is validated as for Run, and
+// must not be a Floor's.
 func Check(ctx context.Context, opts Options, final map[string]string) ([]string, error) {
 	if err := opts.validate(); err != nil {
 		return nil, err
+	}
+	if opts.Floor {
+		return nil, fmt.Errorf("%w: Check does not apply to a floor", ErrOptions)
 	}
 	client := opts.HTTPClient
 	if client == nil {

@@ -5,12 +5,15 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"maps"
 	"net/http"
 	"net/http/httptest"
 	"runtime"
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/golang-jwt/jwt/v5"
 
 	"github.com/ciamkit/selfservice"
 	"github.com/ciamkit/selfservice/internal/loadgen"
@@ -216,5 +219,62 @@ func TestMailLog(t *testing.T) {
 	defer cancel()
 	if _, err := m.Code(ctx, "b@example.com"); !errors.Is(err, context.DeadlineExceeded) {
 		t.Errorf("Code(b) = %v, want the deadline: a notice has no code", err)
+	}
+}
+
+// The same driver runs against Floor: every answer 200 but the broken
+// signature's 401, no code asked for, and Check refused.
+func TestRunFloor(t *testing.T) {
+	t.Parallel()
+	pub := &testkit.Key().PublicKey
+	srv := httptest.NewServer(loadgen.Floor(func(*jwt.Token) (any, error) { return pub, nil }))
+	t.Cleanup(srv.Close)
+	us := users(t, 4)
+	opts := loadgen.Options{
+		BaseURL: srv.URL, ClientID: testkit.Client, Users: us, Floor: true,
+		Concurrency: 2, Duration: time.Minute, Requests: 300,
+	}
+	rep, err := loadgen.Run(t.Context(), opts)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if rep.Unexpected != 0 || rep.Requests != 300 {
+		t.Fatalf("%d requests, %d unexpected answers: %q", rep.Requests, rep.Unexpected, rep.Samples)
+	}
+	if rep.Status[http.StatusOK] == 0 || rep.Status[http.StatusUnauthorized] == 0 || len(rep.Codes) != 0 {
+		t.Errorf("answers %v %v, want 200s and 401s without error codes", rep.Status, rep.Codes)
+	}
+	if _, err := loadgen.Check(t.Context(), opts, rep.Final); !errors.Is(err, loadgen.ErrOptions) {
+		t.Errorf("Check on a floor: %v, want ErrOptions", err)
+	}
+}
+
+// Successive runs against one server, each from the rounds the last one
+// reached, send their codes to new addresses: no answer is unexpected, and
+// the changes of the last run are in place.
+func TestRunAgain(t *testing.T) {
+	us := users(t, 4)
+	base, mails, _ := server(t, us)
+	opts := loadgen.Options{
+		BaseURL: base, ClientID: testkit.Client, Users: us, Codes: mails,
+		Concurrency: 2, Duration: time.Minute, Requests: 60,
+	}
+	final := map[string]string{}
+	for run := range 3 {
+		rep, err := loadgen.Run(t.Context(), opts)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if rep.Unexpected != 0 || rep.Changes == 0 {
+			t.Fatalf("run %d: %d changes, %d unexpected answers: %q", run, rep.Changes, rep.Unexpected, rep.Samples)
+		}
+		if rep.Rounds <= opts.FirstRound {
+			t.Fatalf("run %d: Rounds %d, FirstRound %d", run, rep.Rounds, opts.FirstRound)
+		}
+		opts.FirstRound = rep.Rounds
+		maps.Copy(final, rep.Final)
+	}
+	if bad, err := loadgen.Check(t.Context(), opts, final); err != nil || len(bad) != 0 {
+		t.Errorf("Check: %v, %q", err, bad)
 	}
 }
