@@ -19,8 +19,9 @@
 // JWKS), with the same server settings, driver, requests and client.
 //
 // -vs compares two servers the way the paired benchmarks compare two
-// functions: both are started and stay up, and the load goes to one for
-// -d, then to the other for -d, -pairs times, the base first in even pairs
+// functions: both are started and stay up, each is driven for -warmup
+// first, then the load goes to one for -d, then to the other for -d,
+// -pairs times, the base first in even pairs
 // and second in odd ones, so that whatever else the machine does weighs on
 // both alike. Each pair gives the ratio of the measured server's
 // throughput to the base's and of its CPU time per request; the report
@@ -86,7 +87,7 @@ func main() {
 
 type config struct {
 	users, concurrency, requests, pairs int
-	duration, sample                    time.Duration
+	duration, sample, warmup            time.Duration
 	rate                                float64
 	store, codes, vs                    string
 	jsonOut, floor                      bool
@@ -110,7 +111,8 @@ func parseFlags(args []string) (config, error) {
 	fs.BoolVar(&c.jsonOut, "json", false, "print the report as JSON")
 	fs.BoolVar(&c.floor, "floor", false, "drive the floor (a bare handler that only verifies the token) instead of the example")
 	fs.StringVar(&c.vs, "vs", "", "run interleaved pairs against `floor` (the bare handler) or memory (the example on memory stores)")
-	fs.IntVar(&c.pairs, "pairs", 3, "pairs of runs with -vs")
+	fs.IntVar(&c.pairs, "pairs", 10, "pairs of runs with -vs")
+	fs.DurationVar(&c.warmup, "warmup", 10*time.Second, "with -vs, how long each server is driven before the pairs, not counted")
 	fs.BoolVar(&c.serveFloor, "serve-floor", false, "serve the floor on -addr with the key of -jwks-url (run by -floor and -vs floor)")
 	fs.StringVar(&c.addr, "addr", "127.0.0.1:0", "listen address with -serve-floor")
 	fs.StringVar(&c.jwksURL, "jwks-url", "", "JWKS `URL` with -serve-floor")
@@ -131,8 +133,8 @@ func parseFlags(args []string) (config, error) {
 		return c, errors.New("-vs is floor or memory")
 	case c.vs != "" && c.floor:
 		return c, errors.New("-floor and -vs exclude each other")
-	case c.vs != "" && c.pairs < 1:
-		return c, errors.New("-pairs must be at least 1")
+	case c.vs != "" && (c.pairs < 1 || c.warmup <= 0):
+		return c, errors.New("-pairs must be at least 1 and -warmup positive")
 	}
 	return c, nil
 }
@@ -311,12 +313,20 @@ func (r *running) stop() {
 // drive runs the load against r for the configured duration, from the
 // round the last run reached.
 func (l *lab) drive(ctx context.Context, r *running) (result, error) {
+	return l.driveFor(ctx, r, l.cfg.duration)
+}
+
+// driveFor is drive for d.
+func (l *lab) driveFor(ctx context.Context, r *running, d time.Duration) (result, error) {
 	cfg := l.cfg
+	cfg.duration = d
 	pid := r.srv.cmd.Process.Pid
 	sampler := startSampler(pid, cfg.sample)
 	serverCPU0, _ := processCPU(pid)
 	driverCPU0 := ownCPU()
-	rep, err := loadgen.Run(ctx, l.options(r))
+	opts := l.options(r)
+	opts.Duration = d
+	rep, err := loadgen.Run(ctx, opts)
 	serverCPU1, cpuErr := processCPU(pid)
 	driverCPU1 := ownCPU()
 	rss := sampler.stop()
@@ -401,8 +411,8 @@ func (l *lab) runOnce(ctx context.Context, t target) (result, error) {
 }
 
 // compare starts a server for each of base and measured, both running
-// throughout, and drives them in turn for the configured duration each,
-// pairs times: base first in even pairs, measured first in odd ones, so
+// throughout, drives each once to warm it up, then drives them in turn for
+// the configured duration each, pairs times: base first in even pairs, measured first in odd ones, so
 // that whatever else the machine does weighs on both alike and neither
 // always runs first. Each pair gives the ratios of the measured run to
 // the base one.
@@ -418,6 +428,16 @@ func (l *lab) compare(ctx context.Context, base, measured target) (comparison, e
 		return cmp, err
 	}
 	defer m.stop()
+	// A warm-up run of each, not counted: connections, the runtime's
+	// heap and the stores' tables grow in the first seconds.
+	for _, r := range []*running{b, m} {
+		res, err := l.driveFor(ctx, r, l.cfg.warmup)
+		if err != nil {
+			return cmp, err
+		}
+		cmp.Unexpected += res.Report.Unexpected
+		cmp.Samples = append(cmp.Samples, res.Report.Samples...)
+	}
 	for i := range l.cfg.pairs {
 		order := []*running{b, m}
 		if i%2 == 1 {
