@@ -2,8 +2,10 @@ package selfservice_test
 
 import (
 	"bytes"
+	"errors"
 	"flag"
 	"go/ast"
+	"go/build"
 	"go/doc"
 	"go/parser"
 	"go/printer"
@@ -73,24 +75,28 @@ func exportedAPI(root string) ([]byte, error) {
 				return filepath.SkipDir
 			}
 		}
-		fset := gotoken.NewFileSet()
-		pkgs, err := parser.ParseDir(fset, path, func(fi fs.FileInfo) bool {
-			return !strings.HasSuffix(fi.Name(), "_test.go")
-		}, parser.ParseComments)
+		bp, err := build.ImportDir(path, 0)
+		var noGo *build.NoGoError
+		if errors.As(err, &noGo) {
+			return nil
+		}
 		if err != nil {
 			return err
 		}
-		for _, p := range pkgs {
-			var files []*ast.File
-			for _, f := range p.Files {
-				files = append(files, f)
-			}
-			dp, err := doc.NewFromFiles(fset, files, "github.com/ciamkit/selfservice/"+filepath.ToSlash(path))
+		fset := gotoken.NewFileSet()
+		var files []*ast.File
+		for _, name := range bp.GoFiles {
+			f, err := parser.ParseFile(fset, filepath.Join(path, name), nil, parser.ParseComments)
 			if err != nil {
 				return err
 			}
-			writePackage(&out, fset, filepath.ToSlash(path), dp)
+			files = append(files, f)
 		}
+		dp, err := doc.NewFromFiles(fset, files, "github.com/ciamkit/selfservice/"+filepath.ToSlash(path))
+		if err != nil {
+			return err
+		}
+		writePackage(&out, fset, filepath.ToSlash(path), dp)
 		return nil
 	})
 	return out.Bytes(), err
