@@ -1,11 +1,15 @@
 package selfservice_test
 
 import (
+	"context"
+	"errors"
 	"fmt"
+	"log/slog"
 	"net/http"
 	"net/http/httptest"
 	"net/netip"
 	"strconv"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -13,6 +17,7 @@ import (
 	"github.com/golang-jwt/jwt/v5"
 
 	"github.com/ciamkit/selfservice"
+	"github.com/ciamkit/selfservice/i18n"
 	"github.com/ciamkit/selfservice/internal/redistest"
 	"github.com/ciamkit/selfservice/internal/testkit"
 	"github.com/ciamkit/selfservice/store"
@@ -544,5 +549,76 @@ func TestRemoteIP(t *testing.T) {
 		if got := selfservice.RemoteIP(r).String(); got != want {
 			t.Errorf("RemoteIP(%q) = %s, want %s", remote, got, want)
 		}
+	}
+}
+
+// A send that mails nothing because the code store failed costs no budget:
+// an outage, or a store an attacker filled, must not lock the user out for
+// a day. A send whose mail failed does cost one: the mail may have left.
+func TestFailedStoreCostsNoSendBudget(t *testing.T) {
+	t.Parallel()
+	f := newFixture(t)
+	send := func() reply {
+		return f.do(t, http.MethodPost, selfservice.SendCodePath, baseHeaders("en"),
+			`{"email":"new@example.com","type":"UPDATE_EMAIL_EMS","captcha_token":"ok"}`)
+	}
+	f.codes.fail(store.ErrFull)
+	for i := range 3 {
+		if r := send(); r.Status != http.StatusInternalServerError || r.Code != string(i18n.CodeInternal) {
+			t.Fatalf("send %d with the code store failing: %d %s, want 500 %s", i, r.Status, r.Raw, i18n.CodeInternal)
+		}
+	}
+	f.codes.fail(nil)
+	if r := send(); r.Status != http.StatusOK {
+		t.Fatalf("send once the store is back: %d %s, want 200 (the failed sends cost no budget)", r.Status, r.Raw)
+	}
+	if r := send(); r.Status != http.StatusTooManyRequests || r.Code != string(i18n.CodeSendLimited) {
+		t.Fatalf("second send within the minute: %d %s, want 429 %s", r.Status, r.Raw, i18n.CodeSendLimited)
+	}
+
+	g := newFixture(t)
+	g.mail.fail(errors.New("smtp: 451"))
+	if r := g.do(t, http.MethodPost, selfservice.SendCodePath, baseHeaders("en"),
+		`{"email":"new@example.com","type":"UPDATE_EMAIL_EMS","captcha_token":"ok"}`); r.Status != http.StatusInternalServerError {
+		t.Fatalf("send with the mailer failing: %d %s, want 500", r.Status, r.Raw)
+	}
+	g.mail.fail(nil)
+	if r := g.do(t, http.MethodPost, selfservice.SendCodePath, baseHeaders("en"),
+		`{"email":"new@example.com","type":"UPDATE_EMAIL_EMS","captcha_token":"ok"}`); r.Status != http.StatusTooManyRequests {
+		t.Fatalf("send after a failed mail within the minute: %d %s, want 429", r.Status, r.Raw)
+	}
+}
+
+// storeFailingMailer fails every send and, as it does, makes the code store
+// fail too, so that withdrawing the code fails.
+type storeFailingMailer struct{ codes *countingCodes }
+
+func (m storeFailingMailer) Send(context.Context, selfservice.Message) error {
+	m.codes.fail(errors.New("redis: i/o timeout"))
+	return errors.New("smtp: 451")
+}
+
+// A code whose mail failed is withdrawn; when even that fails, the code
+// stays valid until it expires, and the log says so.
+func TestWithdrawingFailedCodeIsLogged(t *testing.T) {
+	t.Parallel()
+	var log syncLog
+	codes := &countingCodes{CodeStore: memstore.NewCodeStore()}
+	f := newFixtureWith(t, func(c *selfservice.Config) {
+		c.Codes = codes
+		c.Mailer = storeFailingMailer{codes}
+		c.Logger = slog.New(slog.NewTextHandler(&log, nil))
+	})
+	r := f.do(t, http.MethodPost, selfservice.SendCodePath, baseHeaders("en"),
+		`{"email":"new@example.com","type":"UPDATE_EMAIL_EMS","captcha_token":"ok"}`)
+	if r.Status != http.StatusInternalServerError || r.Code != string(i18n.CodeSendFailed) {
+		t.Fatalf("send: %d %s, want 500 %s", r.Status, r.Raw, i18n.CodeSendFailed)
+	}
+	out := log.String()
+	if !strings.Contains(out, "could not be withdrawn") || !strings.Contains(out, "level=ERROR") {
+		t.Errorf("log lacks the failed withdrawal:\n%s", out)
+	}
+	if strings.Contains(out, "new@example.com") {
+		t.Errorf("log shows the address unmasked:\n%s", out)
 	}
 }

@@ -16,14 +16,16 @@ type notice struct {
 	msg    Message
 }
 
-// notifier mails notices on a few long-lived workers fed by a bounded
-// queue, so that a change costs its request a channel send, not a goroutine,
-// a context and a timer. The workers start with the first notice and stop
-// when Shutdown has drained the queue.
+// notifier mails notices on a few workers fed by a bounded queue, so that a
+// busy server's change costs its request a channel send, not a goroutine, a
+// context and a timer. A worker starts when a notice is queued while fewer
+// than NoticeWorkers run, and stops when the queue stays empty while it
+// lingers: an idle Service holds no goroutine, and one dropped without
+// Shutdown leaves none behind.
 type notifier struct {
-	mu      sync.Mutex
+	mu      sync.Mutex // guards all but workers, and every send on queue
 	queue   chan notice
-	started bool
+	running int  // workers running
 	closing bool // Shutdown has begun: the queue is closed
 	workers sync.WaitGroup
 }
@@ -56,15 +58,15 @@ func (s *Service) notifyOldAddress(ctx context.Context, c caller, user store.Use
 		s.mailNotice(n)
 		return
 	}
-	if !nt.started {
-		nt.started = true
+	if nt.queue == nil {
 		nt.queue = make(chan notice, s.cfg.NoticeQueue)
-		for range s.cfg.NoticeWorkers {
-			nt.workers.Go(func() { s.noticeWorker(nt.queue) })
-		}
 	}
 	select {
 	case nt.queue <- n:
+		if nt.running < s.cfg.NoticeWorkers {
+			nt.running++
+			nt.workers.Go(func() { s.noticeWorker(nt.queue) })
+		}
 		nt.mu.Unlock()
 	default:
 		nt.mu.Unlock()
@@ -75,37 +77,44 @@ func (s *Service) notifyOldAddress(ctx context.Context, c caller, user store.Use
 	}
 }
 
-// noticeLinger is how long a worker that has mailed a notice waits before
-// it takes what gathered in the queue meanwhile. A worker blocked on the
-// queue is woken by every send, and the runtime wakes a thread on an idle
-// core to run it: more CPU than the whole request without its signature
-// check. Lingering workers are woken by their timers instead, at most every
-// noticeLinger each, however many changes are made; a notice waits that
-// much longer at most.
+// noticeLinger is how long a worker that has mailed notices waits before
+// it takes what gathered in the queue meanwhile, or stops if nothing did.
+// Handing each notice to a worker blocked on the queue would wake a thread
+// on an idle core for every change: more CPU than the whole request without
+// its signature check. Lingering workers are woken by their timers instead,
+// at most every noticeLinger each, however many changes are made; a notice
+// waits that much longer at most.
 const noticeLinger = 10 * time.Millisecond
 
-// noticeWorker mails the notices of queue until it is closed and empty. It
-// blocks on the queue only when it found it empty after lingering.
+// noticeWorker mails the notices of queue until, after lingering, it finds
+// the queue empty, or closed and empty. It decides to stop under the
+// notifier's lock, which every send on the queue holds: a notice queued
+// after that finds one worker fewer running and starts one.
 func (s *Service) noticeWorker(queue <-chan notice) {
-	for n := range queue {
-		s.mailNotice(n)
-		for mailed := true; mailed; {
-			time.Sleep(noticeLinger)
-			mailed = false
-		drain:
-			for {
-				select {
-				case n, ok := <-queue:
-					if !ok {
-						return
-					}
-					s.mailNotice(n)
-					mailed = true
-				default:
-					break drain
+	nt := &s.notices
+	for {
+		for taken := true; taken; {
+			select {
+			case n, ok := <-queue:
+				if !ok {
+					nt.mu.Lock()
+					nt.running--
+					nt.mu.Unlock()
+					return
 				}
+				s.mailNotice(n)
+			default:
+				taken = false
 			}
 		}
+		time.Sleep(noticeLinger)
+		nt.mu.Lock()
+		if len(queue) == 0 {
+			nt.running--
+			nt.mu.Unlock()
+			return
+		}
+		nt.mu.Unlock()
 	}
 }
 
@@ -129,7 +138,7 @@ func (s *Service) Shutdown(ctx context.Context) error {
 	nt.mu.Lock()
 	if !nt.closing {
 		nt.closing = true
-		if nt.started {
+		if nt.queue != nil {
 			close(nt.queue)
 		}
 	}

@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"log/slog"
 	"net/http"
+	"runtime"
 	"strings"
 	"sync"
 	"testing"
@@ -137,5 +138,53 @@ func TestShutdownHonoursItsContext(t *testing.T) {
 	close(mailer.gate)
 	if err := f.svc.Shutdown(context.Background()); err != nil {
 		t.Fatalf("second Shutdown: %v", err)
+	}
+}
+
+// Workers stop when the queue stays empty: a Service dropped without
+// Shutdown leaves no goroutine behind, and one that is idle holds none. Not
+// parallel: it counts the process's notice workers.
+func TestNoticeWorkersStopWhenIdle(t *testing.T) {
+	f := newFixtureWith(t, func(c *selfservice.Config) { c.NoticeWorkers = 3 },
+		store.User{ID: "u1", Email: "old@example.com"})
+	for i := range 3 {
+		email := fmt.Sprintf("new%d@example.com", i)
+		code := f.sendCode(t, email)
+		if r := f.update(t, token(t, "u1", nil), "en", email, code); r.Status != http.StatusOK {
+			t.Fatalf("change %d: %d %s", i, r.Status, r.Raw)
+		}
+	}
+	deadline := time.Now().Add(5 * time.Second)
+	for f.notices() < 3 || noticeWorkers() > 0 {
+		if time.Now().After(deadline) {
+			t.Fatalf("after 5 s: %d notices mailed, %d notice workers running", f.notices(), noticeWorkers())
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+}
+
+// notices counts the notices f's mailer took.
+func (f *fixture) notices() int {
+	f.mail.mu.Lock()
+	defer f.mail.mu.Unlock()
+	n := 0
+	for _, m := range f.mail.msgs {
+		if m.Kind == selfservice.MailEmailChanged {
+			n++
+		}
+	}
+	return n
+}
+
+// noticeWorkers counts the goroutines of the process that run a notice
+// worker.
+func noticeWorkers() int {
+	buf := make([]byte, 1<<20)
+	for {
+		n := runtime.Stack(buf, true)
+		if n < len(buf) {
+			return strings.Count(string(buf[:n]), "selfservice.(*Service).noticeWorker(")
+		}
+		buf = make([]byte, 2*len(buf))
 	}
 }

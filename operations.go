@@ -172,16 +172,20 @@ func (s *Service) sendCode(ctx context.Context, c caller, req SendCodeRequest) e
 	}
 	// The client's budget first: a machine that mails many addresses is
 	// stopped whatever the addresses. A refused send costs no budget.
-	if _, err := s.reserve(ctx, c, "", i18n.CodeSendLimited,
+	taken, err := s.reserve(ctx, c, "", i18n.CodeSendLimited,
 		budget{BudgetSendsPerIP, sendsPerIPKey(c.ip), s.cfg.Budgets.SendsPerIP},
 		budget{BudgetSendsPerEmail, sendsPerEmailKey(req.Type, canonical), s.cfg.Budgets.SendsPerEmail},
-	); err != nil {
+	)
+	if err != nil {
 		return err
 	}
 	now := s.cfg.Now()
 	code := newCode()
 	key := store.CodeKey{Purpose: req.Type, Email: canonical}
 	if err := s.cfg.Codes.Put(ctx, key, s.codes.hash(req.Type, canonical, code), now.Add(s.cfg.CodeTTL)); err != nil {
+		// Nothing was mailed: the send costs no budget, so that an
+		// outage or a full store does not lock honest users out.
+		s.cancel(ctx, taken)
 		return i18n.Wrap(i18n.CodeInternal, err)
 	}
 	msg := Message{Kind: MailCode, Purpose: req.Type, To: email, Code: code, ExpiresIn: s.cfg.CodeTTL, Language: c.language}
@@ -190,7 +194,10 @@ func (s *Service) sendCode(ctx context.Context, c caller, req SendCodeRequest) e
 		// stay usable, since it may now sit in a log or a bounce.
 		dead := make([]byte, sha256.Size)
 		_, _ = rand.Read(dead)
-		_ = s.cfg.Codes.Put(context.WithoutCancel(ctx), key, dead, now)
+		if err := s.cfg.Codes.Put(context.WithoutCancel(ctx), key, dead, now); err != nil {
+			s.cfg.Logger.ErrorContext(ctx, "selfservice: the code of a failed send could not be withdrawn; it stays valid until it expires",
+				"to", MaskEmail(email), "expires_in", s.cfg.CodeTTL, "error", redact(err, []string{email, canonical}, code))
+		}
 		return i18n.Wrap(i18n.CodeSendFailed, errors.New(redact(err, []string{email, canonical}, code)))
 	}
 	s.tel.codeSent(ctx)

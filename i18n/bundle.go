@@ -14,6 +14,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"io/fs"
+	"slices"
 	"strings"
 	"sync"
 
@@ -205,8 +206,9 @@ func (l *Locale) ErrorBody(code Code) []byte {
 // modify.
 func (l *Locale) ContentLanguage() []string { return l.header }
 
-// Locales returns the supported languages, the default first.
-func (b *Bundle) Locales() []*Locale { return b.locales }
+// Locales returns the supported languages, the default first, in a slice of
+// the caller's own: reordering it changes nothing in the bundle.
+func (b *Bundle) Locales() []*Locale { return slices.Clone(b.locales) }
 
 // DefaultLocale returns the locale used when nothing matches.
 func (b *Bundle) DefaultLocale() *Locale { return b.locales[0] }

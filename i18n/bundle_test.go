@@ -94,6 +94,12 @@ func TestLocales(t *testing.T) {
 	if b.DefaultLocale().Tag() != language.English {
 		t.Errorf("DefaultLocale() = %v, want en", b.DefaultLocale().Tag())
 	}
+	// The slice is the caller's: reordering it changes no answer.
+	mine := b.Locales()
+	mine[0], mine[1] = mine[1], mine[0]
+	if b.DefaultLocale().Tag() != language.English || b.Match("", "en").Tag() != language.English {
+		t.Errorf("after reordering Locales(): default %v, Match(en) %v, want en", b.DefaultLocale().Tag(), b.Match("", "en").Tag())
+	}
 	if i18n.Default() != b {
 		t.Error("Default() returns a new bundle on each call")
 	}

@@ -9,6 +9,7 @@ import (
 	"math/rand/v2"
 	"slices"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/MicahParks/jwkset"
@@ -19,10 +20,13 @@ import (
 	"github.com/ciamkit/selfservice/internal/configerr"
 )
 
-// ErrKeysUnavailable means that no signing key has ever been loaded from the
-// JWKS: the token may well be good, so it is answered as an internal failure
-// (retry later) rather than as an invalid token (sign in again).
-const ErrKeysUnavailable reason = "idtoken: no JWKS keys loaded"
+// ErrKeysUnavailable means that the key a token names cannot be had: no
+// signing key has been loaded from the JWKS yet, or the token names a kid
+// the loaded set lacks and the last fetch of the set for such a kid failed
+// (the issuer may have rotated its keys during an outage). The token may
+// well be good, so it is answered as an internal failure (retry later)
+// rather than as an invalid token (sign in again).
+const ErrKeysUnavailable reason = "idtoken: JWKS keys unavailable"
 
 // jwksKeys resolves token keys from a JWKS over HTTP through keyfunc. It
 // keeps three views of the same key storage: remote, which only reads what
@@ -51,11 +55,23 @@ type jwksKeys struct {
 	mu                 sync.Mutex // guards running and closed, and starting retry
 	running, closed    bool
 	retrying           sync.WaitGroup
+
+	// refetchFailed is whether the last fetch of the set for an unknown
+	// kid failed; until one succeeds, unknown kids are ErrKeysUnavailable.
+	refetchFailed atomic.Bool
 }
+
+// fetchErrKey is the context key under which refetch collects the error of
+// the fetch jwkset makes for it: jwkset gives a failed fetch only to the
+// storage's error handler, and answers the read as a kid not found.
+type fetchErrKey struct{}
 
 func newJWKSKeys(opts Options) (*jwksKeys, error) {
 	ctx, cancel := context.WithCancel(context.Background())
 	logRefreshError := func(ctx context.Context, err error) {
+		if slot, ok := ctx.Value(fetchErrKey{}).(*error); ok {
+			*slot = err
+		}
 		// The URL is the integrator's own and fine in logs; the error
 		// may quote the response, which is not secret either.
 		opts.Logger.WarnContext(ctx, "selfservice: JWKS fetch failed", "url", opts.JWKSURL, "error", err)
@@ -190,7 +206,7 @@ func (k *jwksKeys) keyfunc(ctx context.Context) jwt.Keyfunc {
 		case k.unknownKID.Allow():
 			// Fetch the set again: the issuer may have rotated keys.
 			key, err := k.refetch(ctx, t)
-			if err != nil && !k.loaded(ctx) {
+			if err != nil && !errors.Is(err, ErrKeysUnavailable) && !k.loaded(ctx) {
 				k.ensureRetry()
 				return nil, errors.Join(ErrKeysUnavailable, err)
 			}
@@ -198,6 +214,10 @@ func (k *jwksKeys) keyfunc(ctx context.Context) jwt.Keyfunc {
 		case !k.loaded(ctx):
 			k.ensureRetry()
 			return nil, ErrKeysUnavailable
+		case k.refetchFailed.Load():
+			// The set could not be fetched for the last unknown kid:
+			// this one may be of a key rotated in meanwhile.
+			return nil, errors.Join(ErrKeysUnavailable, err)
 		default:
 			return nil, err
 		}
@@ -241,9 +261,14 @@ func (k *jwksKeys) refetch(ctx context.Context, t *jwt.Token) (any, error) {
 	}
 	done := make(chan result, 1)
 	go func() {
-		fctx, cancel := context.WithTimeout(k.ctx, k.timeout)
+		var fetchErr error
+		fctx, cancel := context.WithTimeout(context.WithValue(k.ctx, fetchErrKey{}, &fetchErr), k.timeout)
 		defer cancel()
 		key, err := k.kf.KeyfuncCtx(fctx)(t)
+		k.refetchFailed.Store(fetchErr != nil)
+		if fetchErr != nil && errors.Is(err, jwkset.ErrKeyNotFound) {
+			err = errors.Join(ErrKeysUnavailable, fetchErr)
+		}
 		done <- result{key, err}
 	}()
 	select {
