@@ -18,10 +18,10 @@ type notice struct {
 
 // notifier mails notices on a few workers fed by a bounded queue, so that a
 // busy server's change costs its request a channel send, not a goroutine, a
-// context and a timer. A worker starts when a notice is queued while fewer
-// than NoticeWorkers run, and stops when the queue stays empty while it
-// lingers: an idle Service holds no goroutine, and one dropped without
-// Shutdown leaves none behind.
+// context and a timer. A worker starts when a notice is queued while none
+// runs, or while notices wait and fewer than NoticeWorkers run; it stops
+// when the queue stays empty while it lingers: an idle Service holds no
+// goroutine, and one dropped without Shutdown leaves none behind.
 type notifier struct {
 	mu      sync.Mutex // guards all but workers, and every send on queue
 	queue   chan notice
@@ -63,7 +63,9 @@ func (s *Service) notifyOldAddress(ctx context.Context, c caller, user store.Use
 	}
 	select {
 	case nt.queue <- n:
-		if nt.running < s.cfg.NoticeWorkers {
+		// One worker keeps up with a steady trickle; more start only
+		// while notices wait for one (a burst, a slow mailer).
+		if nt.running == 0 || nt.running < s.cfg.NoticeWorkers && len(nt.queue) > nt.running {
 			nt.running++
 			nt.workers.Go(func() { s.noticeWorker(nt.queue) })
 		}

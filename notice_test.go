@@ -121,6 +121,45 @@ func TestNoticeQueue(t *testing.T) {
 	}
 }
 
+// A slow mailer: notices that wait start more workers, up to
+// NoticeWorkers, so that they are mailed in parallel.
+func TestNoticeWorkersGrowWithBacklog(t *testing.T) {
+	t.Parallel()
+	mailer := &gatedMailer{gate: make(chan struct{}), entered: make(chan struct{}, 16)}
+	var users []store.User
+	for i := range 8 {
+		users = append(users, mustUser(t, fmt.Sprintf("u%d", i), fmt.Sprintf("old%d@example.com", i)))
+	}
+	f := newFixtureWith(t, func(c *selfservice.Config) {
+		c.Mailer = mailer
+		c.NoticeWorkers = 3
+		c.Budgets = testkit.LooseBudgets()
+	}, users...)
+	mailer.next = f.mail
+	for i := range 8 {
+		f.change(t, i, fmt.Sprintf("new%d@example.com", i))
+	}
+	for n := range 3 {
+		select {
+		case <-mailer.entered:
+		case <-time.After(5 * time.Second):
+			t.Fatalf("%d notices in the mailer at once, want 3 (NoticeWorkers)", n)
+		}
+	}
+	select {
+	case <-mailer.entered:
+		t.Fatal("a fourth notice in the mailer at once; NoticeWorkers is 3")
+	case <-time.After(50 * time.Millisecond):
+	}
+	close(mailer.gate)
+	if err := f.svc.Shutdown(t.Context()); err != nil {
+		t.Fatal(err)
+	}
+	if got := mailer.count(); got != 8 {
+		t.Errorf("%d notices mailed, want 8", got)
+	}
+}
+
 // TestShutdownHonoursItsContext: notices that cannot be mailed in time do
 // not hold Shutdown past its deadline.
 func TestShutdownHonoursItsContext(t *testing.T) {
