@@ -91,7 +91,9 @@ const noticeLinger = 10 * time.Millisecond
 // noticeWorker mails the notices of queue until, after lingering, it finds
 // the queue empty, or closed and empty. It decides to stop under the
 // notifier's lock, which every send on the queue holds: a notice queued
-// after that finds one worker fewer running and starts one.
+// after that finds one worker fewer running, and starts one if none is
+// left. A notice queued behind a slow send waits for it until a second one
+// queues up and starts another worker.
 func (s *Service) noticeWorker(queue <-chan notice) {
 	nt := &s.notices
 	for {
