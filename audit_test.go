@@ -1,7 +1,6 @@
 package selfservice_test
 
 import (
-	"bytes"
 	"context"
 	"errors"
 	"fmt"
@@ -13,6 +12,7 @@ import (
 	"time"
 
 	"github.com/ciamkit/selfservice"
+	"github.com/ciamkit/selfservice/internal/testkit"
 )
 
 func TestMaskEmail(t *testing.T) {
@@ -29,24 +29,6 @@ func TestMaskEmail(t *testing.T) {
 			t.Errorf("MaskEmail(%q) = %q, want %q", in, got, want)
 		}
 	}
-}
-
-// syncLog is a slog destination the server goroutines write concurrently.
-type syncLog struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (l *syncLog) Write(p []byte) (int, error) {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.Write(p)
-}
-
-func (l *syncLog) String() string {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.String()
 }
 
 type eventLog struct {
@@ -75,7 +57,7 @@ func (e *eventLog) kinds() []selfservice.EventKind {
 // code, and the old address is told of the change with the new one masked.
 func TestAuditAndNotice(t *testing.T) {
 	t.Parallel()
-	logs, events := &syncLog{}, &eventLog{}
+	logs, events := &testkit.SyncBuffer{}, &eventLog{}
 	f := newFixtureWith(t, func(c *selfservice.Config) {
 		c.Logger = slog.New(slog.NewJSONHandler(logs, &slog.HandlerOptions{Level: slog.LevelDebug, ReplaceAttr: dropTime}))
 		c.OnEvent = events.add
@@ -128,7 +110,7 @@ func TestAuditAndNotice(t *testing.T) {
 // neither fails nor undoes the change, and is reported.
 func TestNoticeFailureKeepsChange(t *testing.T) {
 	t.Parallel()
-	logs, events := &syncLog{}, &eventLog{}
+	logs, events := &testkit.SyncBuffer{}, &eventLog{}
 	mailer := &noticeFailer{}
 	f := newFixtureWith(t, func(c *selfservice.Config) {
 		c.Logger = slog.New(slog.NewTextHandler(logs, &slog.HandlerOptions{ReplaceAttr: dropTime}))

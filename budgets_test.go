@@ -602,7 +602,7 @@ func (m storeFailingMailer) Send(context.Context, selfservice.Message) error {
 // stays valid until it expires, and the log says so.
 func TestWithdrawingFailedCodeIsLogged(t *testing.T) {
 	t.Parallel()
-	var log syncLog
+	var log testkit.SyncBuffer
 	codes := &countingCodes{CodeStore: memstore.NewCodeStore()}
 	f := newFixtureWith(t, func(c *selfservice.Config) {
 		c.Codes = codes

@@ -64,7 +64,7 @@ func (f *fixture) change(t *testing.T, i int, to string) {
 // before the response.
 func TestNoticeQueue(t *testing.T) {
 	t.Parallel()
-	logs, events := &syncLog{}, &eventLog{}
+	logs, events := &testkit.SyncBuffer{}, &eventLog{}
 	mailer := &gatedMailer{gate: make(chan struct{}), entered: make(chan struct{}, 16)}
 	var users []store.User
 	for i := range 5 {

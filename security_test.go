@@ -109,7 +109,7 @@ func median(d []time.Duration) time.Duration {
 // and none carries a token, key id, URL, address or Go error text.
 func TestErrorBodiesLeakNothing(t *testing.T) {
 	t.Parallel()
-	logs := &syncLog{}
+	logs := &testkit.SyncBuffer{}
 	f := newFixtureWith(t, func(c *selfservice.Config) {
 		c.Logger = slog.New(slog.NewTextHandler(logs, &slog.HandlerOptions{ReplaceAttr: dropTime}))
 	}, mustUser(t, "alice", "alice@example.com"))
@@ -218,7 +218,7 @@ func (m leakyMailer) Send(ctx context.Context, msg selfservice.Message) error {
 // have delivered is dead.
 func TestFailedSendLeaksNoCode(t *testing.T) {
 	t.Parallel()
-	logs := &syncLog{}
+	logs := &testkit.SyncBuffer{}
 	var mail *recordingMailer
 	f := newFixtureWith(t, func(c *selfservice.Config) {
 		c.Logger = slog.New(slog.NewTextHandler(logs, &slog.HandlerOptions{ReplaceAttr: dropTime}))

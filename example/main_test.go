@@ -19,26 +19,8 @@ import (
 	"time"
 
 	"github.com/ciamkit/selfservice/internal/testenv"
+	"github.com/ciamkit/selfservice/internal/testkit"
 )
-
-// syncBuffer is a bytes.Buffer the server goroutine writes while the test
-// reads.
-type syncBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (s *syncBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-func (s *syncBuffer) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.String()
-}
 
 var (
 	tokenLine = regexp.MustCompile(`export TOKEN=(\S+)`)
@@ -50,14 +32,14 @@ var (
 // printed and the mails on its stdout.
 type started struct {
 	base, token, client string
-	stdout              *syncBuffer
+	stdout              *testkit.SyncBuffer
 	stop                func(t *testing.T)
 }
 
 func start(t *testing.T, args ...string) started {
 	t.Helper()
 	ctx, cancel := context.WithCancel(context.Background())
-	stdout, stderr := &syncBuffer{}, &syncBuffer{}
+	stdout, stderr := &testkit.SyncBuffer{}, &testkit.SyncBuffer{}
 	done := make(chan error, 1)
 	go func() { done <- run(ctx, append([]string{"-addr", "127.0.0.1:0"}, args...), stdout, stderr) }()
 	var once sync.Once

@@ -1,7 +1,6 @@
 package browser
 
 import (
-	"bytes"
 	"context"
 	"encoding/json"
 	"fmt"
@@ -16,6 +15,8 @@ import (
 
 	"github.com/chromedp/chromedp"
 	"github.com/chromedp/chromedp/kb"
+
+	"github.com/ciamkit/selfservice/internal/testkit"
 )
 
 // binDir holds the example binary, built once for the whole test binary.
@@ -64,39 +65,20 @@ func exampleBinary(t *testing.T) string {
 	return bin
 }
 
-// syncBuffer is a bytes.Buffer that the process's output goroutines write
-// while the test reads.
-type syncBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (s *syncBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-func (s *syncBuffer) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.String()
-}
-
 // The walkthrough's first curl command names the base URL.
 var baseURL = regexp.MustCompile(`curl -i -X POST (http://\S+)/api/v2/sdk/email/send`)
 
 // exampleServer is the example binary running as a person starts it.
 type exampleServer struct {
 	base   string
-	stdout *syncBuffer
+	stdout *testkit.SyncBuffer
 }
 
 // startExample runs the example on a free loopback port and waits for its
 // walkthrough. It is stopped with SIGINT when t ends and must exit cleanly.
 func startExample(t *testing.T) exampleServer {
 	t.Helper()
-	stdout, stderr := &syncBuffer{}, &syncBuffer{}
+	stdout, stderr := &testkit.SyncBuffer{}, &testkit.SyncBuffer{}
 	cmd := exec.Command(exampleBinary(t), "-addr", "127.0.0.1:0")
 	cmd.Stdout, cmd.Stderr = stdout, stderr
 	if err := cmd.Start(); err != nil {

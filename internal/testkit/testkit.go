@@ -4,6 +4,7 @@
 package testkit
 
 import (
+	"bytes"
 	"crypto/rand"
 	"crypto/rsa"
 	"encoding/json"
@@ -203,4 +204,24 @@ func ServeLoop(b *testing.B, h http.Handler, r *http.Request) {
 			b.Fatalf("status %d", w.code)
 		}
 	}
+}
+
+// SyncBuffer is a bytes.Buffer that goroutines (a server's, a process's
+// output copiers, a logger's) may write while the test reads it.
+type SyncBuffer struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+func (s *SyncBuffer) Write(p []byte) (int, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.Write(p)
+}
+
+// String returns what was written so far.
+func (s *SyncBuffer) String() string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.String()
 }
