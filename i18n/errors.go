@@ -54,6 +54,14 @@ const (
 	CodeTypeUnsupported     Code = "IDAAS.SDK.PARAM.9203"
 	CodeReauthRequired      Code = "IDAAS.SDK.PARAM.9204"
 	CodeWrongCodesLimited   Code = "IDAAS.SDK.CAPTCHA.9205"
+	CodeChangesLimited      Code = "IDAAS.SDK.USER.9206"
+
+	// The undo of a change (revert-email) has a range of its own, 93xx.
+	CodeRevertTokenEmpty   Code = "IDAAS.SDK.REVERT.9301"
+	CodeRevertTokenInvalid Code = "IDAAS.SDK.REVERT.9302"
+	CodeRevertEmailTaken   Code = "IDAAS.SDK.REVERT.9303"
+	CodeRevertLimited      Code = "IDAAS.SDK.REVERT.9304"
+	CodeChangeLocked       Code = "IDAAS.SDK.REVERT.9305"
 )
 
 // statuses are the HTTP statuses of the catalog's codes.
@@ -80,6 +88,12 @@ var statuses = map[Code]int{
 	CodeTypeUnsupported:     http.StatusBadRequest,
 	CodeReauthRequired:      http.StatusUnauthorized,
 	CodeWrongCodesLimited:   http.StatusTooManyRequests,
+	CodeChangesLimited:      http.StatusTooManyRequests,
+	CodeRevertTokenEmpty:    http.StatusBadRequest,
+	CodeRevertTokenInvalid:  http.StatusBadRequest,
+	CodeRevertEmailTaken:    http.StatusConflict,
+	CodeRevertLimited:       http.StatusTooManyRequests,
+	CodeChangeLocked:        http.StatusForbidden,
 }
 
 // Codes returns the catalog, in the order of the README's table.
@@ -90,7 +104,8 @@ func Codes() []Code {
 		CodeEmailExists, CodeUserNotFound, CodeSendFailed, CodeInternal,
 		CodeMethodNotAllowed, CodeContentType, CodeBodyTooLarge, CodeBodyMalformed,
 		CodeHeaderRepeated, CodeSendLimited, CodeCaptchaFailed, CodeTypeUnsupported,
-		CodeReauthRequired, CodeWrongCodesLimited,
+		CodeReauthRequired, CodeWrongCodesLimited, CodeChangesLimited,
+		CodeRevertTokenEmpty, CodeRevertTokenInvalid, CodeRevertEmailTaken, CodeRevertLimited, CodeChangeLocked,
 	}
 }
 
@@ -190,5 +205,11 @@ func Messages() []*goi18n.Message {
 		{ID: "IDAAS.SDK.PARAM.9203", Description: "the send type is not one this endpoint serves", Other: "Unsupported verification code type"},
 		{ID: "IDAAS.SDK.PARAM.9204", Description: "the sign-in (auth_time) is older than the change allows", Other: "Please sign in again to change your email"},
 		{ID: "IDAAS.SDK.CAPTCHA.9205", Description: "a budget of wrong verification codes (per user or per client IP) is spent", Other: "Too many incorrect verification codes, please try again later"},
+		{ID: "IDAAS.SDK.USER.9206", Description: "the budget of email changes per user is spent", Other: "Too many email changes, please try again later"},
+		{ID: "IDAAS.SDK.REVERT.9301", Description: "revert_token is missing or empty", Other: "revert_token cannot be empty"},
+		{ID: "IDAAS.SDK.REVERT.9302", Description: "the undo token is unknown, expired, used or voided by an earlier undo", Other: "The undo link is invalid, expired or already used"},
+		{ID: "IDAAS.SDK.REVERT.9303", Description: "another account holds the address the undo would restore", Other: "The previous email address now belongs to another account, please contact support"},
+		{ID: "IDAAS.SDK.REVERT.9304", Description: "the budget of undo attempts per client IP is spent", Other: "Too many undo attempts, please try again later"},
+		{ID: "IDAAS.SDK.REVERT.9305", Description: "an undo paused the user's email changes for a cool-off", Other: "Email changes are paused after an undo, please try again later"},
 	}
 }

@@ -49,6 +49,14 @@ const (
 	// stores' own create methods (seeding), which are not part of the
 	// interfaces below.
 	ErrAlreadyExists sentinel = "store: already exists"
+	// ErrChangeLocked: the user's email may not change before a cool-off
+	// that an undo (ChangeStore.RevertEmail) set has ended; nothing
+	// changed.
+	ErrChangeLocked sentinel = "store: email changes locked"
+	// ErrRevertInvalid: no live undo record for the token hash (never
+	// recorded, expired, used, or voided by an earlier undo); nothing
+	// changed.
+	ErrRevertInvalid sentinel = "store: undo token invalid"
 )
 
 // User is an account as the handlers see it.
@@ -59,6 +67,12 @@ type User struct {
 	// CanonicalEmail is the form used for uniqueness and lookup; empty
 	// when Email is.
 	CanonicalEmail string
+	// Language is the user's language as a BCP 47 tag ("zh", "en-GB"),
+	// set by the application or its sign-up, never by a request to this
+	// package: the notice of a change to the old address is written in it,
+	// or in every language of the bundle when it is empty, so that whoever
+	// made the change does not choose the language of the owner's alarm.
+	Language string
 }
 
 // UserStore reads users and changes their email.
@@ -80,6 +94,154 @@ type UserStore interface {
 	// users exactly one succeeds and the others get ErrEmailExists, and no
 	// reader ever sees a half-written user.
 	UpdateEmail(ctx context.Context, id, email, canonical string) error
+}
+
+// ChangeStore is a UserStore that changes addresses together with the
+// owner's alarm: the notice to the previous address and the undo of the
+// change are recorded in the same atomic step as the change itself (the
+// same database transaction), so that no change ever commits without them,
+// whatever crashes when. It keeps the notices for the Service's courier
+// (Outbox) and spends undo tokens (RevertEmail).
+//
+// store/memstore and store/sqlstore implement it; store/storetest's
+// TestChangeStore is the contract's conformance suite. An application that
+// keeps users in a table of its own can implement ChangeEmail and
+// RevertEmail around its own UPDATE with sqlstore's Changes, which records
+// notices and undo records inside the application's transaction.
+//
+// Implementations must be safe for concurrent use.
+type ChangeStore interface {
+	UserStore
+	Outbox
+
+	// ChangeEmail sets the user's address to c.Email and c.Canonical and,
+	// in the same atomic step, when the user held an address before and
+	// it differs canonically from the new one:
+	//   - records c.Notice for the courier, with To set to that previous
+	//     address (as typed) and Language to the user's language, both as
+	//     the store holds them at the change;
+	//   - records the undo of the change: c.RevertHash (a keyed hash of
+	//     the undo token, never the token) bound to the user, the previous
+	//     address (typed and canonical) and c.Canonical, live until
+	//     c.RevertExpiresAt, after every undo record the user already has.
+	// It returns an error wrapping ErrNotFound if the user does not exist,
+	// ErrEmailExists if another user holds c.Canonical, and ErrChangeLocked
+	// if the user's cool-off (see RevertEmail) has not ended at c.Now; in
+	// each case nothing is written. A user who already holds c.Canonical
+	// keeps it, and nothing is recorded. Uniqueness and concurrency are as
+	// for UpdateEmail; of a change and an undo of the same user that run
+	// at once, the store's order decides, and the result is as if one ran
+	// wholly before the other (an undo after the change voids its undo
+	// record; a change after the undo meets the cool-off).
+	ChangeEmail(ctx context.Context, c EmailChange) error
+
+	// RevertEmail spends the undo record whose token hash is r.TokenHash,
+	// when it is live at r.Now (recorded, not expired, used nor voided),
+	// in one atomic step: the user's address goes back to the record's
+	// previous address, the record is used, every undo record of the user
+	// made after it is voided (so that a chain of changes A->B->C is undone
+	// by A's token straight back to A, and the later tokens die), and the
+	// user's email changes are locked until r.LockUntil (a later lock
+	// already set stays). It returns the restored change. It returns an
+	// error wrapping ErrRevertInvalid when no record is live for the hash,
+	// and ErrEmailExists when another user holds the previous address now;
+	// in both cases nothing changes and the record stays as it was. Of
+	// concurrent calls with one hash at most one succeeds.
+	RevertEmail(ctx context.Context, r EmailRevert) (Reverted, error)
+}
+
+// EmailChange is a change of a user's address with the alarm recorded with
+// it (see ChangeStore.ChangeEmail).
+type EmailChange struct {
+	UserID string
+	// Email and Canonical are the new address, as typed and in canonical
+	// form.
+	Email, Canonical string
+	// Notice is the notice to the previous address. The store sets its ID,
+	// To, Language and Attempts; the caller sets NewEmail, ChangedAt and
+	// Sealed.
+	Notice Notice
+	// RevertHash is the keyed hash of the change's undo token, and
+	// RevertExpiresAt when the undo record stops being live.
+	RevertHash      []byte
+	RevertExpiresAt time.Time
+	// Now is the time of the change, by which a cool-off is judged.
+	Now time.Time
+}
+
+// EmailRevert is a request to spend an undo token (see
+// ChangeStore.RevertEmail).
+type EmailRevert struct {
+	// TokenHash is the keyed hash of the token presented.
+	TokenHash []byte
+	// Now judges the record's expiry.
+	Now time.Time
+	// LockUntil ends the cool-off the undo sets on the user's changes.
+	LockUntil time.Time
+}
+
+// Reverted is an undone change: whose it was, the address restored, and
+// the address the user held just before the undo.
+type Reverted struct {
+	UserID string
+	// Email and Canonical are the restored address.
+	Email, Canonical string
+	// From is the address (as typed) the undo replaced.
+	From string
+}
+
+// Notice is the alarm mailed to a user's previous address after a change,
+// kept in an Outbox until it is delivered or given up.
+type Notice struct {
+	// ID names the notice in its Outbox; the store assigns it.
+	ID string
+	// UserID is whose address changed.
+	UserID string
+	// To is the previous address, as typed: the recipient.
+	To string
+	// NewEmail is the new address, masked (n***@example.com).
+	NewEmail string
+	// Language is the user's language (BCP 47), or empty for every
+	// language of the bundle.
+	Language string
+	// ChangedAt is when the change was made.
+	ChangedAt time.Time
+	// Sealed is the change's undo token, encrypted by the Service, so that
+	// the store holds no usable token; nil when there is none.
+	Sealed []byte
+	// Attempts counts the leases of the notice so far, this one included
+	// (set by the store).
+	Attempts int
+}
+
+// Outbox keeps recorded notices until the courier delivers them. Leases
+// make it shareable: every process of a deployment runs a courier on the
+// same Outbox, each notice is handed to one at a time, and a notice whose
+// holder crashed is handed out again when its lease ends. Delivery is at
+// least once.
+//
+// Implementations must be safe for concurrent use.
+type Outbox interface {
+	// LeaseNotices hands out up to max notices that are due at now (each
+	// is due from its recording, and again at the time of its lease's end
+	// or a RetryNotice), soonest due first. Each returned notice has its
+	// Attempts counted and is due again only at now+lease, so concurrent
+	// callers, in any process, never receive the same notice before its
+	// lease ends. It returns none, and no error, when none is due.
+	LeaseNotices(ctx context.Context, max int, now time.Time, lease time.Duration) ([]Notice, error)
+
+	// RetryNotice makes the notice id due again at at (which may be
+	// before its lease's end). An unknown id is not an error.
+	RetryNotice(ctx context.Context, id string, at time.Time) error
+
+	// DeleteNotice removes the notice id: delivered, or given up. An
+	// unknown id is not an error.
+	DeleteNotice(ctx context.Context, id string) error
+
+	// NoticeBacklog returns how many notices the Outbox holds, due or
+	// not, and the ChangedAt of the oldest (the zero time when it holds
+	// none).
+	NoticeBacklog(ctx context.Context) (n int, oldest time.Time, err error)
 }
 
 // CodeKey names one verification code: what it is for and the canonical
