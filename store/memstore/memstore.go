@@ -32,6 +32,7 @@ import (
 
 var (
 	_ store.UserStore      = (*UserStore)(nil)
+	_ store.ChangeStore    = (*UserStore)(nil)
 	_ store.CodeStore      = (*CodeStore)(nil)
 	_ store.Limiter        = (*Limiter)(nil)
 	_ store.ClientRegistry = (*ClientRegistry)(nil)

@@ -2,6 +2,7 @@ package memstore
 
 import (
 	"context"
+	"crypto/sha256"
 	"fmt"
 	"sync"
 
@@ -9,11 +10,24 @@ import (
 	"github.com/ciamkit/selfservice/store"
 )
 
-// UserStore is an in-memory store.UserStore. The zero value is ready to use.
+// UserStore is an in-memory store.ChangeStore: users, the notices of their
+// changes of address, and the undo records of those changes. The zero value
+// is ready to use.
+//
+// Its Outbox lives in memory with the users: the notices not yet delivered
+// are lost with the process, as the changes they report are. Every notice
+// is one that ChangeEmail recorded, so the Service's budget of changes per
+// user bounds them; leasing scans them all.
 type UserStore struct {
 	mu          sync.RWMutex
 	byID        map[string]store.User
 	byCanonical map[string]string // canonical email -> user id
+
+	// The owner's alarm; see changes.go.
+	undos    map[[sha256.Size]byte]undoRecord // digest of the token hash -> record
+	alarms   map[string]*alarm                // user id -> its undo records and cool-off
+	notices  map[string]*queued               // notice id -> notice
+	noticeNo uint64                           // the last notice number handed out
 }
 
 // NewUserStore returns a store holding users, each added as CreateUser adds
@@ -34,6 +48,9 @@ func (s *UserStore) init() {
 	if s.byID == nil {
 		s.byID = make(map[string]store.User)
 		s.byCanonical = make(map[string]string)
+		s.undos = make(map[[sha256.Size]byte]undoRecord)
+		s.alarms = make(map[string]*alarm)
+		s.notices = make(map[string]*queued)
 	}
 }
 
@@ -78,7 +95,10 @@ func (s *UserStore) User(_ context.Context, id string) (store.User, error) {
 	return u, nil
 }
 
-// UpdateEmail implements store.UserStore.
+// UpdateEmail implements store.UserStore. It records no notice and no
+// undo, and ignores a cool-off that an undo set: the Service changes
+// addresses with ChangeEmail, and UpdateEmail stays for callers that set an
+// address without the owner's alarm (seeding, administration).
 func (s *UserStore) UpdateEmail(_ context.Context, id, email, canonical string) error {
 	s.mu.Lock()
 	defer s.mu.Unlock()
@@ -86,18 +106,30 @@ func (s *UserStore) UpdateEmail(_ context.Context, id, email, canonical string) 
 	if !ok {
 		return store.ErrNotFound
 	}
-	// An empty canonical address is no address: any number of users may
-	// have none.
-	if holder, ok := s.byCanonical[canonical]; ok && holder != id && canonical != "" {
+	if s.takenByOther(id, canonical) {
 		return store.ErrEmailExists
 	}
+	s.setAddress(u, email, canonical)
+	return nil
+}
+
+// takenByOther reports whether a user other than id holds canonical. An
+// empty canonical address is no address: any number of users may have
+// none. The caller holds s.mu.
+func (s *UserStore) takenByOther(id, canonical string) bool {
+	holder, ok := s.byCanonical[canonical]
+	return ok && holder != id && canonical != ""
+}
+
+// setAddress gives u, a user the store holds, the address email and
+// canonical, which no other user holds. The caller holds s.mu for writing.
+func (s *UserStore) setAddress(u store.User, email, canonical string) {
 	if u.CanonicalEmail != "" {
 		delete(s.byCanonical, u.CanonicalEmail)
 	}
 	u.Email, u.CanonicalEmail = email, canonical
-	s.byID[id] = u
+	s.byID[u.ID] = u
 	if canonical != "" {
-		s.byCanonical[canonical] = id
+		s.byCanonical[canonical] = u.ID
 	}
-	return nil
 }

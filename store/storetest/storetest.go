@@ -29,8 +29,10 @@
 // trusts the caller's. One check passes now equal to a code's expiresAt,
 // since the contract names that instant as the code's death. Limiter checks
 // never sleep: they pass virtual nows in whole milliseconds, far from the
-// wall clock, to test window edges exactly. The whole suite takes about a
-// second per store.
+// wall clock, to test window edges exactly. TestChangeStore checks a
+// store.ChangeStore, the change of an address recorded with its notice and
+// its undo, and the Outbox the courier leases notices from; it never sleeps
+// either. The whole suite takes about a second per store.
 package storetest
 
 import (

@@ -9,10 +9,11 @@ import (
 )
 
 // The users every UserStore subtest starts from. Alice's address is typed in
-// mixed case, so a store that returns the canonical form for display fails.
+// mixed case, so a store that returns the canonical form for display fails;
+// Bob has a language, which a store must keep through changes of address.
 var (
 	alice   = store.User{ID: "u-alice", Email: "Alice@Example.com", CanonicalEmail: "alice@example.com"}
-	bob     = store.User{ID: "u-bob", Email: "bob@example.com", CanonicalEmail: "bob@example.com"}
+	bob     = store.User{ID: "u-bob", Email: "bob@example.com", CanonicalEmail: "bob@example.com", Language: "zh-CN"}
 	nomail1 = store.User{ID: "u-nomail-1"}
 	nomail2 = store.User{ID: "u-nomail-2"}
 )
@@ -29,6 +30,16 @@ func TestUserStore(t *testing.T, newStore func(t *testing.T, seed []store.User) 
 		s := newStore(t, seed())
 		for _, u := range seed() {
 			checkUser(t, s, u)
+		}
+	})
+
+	// The notice of a change goes out in the language the store holds.
+	t.Run("User returns the language the user was created with", func(t *testing.T) {
+		t.Parallel()
+		s := newStore(t, seed())
+		got, err := s.User(t.Context(), bob.ID)
+		if err != nil || got.Language != bob.Language {
+			t.Errorf("User(%q) = %+v, %v; want Language %q", bob.ID, got, err, bob.Language)
 		}
 	})
 
@@ -99,7 +110,7 @@ func TestUserStore(t *testing.T, newStore func(t *testing.T, seed []store.User) 
 		checkErr(t, "UpdateEmail(alice, new address)", err, nil)
 		err = s.UpdateEmail(t.Context(), bob.ID, "Alice@Example.com", alice.CanonicalEmail)
 		checkErr(t, "UpdateEmail(bob, alice's old address)", err, nil)
-		checkUser(t, s, store.User{ID: bob.ID, Email: "Alice@Example.com", CanonicalEmail: alice.CanonicalEmail})
+		checkUser(t, s, store.User{ID: bob.ID, Email: "Alice@Example.com", CanonicalEmail: alice.CanonicalEmail, Language: bob.Language})
 	})
 
 	// The caller canonicalises; a store that folds case on its own (a
