@@ -22,9 +22,20 @@ const (
 	EventCodeRejected EventKind = "code_rejected"
 	// EventEmailChanged: a user's email was changed and committed.
 	EventEmailChanged EventKind = "email_changed"
-	// EventNoticeFailed: the notice to the old address could not be sent;
-	// the change itself stands.
+	// EventNoticeFailed: the notice to the old address was given up: it
+	// could not be delivered within Config.NoticeMaxAge (each failed
+	// attempt before that is logged and counted, not reported here). The
+	// change itself stands.
 	EventNoticeFailed EventKind = "notice_failed"
+	// EventEmailReverted: an undo token put a user's previous address
+	// back (Event.Email; Event.OldEmail is the address it replaced) and
+	// locked the user's email changes for Config.RevertCoolOff. The
+	// change it undid was probably not the owner's: end the user's
+	// sessions.
+	EventEmailReverted EventKind = "email_reverted"
+	// EventRevertRejected: an undo token was refused (malformed, unknown,
+	// expired, used or voided).
+	EventRevertRejected EventKind = "revert_rejected"
 	// EventRateLimited: a budget refused a send or a code (Event.Budget
 	// names it).
 	EventRateLimited EventKind = "rate_limited"
@@ -35,17 +46,19 @@ const (
 type Event struct {
 	Kind     EventKind
 	Time     time.Time
-	UserID   string // empty for EventCodeSent: sending involves no user
+	UserID   string // empty for EventCodeSent and EventRevertRejected: no user is known
 	ClientID string
 	Device   middleware.Device
-	// Email is the masked address the event is about: the new one, or
-	// for EventNoticeFailed the old one.
+	// Email is the masked address the event is about: the new one, for
+	// EventNoticeFailed the old one, for EventEmailReverted the one
+	// restored.
 	Email string
-	// OldEmail is the masked previous address, for EventEmailChanged.
+	// OldEmail is the masked previous address, for EventEmailChanged, and
+	// the address an undo replaced, for EventEmailReverted.
 	OldEmail string
 	// Budget names the budget that refused, for EventRateLimited: one of
-	// BudgetSendsPerEmail, BudgetSendsPerIP, BudgetWrongCodesPerUser and
-	// BudgetWrongCodesPerIP.
+	// BudgetSendsPerEmail, BudgetSendsPerIP, BudgetWrongCodesPerUser,
+	// BudgetWrongCodesPerIP, BudgetChangesPerUser and BudgetRevertsPerIP.
 	Budget string
 }
 
@@ -65,7 +78,7 @@ func MaskEmail(email string) string {
 // previous address oldEmail when there is one.
 func (s *Service) event(ctx context.Context, c caller, kind EventKind, userID, email, oldEmail string) {
 	level := slog.LevelInfo
-	if kind == EventNoticeFailed || kind == EventCodeRejected {
+	if kind == EventNoticeFailed || kind == EventCodeRejected || kind == EventRevertRejected || kind == EventEmailReverted {
 		level = slog.LevelWarn
 	}
 	s.emit(ctx, c, level, func(e *Event) {
@@ -88,13 +101,17 @@ func (s *Service) rateLimited(ctx context.Context, c caller, userID, budget stri
 // rest, logs the event at level and hands it to Config.OnEvent. Nothing is
 // built when neither would see it.
 func (s *Service) emit(ctx context.Context, c caller, level slog.Level, fill func(*Event)) {
-	logged := s.cfg.Logger.Enabled(ctx, level)
-	if !logged && s.cfg.OnEvent == nil {
+	if !s.cfg.Logger.Enabled(ctx, level) && s.cfg.OnEvent == nil {
 		return
 	}
 	e := Event{Time: s.cfg.Now(), ClientID: c.clientID, Device: c.device}
 	fill(&e)
-	if logged {
+	emitEvent(ctx, s.cfg.Logger, s.cfg.OnEvent, level, e)
+}
+
+// emitEvent logs e at level and hands it to onEvent, if set.
+func emitEvent(ctx context.Context, logger *slog.Logger, onEvent func(context.Context, Event), level slog.Level, e Event) {
+	if logger.Enabled(ctx, level) {
 		attrs := []slog.Attr{
 			slog.String("event", string(e.Kind)),
 			slog.String("client", e.ClientID),
@@ -111,9 +128,9 @@ func (s *Service) emit(ctx context.Context, c caller, level slog.Level, fill fun
 		if e.Budget != "" {
 			attrs = append(attrs, slog.String("budget", e.Budget))
 		}
-		s.cfg.Logger.LogAttrs(ctx, level, "selfservice: "+string(e.Kind), attrs...)
+		logger.LogAttrs(ctx, level, "selfservice: "+string(e.Kind), attrs...)
 	}
-	if s.cfg.OnEvent != nil {
-		s.cfg.OnEvent(ctx, e)
+	if onEvent != nil {
+		onEvent(ctx, e)
 	}
 }

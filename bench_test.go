@@ -123,7 +123,7 @@ func benchEmails(w int) [2]string {
 
 // benchStores are the stores one benchmark runs on.
 type benchStores struct {
-	users   store.UserStore
+	users   store.ChangeStore
 	clients store.ClientRegistry
 	codes   store.CodeStore
 	limiter store.Limiter

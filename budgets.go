@@ -41,6 +41,18 @@ type Budgets struct {
 	// WrongCodesPerIP bounds the wrong codes submitted from one client
 	// IP, over all users. Default: 50 per hour and 200 per 24 hours.
 	WrongCodesPerIP []store.Limit
+	// ChangesPerUser bounds the changes of email one user (the token's
+	// subject) makes, so that nobody can bury the notices of a takeover
+	// under thousands of changes of their own. Charged with the
+	// wrong-code budgets, before the code is evaluated, and given back
+	// when the change does not happen. Once spent, update-email answers
+	// IDAAS.SDK.USER.9206 even for the right code, which is not spent.
+	// Default: 5 per 24 hours.
+	ChangesPerUser []store.Limit
+	// RevertsPerIP bounds the undo attempts from one client IP that fail
+	// (a malformed, unknown, expired, used or voided token).
+	// Default: 20 per hour and 50 per 24 hours.
+	RevertsPerIP []store.Limit
 }
 
 // DefaultBudgets returns the budgets a zero Budgets stands for.
@@ -51,6 +63,8 @@ func DefaultBudgets() Budgets {
 		SendsPerIP:        []store.Limit{{N: 30, Window: time.Hour}, {N: 200, Window: day}},
 		WrongCodesPerUser: []store.Limit{{N: 10, Window: time.Hour}, {N: 20, Window: day}},
 		WrongCodesPerIP:   []store.Limit{{N: 50, Window: time.Hour}, {N: 200, Window: day}},
+		ChangesPerUser:    []store.Limit{{N: 5, Window: day}},
+		RevertsPerIP:      []store.Limit{{N: 20, Window: time.Hour}, {N: 50, Window: day}},
 	}
 }
 
@@ -65,6 +79,8 @@ func (b Budgets) withDefaults() (Budgets, error) {
 		{"SendsPerIP", &b.SendsPerIP, &def.SendsPerIP},
 		{"WrongCodesPerUser", &b.WrongCodesPerUser, &def.WrongCodesPerUser},
 		{"WrongCodesPerIP", &b.WrongCodesPerIP, &def.WrongCodesPerIP},
+		{"ChangesPerUser", &b.ChangesPerUser, &def.ChangesPerUser},
+		{"RevertsPerIP", &b.RevertsPerIP, &def.RevertsPerIP},
 	} {
 		if *f.got == nil {
 			*f.got = *f.dflt
@@ -89,14 +105,17 @@ const (
 	BudgetSendsPerIP        = "sends_per_ip"
 	BudgetWrongCodesPerUser = "wrong_codes_per_user"
 	BudgetWrongCodesPerIP   = "wrong_codes_per_ip"
+	BudgetChangesPerUser    = "changes_per_user"
+	BudgetRevertsPerIP      = "reverts_per_ip"
 )
 
-// budget is one reservable budget: its name, its key in the Limiter and its
-// limits.
+// budget is one reservable budget: its name, its key in the Limiter, its
+// limits and the code a refusal is answered with.
 type budget struct {
-	name   string
-	key    string
-	limits []store.Limit
+	name    string
+	key     string
+	limits  []store.Limit
+	refused i18n.Code
 }
 
 // reservation is a slot taken in a budget, which cancel gives back.
@@ -106,9 +125,10 @@ type reservation struct {
 
 // reserve takes one slot in each budget, in order, or none: when one
 // refuses, the slots already taken are given back and the refusal is
-// returned as refused (with its Retry-After) after an EventRateLimited for
-// userID (empty for sends). A store failure is an internal error.
-func (s *Service) reserve(ctx context.Context, c caller, userID string, refused i18n.Code, bs ...budget) ([]reservation, error) {
+// returned as the budget's code (with its Retry-After) after an
+// EventRateLimited for userID (empty for sends). A store failure is an
+// internal error.
+func (s *Service) reserve(ctx context.Context, c caller, userID string, bs ...budget) ([]reservation, error) {
 	taken := make([]reservation, 0, len(bs))
 	now := s.cfg.Now()
 	for _, b := range bs {
@@ -122,7 +142,7 @@ func (s *Service) reserve(ctx context.Context, c caller, userID string, refused 
 		if errors.As(err, &rl) {
 			s.tel.refused(ctx, b.name)
 			s.rateLimited(ctx, c, userID, b.name)
-			return nil, &i18n.Error{Code: refused, RetryAfter: rl.RetryAfter, Err: fmt.Errorf("budget %s: %w", b.name, err)}
+			return nil, &i18n.Error{Code: b.refused, RetryAfter: rl.RetryAfter, Err: fmt.Errorf("budget %s: %w", b.name, err)}
 		}
 		return nil, i18n.Wrap(i18n.CodeInternal, err)
 	}
@@ -147,9 +167,11 @@ func sendsPerEmailKey(purpose, canonical string) string {
 	return "sends-email\x00" + purpose + "\x00" + canonical
 }
 
-func sendsPerIPKey(ip netip.Addr) string    { return "sends-ip\x00" + ipKey(ip) }
-func wrongPerUserKey(subject string) string { return "wrong-user\x00" + subject }
-func wrongPerIPKey(ip netip.Addr) string    { return "wrong-ip\x00" + ipKey(ip) }
+func sendsPerIPKey(ip netip.Addr) string      { return "sends-ip\x00" + ipKey(ip) }
+func wrongPerUserKey(subject string) string   { return "wrong-user\x00" + subject }
+func wrongPerIPKey(ip netip.Addr) string      { return "wrong-ip\x00" + ipKey(ip) }
+func changesPerUserKey(subject string) string { return "changes-user\x00" + subject }
+func revertsPerIPKey(ip netip.Addr) string    { return "reverts-ip\x00" + ipKey(ip) }
 
 // ipKey is the unit an IP budget counts: one IPv4 address, or one IPv6 /64,
 // since a single subscriber usually holds a whole /64 and could rotate

@@ -45,6 +45,7 @@ import (
 	"log/slog"
 	"net/http"
 	"net/netip"
+	"runtime"
 	"strings"
 	"time"
 
@@ -78,7 +79,13 @@ const ErrConfig = configerr.Err
 // configuration error, not a silent pass. The zero value of every other
 // field is the documented default.
 type Config struct {
-	Users store.UserStore
+	// Users reads users and changes their email together with the owner's
+	// alarm: each change records, in the same atomic step, the notice to
+	// the old address and the change's undo (store.ChangeStore); the
+	// Service's courier delivers the notices from there. store/sqlstore
+	// keeps them durably, store/memstore in memory (lost with the
+	// process); for a users table of your own, see the README.
+	Users store.ChangeStore
 	Codes store.CodeStore
 	// Limiter keeps the counts of every budget (see Budgets). Replicas
 	// must share it, like Codes.
@@ -103,10 +110,17 @@ type Config struct {
 	// Captcha checks send requests; AllowAllCaptcha for development.
 	Captcha CaptchaVerifier
 
-	// CodeSecret keys the hash under which codes are stored. At least
-	// MinCodeSecretLen random bytes, the same on every replica; changing
-	// it voids the codes in flight.
+	// CodeSecret keys the hash under which codes and undo tokens are
+	// stored, and seals the undo token inside its notice until delivery.
+	// At least MinCodeSecretLen random bytes, the same on every replica.
 	CodeSecret []byte
+	// PreviousCodeSecrets are retired code secrets, still accepted for what
+	// was made under them: to rotate without voiding anything in flight,
+	// move the current secret here and set a new CodeSecret, on every
+	// replica; drop a retired one once RevertTTL has passed (codes live
+	// CodeTTL, undo tokens RevertTTL). Each at least MinCodeSecretLen
+	// bytes.
+	PreviousCodeSecrets [][]byte
 	// CodeTTL is how long a code stays valid. Default: 10m.
 	CodeTTL time.Duration
 	// MaxTries is how many wrong codes kill a code. Default: 5.
@@ -127,20 +141,31 @@ type Config struct {
 	// Default: 0, no limit.
 	MaxAuthAge time.Duration
 
-	// NoticeTimeout bounds the notice mailed to the old address after a
-	// change; the notice runs after the response, so it never delays or
-	// undoes the change. Default: 30s.
+	// NoticeTimeout bounds one attempt to mail a notice to an old
+	// address; a failed attempt is retried. Default: 30s.
 	NoticeTimeout time.Duration
-	// NoticeWorkers is how many notices are mailed at once. Default: 4.
+	// NoticeWorkers is how many notices the courier mails at once.
+	// Default: 4.
 	NoticeWorkers int
-	// NoticeQueue is how many notices may wait for a worker; when the
-	// queue is full a notice is dropped, logged and reported as
-	// EventNoticeFailed, and the change stands. Default: 1024.
-	NoticeQueue int
+	// NoticeMaxAge is how long the courier keeps trying to deliver a
+	// notice (capped exponential backoff, 1 s doubling to 30 s, jittered)
+	// before it gives up, logs an error and reports EventNoticeFailed.
+	// Default: 72h.
+	NoticeMaxAge time.Duration
+
+	// RevertTTL is how long the undo token of a change, mailed in its
+	// notice, stays usable. Default: 7 days (168h).
+	RevertTTL time.Duration
+	// RevertCoolOff is how long an undo locks the user's email changes
+	// (answered IDAAS.SDK.REVERT.9305), so that whoever made the undone
+	// change cannot make it again at once: it must outlast CodeTTL, so
+	// that no code pending at the undo can be used. Default: 24h.
+	RevertCoolOff time.Duration
 
 	// OnEvent, when set, receives every audit Event, synchronously on the
-	// request's goroutine (or a notice worker's, for EventNoticeFailed):
-	// keep it fast or hand the event off.
+	// request's goroutine (or the courier's, for EventNoticeFailed): keep
+	// it fast or hand the event off. On EventEmailReverted, end the
+	// user's sessions.
 	OnEvent func(context.Context, Event)
 
 	// Bundle holds the messages of answers and mails. Default:
@@ -174,16 +199,23 @@ type Config struct {
 type Service struct {
 	cfg     Config
 	codes   *codeHasher
-	notices notifier
+	keys    secretKeys // of CodeSecret, then PreviousCodeSecrets
+	courier *courier
 	tel     *telemetry
 
 	// The endpoints, each behind the middleware chain, built once.
-	sendCodeHandler, updateEmailHandler http.Handler
-	mux                                 *http.ServeMux
+	sendCodeHandler, updateEmailHandler, revertEmailHandler http.Handler
+	mux                                                     *http.ServeMux
 }
 
-// New validates cfg, fills in its defaults and returns the Service.
+// New validates cfg, fills in its defaults and returns the Service. Its
+// courier starts at once, delivering notices left in the outbox by an
+// earlier run; stop it with Shutdown.
 func New(cfg Config) (*Service, error) {
+	return newService(cfg, defaultCourierTiming)
+}
+
+func newService(cfg Config, timing courierTiming) (*Service, error) {
 	var missing []string
 	for _, f := range []struct {
 		name string
@@ -199,8 +231,9 @@ func New(cfg Config) (*Service, error) {
 	if len(missing) > 0 {
 		return nil, fmt.Errorf("%w: missing %s", ErrConfig, strings.Join(missing, ", "))
 	}
-	if len(cfg.CodeSecret) < MinCodeSecretLen {
-		return nil, fmt.Errorf("%w: CodeSecret must hold at least %d bytes", ErrConfig, MinCodeSecretLen)
+	keys, err := newSecretKeys(cfg.CodeSecret, cfg.PreviousCodeSecrets)
+	if err != nil {
+		return nil, err
 	}
 	if cfg.CodeTTL == 0 {
 		cfg.CodeTTL = 10 * time.Minute
@@ -217,12 +250,21 @@ func New(cfg Config) (*Service, error) {
 	if cfg.NoticeWorkers == 0 {
 		cfg.NoticeWorkers = 4
 	}
-	if cfg.NoticeQueue == 0 {
-		cfg.NoticeQueue = 1024
+	if cfg.NoticeMaxAge == 0 {
+		cfg.NoticeMaxAge = 72 * time.Hour
+	}
+	if cfg.RevertTTL == 0 {
+		cfg.RevertTTL = 7 * 24 * time.Hour
+	}
+	if cfg.RevertCoolOff == 0 {
+		cfg.RevertCoolOff = 24 * time.Hour
 	}
 	if cfg.CodeTTL < 0 || cfg.MaxTries < 0 || cfg.MaxBodyBytes < 0 || cfg.MaxAuthAge < 0 || cfg.NoticeTimeout < 0 ||
-		cfg.NoticeWorkers < 0 || cfg.NoticeQueue < 0 {
+		cfg.NoticeWorkers < 0 || cfg.NoticeMaxAge < 0 || cfg.RevertTTL < 0 || cfg.RevertCoolOff < 0 {
 		return nil, fmt.Errorf("%w: negative limit", ErrConfig)
+	}
+	if cfg.RevertCoolOff <= cfg.CodeTTL {
+		return nil, fmt.Errorf("%w: RevertCoolOff (%v) must be longer than CodeTTL (%v): a code pending at an undo must die before changes resume", ErrConfig, cfg.RevertCoolOff, cfg.CodeTTL)
 	}
 	if cfg.Bundle == nil {
 		cfg.Bundle = i18n.Default()
@@ -236,22 +278,28 @@ func New(cfg Config) (*Service, error) {
 	if cfg.ClientIP == nil {
 		cfg.ClientIP = RemoteIP
 	}
-	var err error
 	if cfg.Budgets, err = cfg.Budgets.withDefaults(); err != nil {
 		return nil, err
 	}
 	tel := newTelemetry(cfg.MeterProvider, cfg.TracerProvider)
 	tel.instrument(&cfg)
 	cfg.Clients = newClientCache(cfg.Clients, cfg.ClientCacheTTL, cfg.Now)
-	s := &Service{cfg: cfg, codes: newCodeHasher(cfg.CodeSecret), tel: tel}
+	s := &Service{cfg: cfg, codes: newCodeHasher(cfg.CodeSecret), keys: keys, tel: tel}
 	chain := middleware.ChainOptions{
 		Bundle: cfg.Bundle, Methods: []string{http.MethodPost}, Clients: cfg.Clients, Logger: cfg.Logger,
 	}
 	s.sendCodeHandler = tel.instrumentEndpoint(tel.sendCode, middleware.Chain(chain)(http.HandlerFunc(s.serveSendCode)))
+	s.revertEmailHandler = tel.instrumentEndpoint(tel.revertEmail, middleware.Chain(chain)(http.HandlerFunc(s.serveRevertEmail)))
 	chain.Verifier = cfg.Verifier
 	s.updateEmailHandler = tel.instrumentEndpoint(tel.updateEmail, middleware.Chain(chain)(http.HandlerFunc(s.serveUpdateEmail)))
 	s.mux = http.NewServeMux()
 	s.Mount(s.mux, "")
+
+	// The courier runs until Shutdown, or until the Service is collected:
+	// it holds nothing of the Service.
+	s.courier = newCourier(&cfg, keys, tel, timing)
+	go s.courier.run()
+	runtime.AddCleanup(s, func(c *courier) { c.stop() }, s.courier)
 	return s, nil
 }
 
@@ -261,20 +309,22 @@ type Router interface {
 	Handle(pattern string, handler http.Handler)
 }
 
-// Mount registers both endpoints on r at prefix+SendCodePath and
-// prefix+UpdateEmailPath, for every method: the handlers answer any method
-// but POST with IDAAS.SDK.REQ.9101 themselves. prefix is "" or a path
-// without a trailing slash, such as "/identity". Panics if prefix is not,
-// and, like ServeMux.Handle, if r already serves one of the patterns.
+// Mount registers the endpoints on r at prefix+SendCodePath,
+// prefix+UpdateEmailPath and prefix+RevertEmailPath, for every method: the
+// handlers answer any method but POST with IDAAS.SDK.REQ.9101 themselves.
+// prefix is "" or a path without a trailing slash, such as "/identity".
+// Panics if prefix is not, and, like ServeMux.Handle, if r already serves
+// one of the patterns.
 func (s *Service) Mount(r Router, prefix string) {
 	if prefix != "" && (!strings.HasPrefix(prefix, "/") || strings.HasSuffix(prefix, "/")) {
 		panic(fmt.Sprintf("selfservice: Mount: prefix %q must be empty or start with / and not end with one", prefix))
 	}
 	r.Handle(prefix+SendCodePath, s.sendCodeHandler)
 	r.Handle(prefix+UpdateEmailPath, s.updateEmailHandler)
+	r.Handle(prefix+RevertEmailPath, s.revertEmailHandler)
 }
 
-// Handler returns both endpoints at their standard paths on a ServeMux of
+// Handler returns the endpoints at their standard paths on a ServeMux of
 // their own; any other path is answered 404 by the ServeMux.
 func (s *Service) Handler() http.Handler { return s.mux }
 
@@ -290,6 +340,12 @@ func (s *Service) SendCodeHandler() http.Handler { return s.sendCodeHandler }
 // sign-in's age, then the body (exactly {"email","verify_code"}), then
 // UpdateEmail's checks.
 func (s *Service) UpdateEmailHandler() http.Handler { return s.updateEmailHandler }
+
+// RevertEmailHandler returns the revert-email endpoint, whatever the path
+// it is served at: the middleware chain without a bearer token (the owner
+// undoing a takeover may have lost every session), then the body (exactly
+// {"revert_token"}), then RevertEmail's checks.
+func (s *Service) RevertEmailHandler() http.Handler { return s.revertEmailHandler }
 
 // CallerOf reads the Caller of r as the endpoints do, for a front that
 // calls SendCode or UpdateEmail itself (a framework's own routing, a

@@ -42,6 +42,12 @@ var messages = map[string][2]string{ // code -> {en, zh}
 	"IDAAS.SDK.PARAM.9204":   {"Please sign in again to change your email", "请重新登录后再修改邮箱"},
 	"IDAAS.SDK.CAPTCHA.9205": {"Too many incorrect verification codes, please try again later", "验证码错误次数过多,请稍后重试"},
 	"IDAAS.SDK.REQ.9105":     {"A request header that may appear only once is repeated", "请求头重复,该请求头只能出现一次"},
+	"IDAAS.SDK.USER.9206":    {"Too many email changes, please try again later", "邮箱修改过于频繁,请稍后重试"},
+	"IDAAS.SDK.REVERT.9301":  {"revert_token cannot be empty", "撤销令牌不能为空"},
+	"IDAAS.SDK.REVERT.9302":  {"The undo link is invalid, expired or already used", "撤销链接无效、已过期或已被使用"},
+	"IDAAS.SDK.REVERT.9303":  {"The previous email address now belongs to another account, please contact support", "原邮箱已被其他账号使用,请联系客服"},
+	"IDAAS.SDK.REVERT.9304":  {"Too many undo attempts, please try again later", "撤销尝试次数过多,请稍后重试"},
+	"IDAAS.SDK.REVERT.9305":  {"Email changes are paused after an undo, please try again later", "撤销后暂时不能修改邮箱,请稍后重试"},
 }
 
 // specCase is one request through the full chain and the answer expected.
@@ -122,6 +128,13 @@ func TestSpec(t *testing.T) {
 	sendFirst := func(email string) func(*testing.T, *fixture) {
 		return func(t *testing.T, f *fixture) { f.sendCode(t, email) }
 	}
+	revert := func(tok string) string { return `{"revert_token":` + quote(tok) + `}` }
+	// undoOf changes alice's address to a new one and returns the body
+	// that undoes it.
+	undoOf := func(t *testing.T, f *fixture) string {
+		f.changeTo(t, good, "alice.new@example.com")
+		return revert(f.revertToken(t, "alice@example.com"))
+	}
 
 	cases := []specCase{
 		// update-email, in the contract's order of checks
@@ -159,6 +172,50 @@ func TestSpec(t *testing.T) {
 		{name: "Authorization repeated", header: headers(auth(good), func(h http.Header) { h.Add("Authorization", "Bearer "+good) }), body: update("new@example.com", "123456"), status: 400, code: "IDAAS.SDK.REQ.9105"},
 		{name: "method not POST", method: http.MethodGet, header: auth(good), status: 405, code: "IDAAS.SDK.REQ.9101"},
 		{name: "user store down", setup: func(t *testing.T, f *fixture) { f.fusers.fail(errors.New("dial tcp: connection refused")) }, header: auth(good), body: update("new@example.com", "123456"), status: 500, code: "IDAAS.SDK.SYS.9001"},
+		{name: "change budget spent", setup: func(t *testing.T, f *fixture) {
+			for i := range 5 {
+				f.changeTo(t, good, fmt.Sprintf("alice%d@example.com", i))
+			}
+		}, bodyFor: withCode("new@example.com", "new@example.com"), header: auth(good), status: 429, code: "IDAAS.SDK.USER.9206"},
+		{name: "changes locked after an undo", setup: func(t *testing.T, f *fixture) {
+			if r := f.revert(t, strings.TrimSuffix(strings.TrimPrefix(undoOf(t, f), `{"revert_token":"`), `"}`)); r.Status != http.StatusOK {
+				t.Fatalf("undo: %s", r.Raw)
+			}
+		}, bodyFor: withCode("new@example.com", "new@example.com"), header: auth(good), status: 403, code: "IDAAS.SDK.REVERT.9305"},
+
+		// revert-email
+		{name: "revert: device headers missing", path: selfservice.RevertEmailPath, header: del("X-agent"), body: revert("x"), status: 400, code: "IDAAS.SDK.PARAM.0001"},
+		{name: "revert: client id empty", path: selfservice.RevertEmailPath, header: del("X-client-id"), body: revert("x"), status: 400, code: "IDAAS.SDK.PARAM.0002"},
+		{name: "revert: client not registered", path: selfservice.RevertEmailPath, header: set("X-client-id", "nobody"), body: revert("x"), status: 400, code: "IDAAS.SDK.PARAM.0003"},
+		{name: "revert: body not JSON", path: selfservice.RevertEmailPath, body: `revert_token=x`, status: 400, code: "IDAAS.SDK.REQ.9104"},
+		{name: "revert: unknown field", path: selfservice.RevertEmailPath, body: `{"token":"x"}`, status: 400, code: "IDAAS.SDK.REQ.9104"},
+		{name: "revert: token empty", path: selfservice.RevertEmailPath, body: revert(" "), status: 400, code: "IDAAS.SDK.REVERT.9301"},
+		{name: "revert: token malformed", path: selfservice.RevertEmailPath, body: revert("not-a-token"), status: 400, code: "IDAAS.SDK.REVERT.9302"},
+		{name: "revert: token unknown", path: selfservice.RevertEmailPath, body: revert(strings.Repeat("A", 43)), status: 400, code: "IDAAS.SDK.REVERT.9302"},
+		{name: "revert: token used", path: selfservice.RevertEmailPath, bodyFor: func(t *testing.T, f *fixture) string {
+			body := undoOf(t, f)
+			if r := f.do(t, http.MethodPost, selfservice.RevertEmailPath, baseHeaders("en"), body); r.Status != http.StatusOK {
+				t.Fatalf("first undo: %s", r.Raw)
+			}
+			return body
+		}, status: 400, code: "IDAAS.SDK.REVERT.9302"},
+		{name: "revert: old address taken", path: selfservice.RevertEmailPath, bodyFor: func(t *testing.T, f *fixture) string {
+			body := undoOf(t, f)
+			f.changeTo(t, token(t, "bob", nil), "alice@example.com")
+			return body
+		}, status: 409, code: "IDAAS.SDK.REVERT.9303"},
+		{name: "revert: budget spent", path: selfservice.RevertEmailPath, setup: func(t *testing.T, f *fixture) {
+			for range 20 {
+				f.revert(t, "not-a-token")
+			}
+		}, bodyFor: undoOf, status: 429, code: "IDAAS.SDK.REVERT.9304"},
+		{name: "revert: store down", path: selfservice.RevertEmailPath, bodyFor: func(t *testing.T, f *fixture) string {
+			body := undoOf(t, f)
+			f.fusers.fail(errors.New("dial tcp: connection refused"))
+			return body
+		}, status: 500, code: "IDAAS.SDK.SYS.9001"},
+		{name: "revert: method not POST", path: selfservice.RevertEmailPath, method: http.MethodGet, status: 405, code: "IDAAS.SDK.REQ.9101"},
+		{name: "revert: undone", path: selfservice.RevertEmailPath, bodyFor: undoOf, status: 200},
 
 		// send-code
 		{name: "send: device headers missing", path: selfservice.SendCodePath, header: del("X-device-fingerprint"), body: send("new@example.com", "UPDATE_EMAIL_EMS", "ok"), status: 400, code: "IDAAS.SDK.PARAM.0001"},

@@ -85,9 +85,9 @@ func (c *countingCodes) calls() int {
 	return c.puts + c.verifys
 }
 
-// failingUsers fails every call while err is set.
+// failingUsers fails every call but the outbox's while err is set.
 type failingUsers struct {
-	store.UserStore
+	store.ChangeStore
 	mu  sync.Mutex
 	err error
 }
@@ -108,18 +108,33 @@ func (f *failingUsers) User(ctx context.Context, id string) (store.User, error) 
 	if err := f.get(); err != nil {
 		return store.User{}, err
 	}
-	return f.UserStore.User(ctx, id)
+	return f.ChangeStore.User(ctx, id)
 }
 
 func (f *failingUsers) UpdateEmail(ctx context.Context, id, email, canonical string) error {
 	if err := f.get(); err != nil {
 		return err
 	}
-	return f.UserStore.UpdateEmail(ctx, id, email, canonical)
+	return f.ChangeStore.UpdateEmail(ctx, id, email, canonical)
+}
+
+func (f *failingUsers) ChangeEmail(ctx context.Context, c store.EmailChange) error {
+	if err := f.get(); err != nil {
+		return err
+	}
+	return f.ChangeStore.ChangeEmail(ctx, c)
+}
+
+func (f *failingUsers) RevertEmail(ctx context.Context, r store.EmailRevert) (store.Reverted, error) {
+	if err := f.get(); err != nil {
+		return store.Reverted{}, err
+	}
+	return f.ChangeStore.RevertEmail(ctx, r)
 }
 
 // fixture is the whole API on an httptest server over memory stores.
 type fixture struct {
+	cfg     selfservice.Config // as given to New
 	svc     *selfservice.Service
 	srv     *httptest.Server
 	users   *memstore.UserStore
@@ -173,7 +188,7 @@ func newFixtureWith(t *testing.T, edit func(*selfservice.Config), users ...store
 		mail:    &recordingMailer{},
 		captcha: &captchaSwitch{},
 	}
-	f.fusers = &failingUsers{UserStore: f.users}
+	f.fusers = &failingUsers{ChangeStore: f.users}
 	cfg := selfservice.Config{
 		Users:      f.fusers,
 		Codes:      f.codes,
@@ -188,10 +203,12 @@ func newFixtureWith(t *testing.T, edit func(*selfservice.Config), users ...store
 	if edit != nil {
 		edit(&cfg)
 	}
-	svc, err := selfservice.New(cfg)
+	f.cfg = cfg
+	svc, err := selfservice.NewWithFastCourier(cfg)
 	if err != nil {
 		t.Fatal(err)
 	}
+	t.Cleanup(func() { _ = svc.Shutdown(context.Background()) })
 	f.svc = svc
 	h := svc.Handler()
 	f.srv = httptest.NewServer(h)
@@ -225,7 +242,14 @@ func (f *fixture) sendCode(t testing.TB, email string) string {
 	}
 	f.mail.mu.Lock()
 	defer f.mail.mu.Unlock()
-	return f.mail.msgs[len(f.mail.msgs)-1].Code
+	for i := len(f.mail.msgs) - 1; i >= 0; i-- {
+		// The courier may have mailed a notice since.
+		if m := f.mail.msgs[i]; m.Kind == selfservice.MailCode {
+			return m.Code
+		}
+	}
+	t.Fatalf("no code mailed to %q", email)
+	return ""
 }
 
 func (f *fixture) update(t testing.TB, tok, lang, email, code string) reply {
@@ -234,6 +258,69 @@ func (f *fixture) update(t testing.TB, tok, lang, email, code string) reply {
 	h.Set("Authorization", "Bearer "+tok)
 	return f.do(t, http.MethodPost, selfservice.UpdateEmailPath, h,
 		`{"email":`+quote(email)+`,"verify_code":`+quote(code)+`}`)
+}
+
+// changeTo changes the address of tok's user to email, through the API.
+func (f *fixture) changeTo(t testing.TB, tok, email string) {
+	t.Helper()
+	code := f.sendCode(t, email)
+	if r := f.update(t, tok, "en", email, code); r.Status != http.StatusOK {
+		t.Fatalf("change to %s: %d %s", email, r.Status, r.Raw)
+	}
+}
+
+// revertToken waits for the latest notice to the old address to and
+// returns its undo token.
+func (f *fixture) revertToken(t testing.TB, to string) string {
+	t.Helper()
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		ns := f.notices()
+		for i := len(ns) - 1; i >= 0; i-- {
+			if ns[i].To == to {
+				return ns[i].RevertToken
+			}
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("no notice to %s after 10 s; notices %v", to, ns)
+		}
+		time.Sleep(2 * time.Millisecond)
+	}
+}
+
+func (f *fixture) revert(t testing.TB, revertToken string) reply {
+	t.Helper()
+	return f.do(t, http.MethodPost, selfservice.RevertEmailPath, baseHeaders("en"), `{"revert_token":`+quote(revertToken)+`}`)
+}
+
+// notices returns the notices f's mailer has taken so far.
+func (f *fixture) notices() []selfservice.Message {
+	f.mail.mu.Lock()
+	defer f.mail.mu.Unlock()
+	var ns []selfservice.Message
+	for _, m := range f.mail.msgs {
+		if m.Kind == selfservice.MailEmailChanged {
+			ns = append(ns, m)
+		}
+	}
+	return ns
+}
+
+// waitNotices waits until f's mailer has taken n notices, and returns
+// them.
+func (f *fixture) waitNotices(t testing.TB, n int) []selfservice.Message {
+	t.Helper()
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		ns := f.notices()
+		if len(ns) >= n {
+			return ns
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("after 10 s the mailer has %d notices, want %d", len(ns), n)
+		}
+		time.Sleep(2 * time.Millisecond)
+	}
 }
 
 func discardLogger() *slog.Logger { return slog.New(slog.DiscardHandler) }

@@ -19,7 +19,8 @@ const (
 	// type Message.Purpose.
 	MailCode MailKind = "code"
 	// MailEmailChanged tells the old address that the account's email was
-	// changed (Message.NewEmail, Message.ChangedAt).
+	// changed (Message.NewEmail, Message.ChangedAt) and how to undo it
+	// (Message.RevertToken).
 	MailEmailChanged MailKind = "email_changed"
 )
 
@@ -32,7 +33,12 @@ type Message struct {
 	Purpose string
 	// To is the recipient as the user typed it (see CanonicalEmail).
 	To string
-	// Language is the request's language, for the mail's text.
+	// Language is the language of the mail's text: for a code, the
+	// request's; for a notice, the user's stored language (store.User's
+	// Language), never the request's, so that whoever made the change does
+	// not choose the language of the owner's alarm. language.Und, for a
+	// notice to a user without one, asks for the text in every language of
+	// the bundle.
 	Language language.Tag
 
 	// Code is the verification code to deliver (codes only).
@@ -44,10 +50,18 @@ type Message struct {
 	NewEmail string
 	// ChangedAt is when the change was committed (notices only).
 	ChangedAt time.Time
+	// RevertToken undoes the change (notices only; empty when the change
+	// has no undo): POST it to the revert-email endpoint
+	// (RevertEmailPath), which restores the old address. The SMTP mailer
+	// turns it into a link to the application's undo page
+	// (mail.Options.RevertURL). It is as sensitive as a code.
+	RevertToken string
 }
 
-// Mailer delivers messages. Send must not keep msg.Code after it returns,
-// and must return when ctx is done.
+// Mailer delivers messages. Send must not keep msg.Code or msg.RevertToken
+// after it returns, and must return when ctx is done. A notice is sent
+// again after a failure, and possibly twice after a crash: delivery is at
+// least once.
 type Mailer interface {
 	Send(ctx context.Context, msg Message) error
 }
@@ -59,9 +73,11 @@ type MailerFunc func(ctx context.Context, msg Message) error
 func (f MailerFunc) Send(ctx context.Context, msg Message) error { return f(ctx, msg) }
 
 // LogMailer is the development Mailer: it writes every message to w as one
-// JSON line {"kind","purpose","to","code","language",...} and delivers
-// nothing. It prints codes in clear, so it has no place in
-// production.
+// JSON line and delivers nothing: {"kind":"code","purpose","to","code",
+// "language","expires_in_seconds"} for a code, {"kind":"email_changed",
+// "to","language","new_email","changed_at","revert_token"} for a notice
+// (language "und" when the notice is in every language). It prints codes
+// and undo tokens in clear, so it has no place in production.
 type LogMailer struct {
 	mu sync.Mutex
 	w  io.Writer
@@ -72,7 +88,8 @@ func NewLogMailer(w io.Writer) *LogMailer { return &LogMailer{w: w} }
 
 // Send implements Mailer.
 func (m *LogMailer) Send(_ context.Context, msg Message) error {
-	line := logLine{Kind: msg.Kind, Purpose: msg.Purpose, To: msg.To, Code: msg.Code, Language: msg.Language.String(), NewEmail: msg.NewEmail}
+	line := logLine{Kind: msg.Kind, Purpose: msg.Purpose, To: msg.To, Code: msg.Code, Language: msg.Language.String(),
+		NewEmail: msg.NewEmail, RevertToken: msg.RevertToken}
 	if msg.Code != "" {
 		line.ExpiresIn = int64(msg.ExpiresIn / time.Second)
 	}
@@ -90,14 +107,15 @@ func (m *LogMailer) Send(_ context.Context, msg Message) error {
 }
 
 type logLine struct {
-	Kind      MailKind `json:"kind"`
-	Purpose   string   `json:"purpose,omitempty"`
-	To        string   `json:"to"`
-	Code      string   `json:"code,omitempty"`
-	Language  string   `json:"language"`
-	ExpiresIn int64    `json:"expires_in_seconds,omitempty"`
-	NewEmail  string   `json:"new_email,omitempty"`
-	ChangedAt string   `json:"changed_at,omitempty"`
+	Kind        MailKind `json:"kind"`
+	Purpose     string   `json:"purpose,omitempty"`
+	To          string   `json:"to"`
+	Code        string   `json:"code,omitempty"`
+	Language    string   `json:"language"`
+	ExpiresIn   int64    `json:"expires_in_seconds,omitempty"`
+	NewEmail    string   `json:"new_email,omitempty"`
+	ChangedAt   string   `json:"changed_at,omitempty"`
+	RevertToken string   `json:"revert_token,omitempty"`
 }
 
 // CaptchaVerifier checks the captcha_token of a send request against the

@@ -2,6 +2,7 @@ package selfservice_test
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"log/slog"
 	"net/http"
@@ -11,42 +12,74 @@ import (
 	"testing"
 	"time"
 
+	"golang.org/x/text/language"
+
 	"github.com/ciamkit/selfservice"
+	"github.com/ciamkit/selfservice/i18n"
 	"github.com/ciamkit/selfservice/internal/testkit"
 	"github.com/ciamkit/selfservice/store"
+	"github.com/ciamkit/selfservice/store/memstore"
 )
 
-// gatedMailer passes codes on to next and holds every notice until the gate
-// opens; entered receives once per notice that reached Send.
-type gatedMailer struct {
+// noticeMailer passes codes on to next and handles notices as its fields
+// say: it fails the first failures of them, then holds each until the gate
+// opens (when gate is set) and keeps it. entered receives once per notice
+// that reached Send, when set.
+type noticeMailer struct {
 	next    selfservice.Mailer
 	gate    chan struct{}
 	entered chan struct{}
 
-	mu   sync.Mutex
-	sent int
+	mu       sync.Mutex
+	failures int // notices still to fail
+	attempts int
+	sent     []selfservice.Message
 }
 
-func (m *gatedMailer) Send(ctx context.Context, msg selfservice.Message) error {
+func (m *noticeMailer) Send(ctx context.Context, msg selfservice.Message) error {
 	if msg.Kind != selfservice.MailEmailChanged {
 		return m.next.Send(ctx, msg)
 	}
-	m.entered <- struct{}{}
-	select {
-	case <-m.gate:
-	case <-ctx.Done():
-		return ctx.Err()
+	m.mu.Lock()
+	m.attempts++
+	if m.failures > 0 {
+		m.failures--
+		m.mu.Unlock()
+		return errors.New("smtp: 421 try again later")
+	}
+	m.mu.Unlock()
+	if m.entered != nil {
+		m.entered <- struct{}{}
+	}
+	if m.gate != nil {
+		select {
+		case <-m.gate:
+		case <-ctx.Done():
+			return ctx.Err()
+		}
 	}
 	m.mu.Lock()
 	defer m.mu.Unlock()
-	m.sent++
+	m.sent = append(m.sent, msg)
 	return nil
 }
 
-func (m *gatedMailer) count() int {
+func (m *noticeMailer) delivered() []selfservice.Message {
 	m.mu.Lock()
 	defer m.mu.Unlock()
-	return m.sent
+	return append([]selfservice.Message(nil), m.sent...)
+}
+
+// waitFor polls cond every few milliseconds for up to 10 s.
+func waitFor(t *testing.T, what string, cond func() bool) {
+	t.Helper()
+	deadline := time.Now().Add(10 * time.Second)
+	for !cond() {
+		if time.Now().After(deadline) {
+			t.Fatalf("after 10 s: %s", what)
+		}
+		time.Sleep(2 * time.Millisecond)
+	}
 }
 
 // change moves user ui to a new address through the API.
@@ -58,74 +91,108 @@ func (f *fixture) change(t *testing.T, i int, to string) {
 	}
 }
 
-// TestNoticeQueue: notices wait in a bounded queue for a fixed number of
-// workers; a full queue drops a notice (logged, reported, the change
-// stands); Shutdown waits for the queued ones; after it, notices are mailed
-// before the response.
-func TestNoticeQueue(t *testing.T) {
+// TestNoticeToTheOldAddress: the notice goes to the old address, with the
+// new one masked, an undo token, and the user's stored language, never
+// the language of the request that made the change; a user without one
+// gets every language (language.Und).
+func TestNoticeToTheOldAddress(t *testing.T) {
 	t.Parallel()
-	logs, events := &testkit.SyncBuffer{}, &eventLog{}
-	mailer := &gatedMailer{gate: make(chan struct{}), entered: make(chan struct{}, 16)}
-	var users []store.User
-	for i := range 5 {
-		users = append(users, mustUser(t, fmt.Sprintf("u%d", i), fmt.Sprintf("old%d@example.com", i)))
-	}
-	f := newFixtureWith(t, func(c *selfservice.Config) {
-		c.Mailer = mailer
-		c.NoticeWorkers, c.NoticeQueue = 1, 2
-		c.Budgets = testkit.LooseBudgets()
-		c.Logger = slog.New(slog.NewTextHandler(logs, &slog.HandlerOptions{ReplaceAttr: dropTime}))
-		c.OnEvent = events.add
-	}, users...)
-	mailer.next = f.mail
-
-	// The only worker takes the first notice and waits at the gate; two
-	// more fill the queue; the fourth finds it full.
-	f.change(t, 0, "new0@example.com")
-	<-mailer.entered
-	for i := 1; i < 4; i++ {
-		f.change(t, i, fmt.Sprintf("new%d@example.com", i))
-	}
-	if got := strings.Count(fmt.Sprint(events.kinds()), string(selfservice.EventNoticeFailed)); got != 1 {
-		t.Fatalf("%d notices reported failed, want 1 dropped; events %v", got, events.kinds())
-	}
-	if !strings.Contains(logs.String(), "notice queue full") {
-		t.Errorf("the drop was not logged:\n%s", logs.String())
-	}
-	for i := range 4 {
-		if u, _ := f.users.User(t.Context(), fmt.Sprintf("u%d", i)); u.Email != fmt.Sprintf("new%d@example.com", i) {
-			t.Errorf("u%d: email %q, the change must stand", i, u.Email)
+	zh := mustUser(t, "u0", "Old.Zero@example.com")
+	zh.Language = "zh-CN"
+	f := newFixture(t, zh, mustUser(t, "u1", "old1@example.com"))
+	for i, to := range []string{"new0@example.com", "new1@example.com"} {
+		code := f.sendCode(t, to)
+		// The request asks for English: the attacker's choice, not the owner's.
+		if r := f.update(t, token(t, fmt.Sprintf("u%d", i), nil), "en", to, code); r.Status != http.StatusOK {
+			t.Fatalf("change u%d: %s", i, r.Raw)
 		}
 	}
-
-	// Shutdown waits for the notices taken and queued.
-	shutdown := make(chan error, 1)
-	go func() { shutdown <- f.svc.Shutdown(context.Background()) }()
-	select {
-	case err := <-shutdown:
-		t.Fatalf("Shutdown returned %v with notices waiting", err)
-	case <-time.After(50 * time.Millisecond):
+	byTo := map[string]selfservice.Message{}
+	for _, n := range f.waitNotices(t, 2) {
+		byTo[n.To] = n
 	}
-	close(mailer.gate)
-	if err := <-shutdown; err != nil {
-		t.Fatalf("Shutdown: %v", err)
-	}
-	if got := mailer.count(); got != 3 {
-		t.Errorf("%d notices mailed when Shutdown returned, want 3", got)
-	}
-
-	// After Shutdown a notice goes out before the response.
-	f.change(t, 4, "late@example.com")
-	if got := mailer.count(); got != 4 {
-		t.Errorf("%d notices after a change past Shutdown, want 4, mailed before the answer", got)
+	for _, tt := range []struct {
+		to, masked string
+		lang       language.Tag
+	}{
+		{"Old.Zero@example.com", "n***@example.com", language.MustParse("zh-CN")},
+		{"old1@example.com", "n***@example.com", language.Und},
+	} {
+		n, ok := byTo[tt.to]
+		if !ok {
+			t.Errorf("no notice to %s; got %v", tt.to, byTo)
+			continue
+		}
+		if n.NewEmail != tt.masked || n.Language != tt.lang || n.ChangedAt.IsZero() || len(n.RevertToken) != 43 {
+			t.Errorf("notice to %s = %+v; want NewEmail %s, Language %v, a ChangedAt and a 43-character undo token", tt.to, n, tt.masked, tt.lang)
+		}
 	}
 }
 
-// A slow mailer: notices that wait start more workers, up to
-// NoticeWorkers, so that they are mailed in parallel.
-func TestNoticeWorkersGrowWithBacklog(t *testing.T) {
+// TestNoticeRetriedUntilDelivered: a mail server that refuses notices for
+// a while delays them; they are retried with backoff and delivered once
+// it accepts, and nothing is reported as given up.
+func TestNoticeRetriedUntilDelivered(t *testing.T) {
 	t.Parallel()
-	mailer := &gatedMailer{gate: make(chan struct{}), entered: make(chan struct{}, 16)}
+	events := &eventLog{}
+	mailer := &noticeMailer{failures: 3}
+	f := newFixtureWith(t, func(c *selfservice.Config) {
+		c.Mailer = mailer
+		c.OnEvent = events.add
+	}, mustUser(t, "u0", "old@example.com"))
+	mailer.next = f.mail
+	f.change(t, 0, "new@example.com")
+	waitFor(t, "the notice is delivered", func() bool { return len(mailer.delivered()) == 1 })
+	if n, _, _ := f.users.NoticeBacklog(t.Context()); n != 0 {
+		t.Errorf("outbox holds %d notices after delivery, want 0", n)
+	}
+	mailer.mu.Lock()
+	attempts := mailer.attempts
+	mailer.mu.Unlock()
+	if attempts != 4 {
+		t.Errorf("%d attempts, want 3 failed and 1 delivered", attempts)
+	}
+	for _, k := range events.kinds() {
+		if k == selfservice.EventNoticeFailed {
+			t.Errorf("a notice reported failed although it was delivered: %v", events.kinds())
+		}
+	}
+}
+
+// TestNoticeGivenUp: a notice that cannot be delivered within NoticeMaxAge
+// is given up: logged as an error, reported once as EventNoticeFailed,
+// and removed from the outbox.
+func TestNoticeGivenUp(t *testing.T) {
+	t.Parallel()
+	logs, events := &testkit.SyncBuffer{}, &eventLog{}
+	mailer := &noticeMailer{failures: 1 << 30}
+	f := newFixtureWith(t, func(c *selfservice.Config) {
+		c.Mailer = mailer
+		c.NoticeMaxAge = 150 * time.Millisecond
+		c.OnEvent = events.add
+		c.Logger = slog.New(slog.NewTextHandler(logs, &slog.HandlerOptions{ReplaceAttr: dropTime}))
+	}, mustUser(t, "u0", "old@example.com"))
+	mailer.next = f.mail
+	f.change(t, 0, "new@example.com")
+	waitFor(t, "the notice is given up", func() bool { return events.count(selfservice.EventNoticeFailed) == 1 })
+	if n, _, _ := f.users.NoticeBacklog(t.Context()); n != 0 {
+		t.Errorf("outbox holds %d notices after giving up, want 0", n)
+	}
+	if !strings.Contains(logs.String(), "given up") || !strings.Contains(logs.String(), "level=ERROR") {
+		t.Errorf("the give-up was not logged as an error:\n%s", logs.String())
+	}
+	time.Sleep(100 * time.Millisecond)
+	if got := events.count(selfservice.EventNoticeFailed); got != 1 {
+		t.Errorf("EventNoticeFailed reported %d times, want once", got)
+	}
+}
+
+// TestNoticeWorkers: at most NoticeWorkers notices are in the mailer at
+// once, and a backlog is drained as fast as they finish, not one poll
+// interval at a time.
+func TestNoticeWorkers(t *testing.T) {
+	t.Parallel()
+	mailer := &noticeMailer{gate: make(chan struct{}), entered: make(chan struct{}, 16)}
 	var users []store.User
 	for i := range 8 {
 		users = append(users, mustUser(t, fmt.Sprintf("u%d", i), fmt.Sprintf("old%d@example.com", i)))
@@ -142,7 +209,7 @@ func TestNoticeWorkersGrowWithBacklog(t *testing.T) {
 	for n := range 3 {
 		select {
 		case <-mailer.entered:
-		case <-time.After(5 * time.Second):
+		case <-time.After(10 * time.Second):
 			t.Fatalf("%d notices in the mailer at once, want 3 (NoticeWorkers)", n)
 		}
 	}
@@ -152,77 +219,160 @@ func TestNoticeWorkersGrowWithBacklog(t *testing.T) {
 	case <-time.After(50 * time.Millisecond):
 	}
 	close(mailer.gate)
-	if err := f.svc.Shutdown(t.Context()); err != nil {
+	waitFor(t, "8 notices delivered", func() bool { return len(mailer.delivered()) == 8 })
+}
+
+// TestShutdownKeepsNotices: Shutdown with a hung mail server returns by
+// its deadline, without error, and loses nothing: the notice stays in the
+// outbox, due at once, and the next Service on the store delivers it.
+func TestShutdownKeepsNotices(t *testing.T) {
+	t.Parallel()
+	logs := &testkit.SyncBuffer{}
+	hung := &noticeMailer{gate: make(chan struct{}), entered: make(chan struct{}, 4)}
+	defer close(hung.gate)
+	f := newFixtureWith(t, func(c *selfservice.Config) {
+		c.Mailer = hung
+		c.Logger = slog.New(slog.NewTextHandler(logs, nil))
+	}, mustUser(t, "u0", "old@example.com"))
+	hung.next = f.mail
+	f.change(t, 0, "new@example.com")
+	<-hung.entered
+
+	ctx, cancel := context.WithTimeout(context.Background(), 100*time.Millisecond)
+	defer cancel()
+	start := time.Now()
+	if err := f.svc.Shutdown(ctx); err != nil {
+		t.Fatalf("Shutdown = %v, want nil: the notice is kept", err)
+	}
+	if took := time.Since(start); took > 5*time.Second {
+		t.Errorf("Shutdown took %v with a 100 ms deadline", took)
+	}
+	if n, _, _ := f.users.NoticeBacklog(t.Context()); n != 1 {
+		t.Fatalf("outbox holds %d notices after Shutdown, want the 1 not delivered", n)
+	}
+	if !strings.Contains(logs.String(), "notices=1") {
+		t.Errorf("Shutdown did not log the notice it left:\n%s", logs.String())
+	}
+
+	// The next start, on the same store, delivers it.
+	next := &noticeMailer{next: f.mail}
+	cfg := f.cfg
+	cfg.Mailer = next
+	svc, err := selfservice.NewWithFastCourier(cfg)
+	if err != nil {
 		t.Fatal(err)
 	}
-	if got := mailer.count(); got != 8 {
-		t.Errorf("%d notices mailed, want 8", got)
+	defer svc.Shutdown(context.Background())
+	waitFor(t, "the next Service delivers the notice", func() bool { return len(next.delivered()) == 1 })
+	if got := next.delivered()[0]; got.To != "old@example.com" || got.RevertToken == "" {
+		t.Errorf("delivered %+v", got)
 	}
 }
 
-// TestShutdownHonoursItsContext: notices that cannot be mailed in time do
-// not hold Shutdown past its deadline.
-func TestShutdownHonoursItsContext(t *testing.T) {
+// TestRetriedChangeKeepsItsNotice: a client that lost the answer to a
+// change retries it; the retry succeeds as already done and the notice of
+// the first attempt is delivered, once.
+func TestRetriedChangeKeepsItsNotice(t *testing.T) {
 	t.Parallel()
-	mailer := &gatedMailer{gate: make(chan struct{}), entered: make(chan struct{}, 4)}
-	f := newFixtureWith(t, func(c *selfservice.Config) { c.Mailer = mailer }, mustUser(t, "u0", "old@example.com"))
-	mailer.next = f.mail
-	f.change(t, 0, "new@example.com")
-	<-mailer.entered
-	ctx, cancel := context.WithTimeout(context.Background(), 50*time.Millisecond)
-	defer cancel()
-	if err := f.svc.Shutdown(ctx); err != context.DeadlineExceeded {
-		t.Fatalf("Shutdown = %v, want the context's deadline", err)
+	f := newFixture(t, mustUser(t, "u0", "old@example.com"))
+	code := f.sendCode(t, "new@example.com")
+	tok := token(t, "u0", nil)
+	for range 2 {
+		if r := f.update(t, tok, "en", "new@example.com", code); r.Status != http.StatusOK {
+			t.Fatalf("change: %s", r.Raw)
+		}
 	}
-	close(mailer.gate)
-	if err := f.svc.Shutdown(context.Background()); err != nil {
-		t.Fatalf("second Shutdown: %v", err)
+	f.waitNotices(t, 1)
+	time.Sleep(50 * time.Millisecond)
+	if got := len(f.notices()); got != 1 {
+		t.Errorf("%d notices, want 1", got)
 	}
 }
 
-// Workers stop when the queue stays empty: a Service dropped without
-// Shutdown leaves no goroutine behind, and one that is idle holds none. Not
-// parallel: it counts the process's notice workers.
-func TestNoticeWorkersStopWhenIdle(t *testing.T) {
-	f := newFixtureWith(t, func(c *selfservice.Config) { c.NoticeWorkers = 3 },
-		store.User{ID: "u1", Email: "old@example.com"})
-	for i := range 3 {
-		email := fmt.Sprintf("new%d@example.com", i)
-		code := f.sendCode(t, email)
-		if r := f.update(t, token(t, "u1", nil), "en", email, code); r.Status != http.StatusOK {
+// TestChangeFloodCannotSilenceTheAlarm replays the attack: an
+// account with codes for many addresses of its own changes its email over
+// and over to bury the notices, then takes the victim's account. The
+// change budget refuses the flood (429, Retry-After, the right code not
+// spent) and the victim's notice is delivered.
+func TestChangeFloodCannotSilenceTheAlarm(t *testing.T) {
+	t.Parallel()
+	f := newFixtureWith(t, func(c *selfservice.Config) {
+		b := testkit.LooseBudgets()
+		b.ChangesPerUser = nil // the default
+		c.Budgets = b
+	}, mustUser(t, "attacker", "a0@attacker.example"), mustUser(t, "victim", "victim@example.com"))
+	attacker := token(t, "attacker", nil)
+	refused := 0
+	for i := 1; i <= 50; i++ {
+		to := fmt.Sprintf("a%d@attacker.example", i)
+		code := f.sendCode(t, to)
+		r := f.update(t, attacker, "en", to, code)
+		switch {
+		case r.Status == http.StatusOK:
+		case r.Status == http.StatusTooManyRequests && r.Code == string(i18n.CodeChangesLimited):
+			refused++
+			if r.Header.Get("Retry-After") == "" {
+				t.Fatalf("429 without Retry-After: %s", r.Raw)
+			}
+			if i == 50 {
+				// The refused right code is not spent: it works once the
+				// budget allows (here: at once, with the budget loosened).
+				continue
+			}
+		default:
 			t.Fatalf("change %d: %d %s", i, r.Status, r.Raw)
 		}
 	}
-	deadline := time.Now().Add(5 * time.Second)
-	for f.notices() < 3 || noticeWorkers() > 0 {
+	if refused != 45 {
+		t.Errorf("%d of 50 changes refused, want 45 (5 a day)", refused)
+	}
+	code := f.sendCode(t, "taken@attacker.example")
+	if r := f.update(t, token(t, "victim", nil), "en", "taken@attacker.example", code); r.Status != http.StatusOK {
+		t.Fatalf("takeover: %s", r.Raw)
+	}
+	waitFor(t, "the victim's notice is delivered", func() bool {
+		for _, n := range f.notices() {
+			if n.To == "victim@example.com" {
+				return true
+			}
+		}
+		return false
+	})
+}
+
+// TestCourierStopsWithTheService: a Service dropped without Shutdown is
+// collected and its courier stops. Not parallel: it counts the process's
+// couriers.
+func TestCourierStopsWithTheService(t *testing.T) {
+	before := couriers()
+	func() {
+		svc, err := selfservice.New(selfservice.Config{
+			Users: memstore.NewUserStore(), Codes: memstore.NewCodeStore(), Limiter: memstore.NewLimiter(),
+			Clients: memstore.NewClientRegistry(), Mailer: &recordingMailer{}, Captcha: selfservice.AllowAllCaptcha{},
+			CodeSecret: make([]byte, selfservice.MinCodeSecretLen),
+		})
+		if err != nil {
+			t.Fatal(err)
+		}
+		_ = svc
+	}()
+	deadline := time.Now().Add(10 * time.Second)
+	for couriers() > before {
 		if time.Now().After(deadline) {
-			t.Fatalf("after 5 s: %d notices mailed, %d notice workers running", f.notices(), noticeWorkers())
+			t.Fatalf("%d couriers run after the Service was dropped, %d before", couriers(), before)
 		}
-		time.Sleep(5 * time.Millisecond)
+		runtime.GC()
+		time.Sleep(10 * time.Millisecond)
 	}
 }
 
-// notices counts the notices f's mailer took.
-func (f *fixture) notices() int {
-	f.mail.mu.Lock()
-	defer f.mail.mu.Unlock()
-	n := 0
-	for _, m := range f.mail.msgs {
-		if m.Kind == selfservice.MailEmailChanged {
-			n++
-		}
-	}
-	return n
-}
-
-// noticeWorkers counts the goroutines of the process that run a notice
-// worker.
-func noticeWorkers() int {
+// couriers counts the goroutines of the process that run a courier.
+func couriers() int {
 	buf := make([]byte, 1<<20)
 	for {
 		n := runtime.Stack(buf, true)
 		if n < len(buf) {
-			return strings.Count(string(buf[:n]), "selfservice.(*Service).noticeWorker(")
+			return strings.Count(string(buf[:n]), "selfservice.(*courier).run(")
 		}
 		buf = make([]byte, 2*len(buf))
 	}

@@ -172,9 +172,9 @@ func (s *Service) sendCode(ctx context.Context, c caller, req SendCodeRequest) e
 	}
 	// The client's budget first: a machine that mails many addresses is
 	// stopped whatever the addresses. A refused send costs no budget.
-	taken, err := s.reserve(ctx, c, "", i18n.CodeSendLimited,
-		budget{BudgetSendsPerIP, sendsPerIPKey(c.ip), s.cfg.Budgets.SendsPerIP},
-		budget{BudgetSendsPerEmail, sendsPerEmailKey(req.Type, canonical), s.cfg.Budgets.SendsPerEmail},
+	taken, err := s.reserve(ctx, c, "",
+		budget{BudgetSendsPerIP, sendsPerIPKey(c.ip), s.cfg.Budgets.SendsPerIP, i18n.CodeSendLimited},
+		budget{BudgetSendsPerEmail, sendsPerEmailKey(req.Type, canonical), s.cfg.Budgets.SendsPerEmail, i18n.CodeSendLimited},
 	)
 	if err != nil {
 		return err
@@ -226,41 +226,68 @@ func (s *Service) updateEmail(ctx context.Context, c caller, id middleware.Ident
 	if !wellFormedCode(code) {
 		return i18n.CodeVerifyCodeIncorrect
 	}
-	// Both budgets are charged before the code is evaluated, so that
-	// concurrent guesses cannot overdraw them; the right code gives the
-	// slots back. A spent budget refuses even the right code, and no code
-	// is evaluated or spent.
-	taken, err := s.reserve(ctx, c, user.ID, i18n.CodeWrongCodesLimited,
-		budget{BudgetWrongCodesPerUser, wrongPerUserKey(user.ID), s.cfg.Budgets.WrongCodesPerUser},
-		budget{BudgetWrongCodesPerIP, wrongPerIPKey(c.ip), s.cfg.Budgets.WrongCodesPerIP},
+	// The budgets are charged before the code is evaluated, so that
+	// concurrent guesses cannot overdraw them: a right code gives the
+	// wrong-code slots back, a wrong one the change's. A spent budget
+	// refuses even the right code, and no code is evaluated or spent.
+	taken, err := s.reserve(ctx, c, user.ID,
+		budget{BudgetWrongCodesPerUser, wrongPerUserKey(user.ID), s.cfg.Budgets.WrongCodesPerUser, i18n.CodeWrongCodesLimited},
+		budget{BudgetWrongCodesPerIP, wrongPerIPKey(c.ip), s.cfg.Budgets.WrongCodesPerIP, i18n.CodeWrongCodesLimited},
+		budget{BudgetChangesPerUser, changesPerUserKey(user.ID), s.cfg.Budgets.ChangesPerUser, i18n.CodeChangesLimited},
 	)
 	if err != nil {
 		return err
 	}
+	wrongCodes, change := taken[:2], taken[2:]
 	key := store.CodeKey{Purpose: PurposeUpdateEmail, Email: canonical}
 	hash := s.codes.hash(key.Purpose, key.Email, code)
 	if err := s.cfg.Codes.Verify(ctx, key, hash, s.cfg.MaxTries, s.cfg.Now()); err != nil {
 		// A store failure keeps the slots too: the code may have been
 		// evaluated before the answer was lost.
 		if errors.Is(err, store.ErrCodeInvalid) {
+			s.cancel(ctx, change)
 			s.tel.codeRejected(ctx)
 			s.event(ctx, c, EventCodeRejected, user.ID, email, "")
 			return i18n.CodeVerifyCodeIncorrect
 		}
 		return i18n.Wrap(i18n.CodeInternal, err)
 	}
-	s.cancel(ctx, taken)
-	if err := s.cfg.Users.UpdateEmail(ctx, user.ID, email, canonical); err != nil {
-		if errors.Is(err, store.ErrEmailExists) {
-			return i18n.CodeEmailExists
+	s.cancel(ctx, wrongCodes)
+	if err := s.change(ctx, user, email, canonical); err != nil {
+		if !errors.Is(err, i18n.CodeInternal) {
+			s.cancel(ctx, change)
 		}
-		return storeError(err, i18n.CodeUserNotFound)
+		return err
 	}
 	s.tel.changed(ctx)
 	s.event(ctx, c, EventEmailChanged, user.ID, email, user.Email)
-	if user.Email != "" {
-		s.notifyOldAddress(ctx, c, user, email)
+	return nil
+}
+
+// change commits the change of user's address with its alarm: the store
+// records the notice to the old address and the change's undo in the same
+// atomic step, and the courier is told. The undo token is made whether or
+// not the user has an old address, since only the store knows for sure.
+// A store failure keeps the change's budget slot: the change may have been
+// committed before the answer was lost.
+func (s *Service) change(ctx context.Context, user store.User, email, canonical string) error {
+	now := s.cfg.Now()
+	token, key := newRevertToken(), s.keys[0]
+	err := s.cfg.Users.ChangeEmail(ctx, store.EmailChange{
+		UserID: user.ID, Email: email, Canonical: canonical, Now: now,
+		Notice:          store.Notice{UserID: user.ID, NewEmail: MaskEmail(email), ChangedAt: now, Sealed: key.seal(token, user.ID)},
+		RevertHash:      key.revertHash(token),
+		RevertExpiresAt: now.Add(s.cfg.RevertTTL),
+	})
+	switch {
+	case errors.Is(err, store.ErrEmailExists):
+		return i18n.CodeEmailExists
+	case errors.Is(err, store.ErrChangeLocked):
+		return i18n.Wrap(i18n.CodeChangeLocked, err)
+	case err != nil:
+		return storeError(err, i18n.CodeUserNotFound)
 	}
+	s.courier.notify()
 	return nil
 }
 

@@ -18,13 +18,13 @@ import (
 	"github.com/ciamkit/selfservice/store"
 )
 
-// updateFailer fails UpdateEmail only, after the code was accepted.
+// updateFailer fails ChangeEmail only, after the code was accepted.
 type updateFailer struct {
-	store.UserStore
+	store.ChangeStore
 	err error
 }
 
-func (u updateFailer) UpdateEmail(context.Context, string, string, string) error { return u.err }
+func (u updateFailer) ChangeEmail(context.Context, store.EmailChange) error { return u.err }
 
 // TestFaultAfterCodeAccepted: the user store fails after the code was
 // accepted. The client gets the internal-error code, the email is unchanged,
@@ -34,7 +34,7 @@ func TestFaultAfterCodeAccepted(t *testing.T) {
 	t.Parallel()
 	var users *updateFailer
 	f := newFixtureWith(t, func(c *selfservice.Config) {
-		users = &updateFailer{UserStore: c.Users, err: errors.New("pq: could not serialize access due to concurrent update")}
+		users = &updateFailer{ChangeStore: c.Users, err: errors.New("pq: could not serialize access due to concurrent update")}
 		c.Users = users
 	}, mustUser(t, "alice", "alice@example.com"))
 	good := token(t, "alice", nil)

@@ -29,12 +29,15 @@ const ScopeName = "github.com/ciamkit/selfservice"
 const (
 	opSendCode    = "send_code"
 	opUpdateEmail = "update_email"
+	opRevertEmail = "revert_email"
 )
 
 // The values of the "reason" attribute of selfservice.notice.failed.
 const (
+	// noticeSendFailed: an attempt failed; the notice is retried.
 	noticeSendFailed = "send_failed"
-	noticeQueueFull  = "queue_full"
+	// noticeExpired: the notice was given up after NoticeMaxAge.
+	noticeExpired = "expired"
 )
 
 // dependencyDescription describes selfservice.dependency.duration, which
@@ -65,6 +68,7 @@ type telemetry struct {
 	// otel.GetTracerProvider still returns it, no span can be recorded.
 	unsetGlobal trace.TracerProvider
 
+	meter           metric.Meter
 	tracer          trace.Tracer
 	requestDuration metric.Float64Histogram
 	dependency      metric.Float64Histogram
@@ -73,12 +77,19 @@ type telemetry struct {
 	emailChanged    metric.Int64Counter
 	budgetRefused   metric.Int64Counter
 	noticeFailed    metric.Int64Counter
+	noticeSent      metric.Int64Counter
+	emailReverted   metric.Int64Counter
 
-	sendCode, updateEmail *operationTelemetry
-	budgets               map[string][]metric.AddOption
-	notices               map[string][]metric.AddOption
+	sendCode, updateEmail, revertEmail *operationTelemetry
+	budgets                            map[string][]metric.AddOption
+	notices                            map[string][]metric.AddOption
 
-	users   struct{ user, updateEmail *dependencyCall }
+	users struct {
+		user, updateEmail, changeEmail, revertEmail *dependencyCall
+	}
+	outbox struct {
+		lease, retry, delete, backlog *dependencyCall
+	}
 	codes   struct{ put, verify *dependencyCall }
 	limiter struct{ reserve, cancel *dependencyCall }
 	clients struct{ client *dependencyCall }
@@ -113,7 +124,7 @@ func newTelemetry(mp metric.MeterProvider, tp trace.TracerProvider) *telemetry {
 		tp = otel.GetTracerProvider()
 	}
 	meter := mp.Meter(ScopeName)
-	t := &telemetry{tracer: tp.Tracer(ScopeName)}
+	t := &telemetry{meter: meter, tracer: tp.Tracer(ScopeName)}
 	_, unmetered := mp.(metricnoop.MeterProvider)
 	_, t.untraced = tp.(tracenoop.TracerProvider)
 	t.off = unmetered && t.untraced
@@ -139,7 +150,10 @@ func newTelemetry(mp metric.MeterProvider, tp trace.TracerProvider) *telemetry {
 	t.codesRejected = counter("selfservice.codes.rejected", "Verification codes checked and found wrong, expired, used or dead.", "{code}")
 	t.emailChanged = counter("selfservice.email.changed", "Email changes committed.", "{change}")
 	t.budgetRefused = counter("selfservice.budget.refused", "Sends and codes refused by a budget, by budget.", "{refusal}")
-	t.noticeFailed = counter("selfservice.notice.failed", "Notices to the old address not sent, by reason.", "{notice}")
+	t.noticeFailed = counter("selfservice.notice.failed",
+		"Notices to the old address not sent: attempts that failed (retried) and notices given up, by reason.", "{notice}")
+	t.noticeSent = counter("selfservice.notice.delivered", "Notices to the old address delivered to the Mailer.", "{notice}")
+	t.emailReverted = counter("selfservice.email.reverted", "Changes of email undone with the token of their notice.", "{change}")
 	if err := errors.Join(errs...); err != nil {
 		// The instruments returned with an error still work (the SDK
 		// names the problem); OpenTelemetry's handler reports it.
@@ -148,16 +162,24 @@ func newTelemetry(mp metric.MeterProvider, tp trace.TracerProvider) *telemetry {
 
 	t.sendCode = newOperationTelemetry(opSendCode)
 	t.updateEmail = newOperationTelemetry(opUpdateEmail)
+	t.revertEmail = newOperationTelemetry(opRevertEmail)
 	t.budgets = make(map[string][]metric.AddOption)
-	for _, b := range []string{BudgetSendsPerEmail, BudgetSendsPerIP, BudgetWrongCodesPerUser, BudgetWrongCodesPerIP} {
+	for _, b := range []string{BudgetSendsPerEmail, BudgetSendsPerIP, BudgetWrongCodesPerUser, BudgetWrongCodesPerIP,
+		BudgetChangesPerUser, BudgetRevertsPerIP} {
 		t.budgets[b] = addOptions(attribute.String("budget", b))
 	}
 	t.notices = map[string][]metric.AddOption{
 		noticeSendFailed: addOptions(attribute.String("reason", noticeSendFailed)),
-		noticeQueueFull:  addOptions(attribute.String("reason", noticeQueueFull)),
+		noticeExpired:    addOptions(attribute.String("reason", noticeExpired)),
 	}
 	t.users.user = newDependencyCall("users", "User", store.ErrNotFound)
 	t.users.updateEmail = newDependencyCall("users", "UpdateEmail", store.ErrNotFound, store.ErrEmailExists)
+	t.users.changeEmail = newDependencyCall("users", "ChangeEmail", store.ErrNotFound, store.ErrEmailExists, store.ErrChangeLocked)
+	t.users.revertEmail = newDependencyCall("users", "RevertEmail", store.ErrRevertInvalid, store.ErrEmailExists)
+	t.outbox.lease = newDependencyCall("outbox", "LeaseNotices")
+	t.outbox.retry = newDependencyCall("outbox", "RetryNotice")
+	t.outbox.delete = newDependencyCall("outbox", "DeleteNotice")
+	t.outbox.backlog = newDependencyCall("outbox", "NoticeBacklog")
 	t.codes.put = newDependencyCall("codes", "Put")
 	t.codes.verify = newDependencyCall("codes", "Verify", store.ErrCodeInvalid)
 	t.limiter.reserve = newDependencyCall("limiter", "Reserve", store.ErrRateLimited)
@@ -426,7 +448,7 @@ func errorCodeOf(body []byte) i18n.Code {
 // The instrumented dependencies: each call goes through begin and end.
 
 type instrumentedUsers struct {
-	next store.UserStore
+	next store.ChangeStore
 	t    *telemetry
 }
 
@@ -442,6 +464,48 @@ func (u *instrumentedUsers) UpdateEmail(ctx context.Context, id, email, canonica
 	err := u.next.UpdateEmail(c.ctx, id, email, canonical)
 	u.t.end(c, err)
 	return err
+}
+
+func (u *instrumentedUsers) ChangeEmail(ctx context.Context, ch store.EmailChange) error {
+	c := u.t.begin(ctx, u.t.users.changeEmail)
+	err := u.next.ChangeEmail(c.ctx, ch)
+	u.t.end(c, err)
+	return err
+}
+
+func (u *instrumentedUsers) RevertEmail(ctx context.Context, r store.EmailRevert) (store.Reverted, error) {
+	c := u.t.begin(ctx, u.t.users.revertEmail)
+	done, err := u.next.RevertEmail(c.ctx, r)
+	u.t.end(c, err)
+	return done, err
+}
+
+func (u *instrumentedUsers) LeaseNotices(ctx context.Context, max int, now time.Time, lease time.Duration) ([]store.Notice, error) {
+	c := u.t.begin(ctx, u.t.outbox.lease)
+	ns, err := u.next.LeaseNotices(c.ctx, max, now, lease)
+	u.t.end(c, err)
+	return ns, err
+}
+
+func (u *instrumentedUsers) RetryNotice(ctx context.Context, id string, at time.Time) error {
+	c := u.t.begin(ctx, u.t.outbox.retry)
+	err := u.next.RetryNotice(c.ctx, id, at)
+	u.t.end(c, err)
+	return err
+}
+
+func (u *instrumentedUsers) DeleteNotice(ctx context.Context, id string) error {
+	c := u.t.begin(ctx, u.t.outbox.delete)
+	err := u.next.DeleteNotice(c.ctx, id)
+	u.t.end(c, err)
+	return err
+}
+
+func (u *instrumentedUsers) NoticeBacklog(ctx context.Context) (int, time.Time, error) {
+	c := u.t.begin(ctx, u.t.outbox.backlog)
+	n, oldest, err := u.next.NoticeBacklog(c.ctx)
+	u.t.end(c, err)
+	return n, oldest, err
 }
 
 type instrumentedCodes struct {
@@ -519,7 +583,7 @@ func (v *instrumentedCaptcha) VerifyCaptcha(ctx context.Context, token string) e
 }
 
 var (
-	_ store.UserStore      = (*instrumentedUsers)(nil)
+	_ store.ChangeStore    = (*instrumentedUsers)(nil)
 	_ store.CodeStore      = (*instrumentedCodes)(nil)
 	_ store.Limiter        = (*instrumentedLimiter)(nil)
 	_ store.ClientRegistry = (*instrumentedClients)(nil)
@@ -541,11 +605,44 @@ func (t *telemetry) instrument(cfg *Config) {
 	cfg.Captcha = &instrumentedCaptcha{cfg.Captcha, t}
 }
 
+// observeOutbox registers gauges of the outbox's backlog, read from the
+// store at each collection: how many notices wait and how old the oldest
+// is. Unregister them when the courier stops.
+func (t *telemetry) observeOutbox(outbox store.Outbox) (metric.Registration, error) {
+	if t.off {
+		return nil, nil
+	}
+	backlog, err1 := t.meter.Int64ObservableGauge("selfservice.notice.backlog",
+		metric.WithDescription("Notices to old addresses recorded and not yet delivered."), metric.WithUnit("{notice}"))
+	age, err2 := t.meter.Float64ObservableGauge("selfservice.notice.oldest_age",
+		metric.WithDescription("Age of the oldest notice not yet delivered; 0 when none waits."), metric.WithUnit("s"))
+	if err := errors.Join(err1, err2); err != nil {
+		return nil, err
+	}
+	return t.meter.RegisterCallback(func(ctx context.Context, o metric.Observer) error {
+		n, oldest, err := outbox.NoticeBacklog(ctx)
+		if err != nil {
+			return err
+		}
+		o.ObserveInt64(backlog, int64(n))
+		if n > 0 {
+			o.ObserveFloat64(age, time.Since(oldest).Seconds())
+		} else {
+			o.ObserveFloat64(age, 0)
+		}
+		return nil
+	}, backlog, age)
+}
+
 // Counters of outcomes, recorded where the audit events are emitted.
 
 func (t *telemetry) codeSent(ctx context.Context)     { t.codesSent.Add(ctx, 1) }
 func (t *telemetry) codeRejected(ctx context.Context) { t.codesRejected.Add(ctx, 1) }
 func (t *telemetry) changed(ctx context.Context)      { t.emailChanged.Add(ctx, 1) }
+func (t *telemetry) reverted(ctx context.Context)     { t.emailReverted.Add(ctx, 1) }
+func (t *telemetry) noticeDelivered(ctx context.Context) {
+	t.noticeSent.Add(ctx, 1)
+}
 
 func (t *telemetry) refused(ctx context.Context, budget string) {
 	t.budgetRefused.Add(ctx, 1, t.budgets[budget]...)

@@ -90,7 +90,7 @@ func TestTelemetryOff(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if svc.cfg.Users != store.UserStore(users) {
+	if svc.cfg.Users != store.ChangeStore(users) {
 		t.Errorf("Users is %T, want the store given", svc.cfg.Users)
 	}
 	if _, ok := svc.cfg.Clients.(*instrumentedClients); ok {

@@ -6,13 +6,15 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"maps"
 	"net/http"
 	"net/http/httptest"
 	"os/exec"
 	"slices"
 	"strings"
+	"sync"
+	"sync/atomic"
 	"testing"
-	"time"
 
 	"go.opentelemetry.io/otel/attribute"
 	"go.opentelemetry.io/otel/codes"
@@ -122,6 +124,19 @@ func sums(t *testing.T, data metricdata.Aggregation) map[string]int64 {
 	return got
 }
 
+// gauge returns an int64 gauge's one value, or -1 when it has none.
+func gauge(t *testing.T, data metricdata.Aggregation) int64 {
+	t.Helper()
+	g, ok := data.(metricdata.Gauge[int64])
+	if !ok {
+		t.Fatalf("%T is not an int64 gauge", data)
+	}
+	if len(g.DataPoints) != 1 {
+		return -1
+	}
+	return g.DataPoints[0].Value
+}
+
 // counts returns a histogram's sample counts by attribute set, and checks
 // that every sample is a plausible duration in seconds.
 func counts(t *testing.T, data metricdata.Aggregation) map[string]uint64 {
@@ -161,7 +176,16 @@ func assertEqualMap[V comparable](t *testing.T, name string, got, want map[strin
 // histogram sample and every span it leaves, and that none of them holds an
 // address, the user id, the client id or the token.
 func TestTelemetryFlow(t *testing.T) {
-	tf := newTelemetryFixture(t, nil)
+	var failed atomic.Bool // the first notice fails, its retry is delivered
+	tf := newTelemetryFixture(t, func(cfg *selfservice.Config) {
+		next := cfg.Mailer
+		cfg.Mailer = selfservice.MailerFunc(func(ctx context.Context, m selfservice.Message) error {
+			if m.Kind == selfservice.MailEmailChanged && failed.CompareAndSwap(false, true) {
+				return errors.New("550 mailbox " + telOldEmail + " unavailable")
+			}
+			return next.Send(ctx, m)
+		})
+	})
 	tok := token(t, telUser, nil)
 	ctx := context.Background()
 
@@ -184,11 +208,11 @@ func TestTelemetryFlow(t *testing.T) {
 	if r := tf.update(t, tok+"x", "en", telNewEmail, code); r.Code != string(i18n.CodeTokenInvalid) {
 		t.Fatalf("bad token: %d %s", r.Status, r.Raw)
 	}
-	tf.mail.fail(errors.New("550 mailbox " + telOldEmail + " unavailable"))
 	if r := tf.update(t, tok, "en", telNewEmail, code); r.Status != http.StatusOK {
 		t.Fatalf("change: %d %s", r.Status, r.Raw)
 	}
-	// The notice is mailed by a worker: Shutdown waits for it.
+	// The courier mails the notice, fails, and retries.
+	waitFor(t, "the notice delivered", func() bool { return len(tf.notices()) == 1 })
 	if err := tf.svc.Shutdown(ctx); err != nil {
 		t.Fatal(err)
 	}
@@ -206,6 +230,7 @@ func TestTelemetryFlow(t *testing.T) {
 		map[string]int64{"budget=sends_per_email": 1})
 	assertEqualMap(t, "selfservice.notice.failed", sums(t, got["selfservice.notice.failed"]),
 		map[string]int64{"reason=send_failed": 1})
+	assertEqualMap(t, "selfservice.notice.delivered", sums(t, got["selfservice.notice.delivered"]), one)
 	assertEqualMap(t, "selfservice.request.duration", counts(t, got["selfservice.request.duration"]), map[string]uint64{
 		"operation=send_code,status_class=2xx":                                      1,
 		"error_code=IDAAS.SDK.CAPTCHA.9201,operation=send_code,status_class=4xx":    1,
@@ -216,17 +241,21 @@ func TestTelemetryFlow(t *testing.T) {
 	})
 	// The client is looked up once (then cached); both sends pass the
 	// captcha and reserve twice, the refused one gives its first slot back;
-	// each update reserves twice, the right code gives both back.
-	assertEqualMap(t, "selfservice.dependency.duration", counts(t, got["selfservice.dependency.duration"]), map[string]uint64{
+	// each update reserves three budgets, the wrong code gives the change's
+	// back, the right one both wrong-code slots. The courier's polls of the
+	// outbox depend on timing and are left out.
+	deps := counts(t, got["selfservice.dependency.duration"])
+	maps.DeleteFunc(deps, func(k string, _ uint64) bool { return strings.HasPrefix(k, "dependency=outbox,") })
+	assertEqualMap(t, "selfservice.dependency.duration", deps, map[string]uint64{
 		"dependency=clients,error=false,operation=Client":        1,
 		"dependency=captcha,error=false,operation=VerifyCaptcha": 2,
-		"dependency=limiter,error=false,operation=Reserve":       8,
-		"dependency=limiter,error=false,operation=Cancel":        3,
+		"dependency=limiter,error=false,operation=Reserve":       10,
+		"dependency=limiter,error=false,operation=Cancel":        4,
 		"dependency=codes,error=false,operation=Put":             1,
 		"dependency=codes,error=false,operation=Verify":          2,
 		"dependency=users,error=false,operation=User":            2,
-		"dependency=users,error=false,operation=UpdateEmail":     1,
-		"dependency=mailer,error=false,operation=Send":           1,
+		"dependency=users,error=false,operation=ChangeEmail":     1,
+		"dependency=mailer,error=false,operation=Send":           2,
 		"dependency=mailer,error=true,operation=Send":            1,
 	})
 
@@ -267,9 +296,10 @@ func TestTelemetryFlow(t *testing.T) {
 	for i, want := range [][]string{
 		{"clients.Client", "captcha.VerifyCaptcha", "limiter.Reserve", "limiter.Reserve", "codes.Put", "mailer.Send"},
 		{"captcha.VerifyCaptcha", "limiter.Reserve", "limiter.Reserve", "limiter.Cancel"},
-		{"users.User", "limiter.Reserve", "limiter.Reserve", "codes.Verify"},
+		{"users.User", "limiter.Reserve", "limiter.Reserve", "limiter.Reserve", "codes.Verify", "limiter.Cancel"},
 		nil,
-		{"users.User", "limiter.Reserve", "limiter.Reserve", "codes.Verify", "limiter.Cancel", "limiter.Cancel", "users.UpdateEmail", "mailer.Send"},
+		// The notice is the courier's, outside the request (and its trace).
+		{"users.User", "limiter.Reserve", "limiter.Reserve", "limiter.Reserve", "codes.Verify", "limiter.Cancel", "limiter.Cancel", "users.ChangeEmail"},
 	} {
 		slices.Sort(want)
 		slices.Sort(perRequest[i])
@@ -411,49 +441,44 @@ func TestTelemetryFailures(t *testing.T) {
 	}
 }
 
-// TestTelemetryQueueFull: a notice dropped for a full queue is counted.
-func TestTelemetryQueueFull(t *testing.T) {
-	block := make(chan struct{})
+// TestTelemetryNotices: a notice's failed attempt and its delivery are
+// counted, and the outbox's backlog is a gauge that reads the store.
+func TestTelemetryNotices(t *testing.T) {
+	var (
+		mu    sync.Mutex
+		fails = 1
+		gate  = make(chan struct{})
+	)
 	tf := newTelemetryFixture(t, func(cfg *selfservice.Config) {
-		cfg.NoticeWorkers, cfg.NoticeQueue = 1, 1
 		next := cfg.Mailer
 		cfg.Mailer = selfservice.MailerFunc(func(ctx context.Context, m selfservice.Message) error {
 			if m.Kind == selfservice.MailEmailChanged {
-				<-block
+				mu.Lock()
+				defer mu.Unlock()
+				if fails > 0 {
+					fails--
+					return errors.New("smtp: 421 busy")
+				}
+				<-gate
 			}
 			return next.Send(ctx, m)
 		})
 	})
-	defer func() {
-		close(block)
-		if err := tf.svc.Shutdown(context.Background()); err != nil {
-			t.Error(err)
-		}
-	}()
-	// Three changes of three users: the first notice holds the worker,
-	// the second waits in the queue, the third is dropped.
-	for i, u := range []string{"a", "b", "c"} {
-		id := "u-" + u
-		if err := tf.users.CreateUser(context.Background(), mustUser(t, id, u+"@example.org")); err != nil {
-			t.Fatal(err)
-		}
-		email := "n" + u + "@example.net"
-		code := tf.sendCode(t, email)
-		if r := tf.update(t, token(t, id, nil), "en", email, code); r.Status != http.StatusOK {
-			t.Fatalf("change %d: %d %s", i, r.Status, r.Raw)
-		}
+	code := tf.sendCode(t, telNewEmail)
+	if r := tf.update(t, token(t, telUser, nil), "en", telNewEmail, code); r.Status != http.StatusOK {
+		t.Fatalf("change: %d %s", r.Status, r.Raw)
 	}
-	deadline := time.Now().Add(5 * time.Second)
-	for {
-		got := tf.collect(t)["selfservice.notice.failed"]
-		if got != nil && sums(t, got)["reason=queue_full"] == 1 {
-			return
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("notice.failed = %v, want queue_full 1", got)
-		}
-		time.Sleep(10 * time.Millisecond)
-	}
+	waitFor(t, "a failed attempt counted and the backlog gauge at 1", func() bool {
+		got := tf.collect(t)
+		return got["selfservice.notice.failed"] != nil && sums(t, got["selfservice.notice.failed"])["reason=send_failed"] == 1 &&
+			gauge(t, got["selfservice.notice.backlog"]) == 1
+	})
+	close(gate)
+	waitFor(t, "the delivery counted and the backlog gauge at 0", func() bool {
+		got := tf.collect(t)
+		return got["selfservice.notice.delivered"] != nil && sums(t, got["selfservice.notice.delivered"])[""] == 1 &&
+			gauge(t, got["selfservice.notice.backlog"]) == 0
+	})
 }
 
 // TestTelemetryDefault: with no provider given the Service records into the
@@ -531,6 +556,11 @@ func Example_telemetry() {
 	if err != nil {
 		panic(err)
 	}
+	// Shutdown stops the courier, whose look at the outbox at start is
+	// recorded too.
+	if err := svc.Shutdown(ctx); err != nil {
+		panic(err)
+	}
 
 	var rm metricdata.ResourceMetrics
 	if err := reader.Collect(ctx, &rm); err != nil {
@@ -548,6 +578,6 @@ func Example_telemetry() {
 	}
 	// Output:
 	// selfservice.request.duration in s 1 series
-	// selfservice.dependency.duration in s 5 series
+	// selfservice.dependency.duration in s 7 series
 	// selfservice.codes.sent 1
 }

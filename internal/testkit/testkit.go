@@ -158,7 +158,8 @@ func Do(t testing.TB, c *http.Client, method, url string, h http.Header, body st
 // short.
 func LooseBudgets() selfservice.Budgets {
 	loose := []store.Limit{{N: 1_000_000, Window: time.Second}}
-	return selfservice.Budgets{SendsPerEmail: loose, SendsPerIP: loose, WrongCodesPerUser: loose, WrongCodesPerIP: loose}
+	return selfservice.Budgets{SendsPerEmail: loose, SendsPerIP: loose, WrongCodesPerUser: loose, WrongCodesPerIP: loose,
+		ChangesPerUser: loose, RevertsPerIP: loose}
 }
 
 // Quote returns s as a JSON string.

@@ -1,0 +1,295 @@
+package selfservice
+
+import (
+	"context"
+	"log/slog"
+	"math/rand/v2"
+	"sync"
+	"time"
+
+	"go.opentelemetry.io/otel"
+	"go.opentelemetry.io/otel/metric"
+	"golang.org/x/text/language"
+
+	"github.com/ciamkit/selfservice/store"
+)
+
+// courierTiming is how the courier paces itself; tests shorten it.
+type courierTiming struct {
+	// poll is how often an idle courier looks for notices that became
+	// due: retries, and notices of other replicas whose lease ended.
+	poll time.Duration
+	// linger is how long a courier woken by a change waits for more
+	// changes before it leases: on a busy server one lease then takes a
+	// batch, instead of every change waking a thread.
+	linger time.Duration
+	// retryMin and retryMax bound the wait before a failed notice is
+	// tried again: retryMin doubled per attempt, capped at retryMax, and
+	// jittered down to half, so that notices failed by one outage do not
+	// return together.
+	retryMin, retryMax time.Duration
+}
+
+var defaultCourierTiming = courierTiming{
+	poll:     time.Second,
+	linger:   10 * time.Millisecond,
+	retryMin: time.Second,
+	retryMax: 30 * time.Second,
+}
+
+// courier delivers the notices of the Outbox (the user store) to old
+// addresses, at least once: every change records its notice in the same
+// atomic step as the change, and the courier leases due notices, mails them
+// and deletes them once sent. A failed send is retried with capped,
+// jittered exponential backoff until the notice is NoticeMaxAge old; then
+// it is given up, logged, reported as EventNoticeFailed and counted. Every
+// replica runs one on the shared store; a lease keeps the others off a
+// notice while it is being mailed, and a crashed holder's notices come back
+// when their lease ends.
+//
+// The courier holds none of the Service, so that a Service dropped without
+// Shutdown can be collected, which stops its courier (runtime.AddCleanup in
+// New).
+type courier struct {
+	outbox  store.Outbox
+	mailer  Mailer
+	keys    secretKeys
+	tel     *telemetry
+	logger  *slog.Logger
+	onEvent func(context.Context, Event)
+	now     func() time.Time
+	timeout time.Duration // per send
+	maxAge  time.Duration
+	workers int
+	timing  courierTiming
+
+	wake     chan struct{} // a change recorded a notice
+	quit     chan struct{} // closed by stop
+	done     chan struct{} // closed when run has returned
+	stopOnce sync.Once
+	// sends is the context of every send; cancelSends ends the sends still
+	// running when Shutdown runs out of time.
+	sends       context.Context
+	cancelSends context.CancelFunc
+
+	lastLeaseErr time.Time // run's goroutine only
+	// gauges are the backlog's gauges, unregistered by stop.
+	gauges metric.Registration
+}
+
+func newCourier(cfg *Config, keys secretKeys, tel *telemetry, timing courierTiming) *courier {
+	c := &courier{
+		outbox: cfg.Users, mailer: cfg.Mailer, keys: keys, tel: tel,
+		logger: cfg.Logger, onEvent: cfg.OnEvent, now: cfg.Now,
+		timeout: cfg.NoticeTimeout, maxAge: cfg.NoticeMaxAge, workers: cfg.NoticeWorkers,
+		timing: timing,
+		wake:   make(chan struct{}, 1),
+		quit:   make(chan struct{}),
+		done:   make(chan struct{}),
+	}
+	c.sends, c.cancelSends = context.WithCancel(context.Background())
+	var err error
+	if c.gauges, err = tel.observeOutbox(c.outbox); err != nil {
+		otel.Handle(err)
+	}
+	return c
+}
+
+// notify wakes the courier after a change recorded a notice. It never
+// blocks: one pending wake-up covers any number of changes.
+func (c *courier) notify() {
+	select {
+	case c.wake <- struct{}{}:
+	default:
+	}
+}
+
+// lease is how long a leased notice stays with this courier: longer than a
+// send may take, so that in the normal case no other replica mails it too.
+func (c *courier) lease() time.Duration { return c.timeout + 10*time.Second }
+
+// run leases and mails notices until stop, with at most workers sends at
+// once. A round leases as many notices as there are free workers; rounds
+// run at the poll interval, shortly after a change, and whenever a worker
+// frees up while notices are waiting (a full lease says so).
+func (c *courier) run() {
+	defer close(c.done)
+	var (
+		wg       sync.WaitGroup
+		free     = make(chan struct{}, c.workers) // a send finished
+		running  = 0
+		backlog  = false
+		round    = true // at once: notices left by an earlier run
+		timer    = time.NewTimer(c.timing.poll)
+		deadline time.Time // when timer fires
+	)
+	defer timer.Stop()
+	defer wg.Wait()
+	for {
+		if round {
+			round, backlog = false, false
+			for running < c.workers {
+				want := c.workers - running
+				notices := c.leaseDue(want)
+				for _, n := range notices {
+					running++
+					wg.Go(func() {
+						c.deliver(n)
+						free <- struct{}{}
+					})
+				}
+				if backlog = len(notices) == want; !backlog {
+					break
+				}
+			}
+			deadline = time.Now().Add(c.timing.poll)
+			timer.Reset(c.timing.poll)
+		}
+		select {
+		case <-c.quit:
+			return
+		case <-free:
+			running--
+			round = backlog
+		case <-c.wake:
+			// Let more changes gather, but never postpone a round: a
+			// steady stream of changes must not starve the courier.
+			if time.Until(deadline) > c.timing.linger {
+				deadline = time.Now().Add(c.timing.linger)
+				timer.Reset(c.timing.linger)
+			}
+		case <-timer.C:
+			round = true
+		}
+	}
+}
+
+// leaseDue leases up to max due notices. A store failure is logged at most
+// once a minute (the courier polls every second) and leases nothing.
+func (c *courier) leaseDue(max int) []store.Notice {
+	ctx, cancel := context.WithTimeout(context.Background(), c.timeout)
+	defer cancel()
+	now := c.now()
+	notices, err := c.outbox.LeaseNotices(ctx, max, now, c.lease())
+	if err != nil {
+		if now.Sub(c.lastLeaseErr) >= time.Minute {
+			c.lastLeaseErr = now
+			c.logger.Error("selfservice: reading the notice outbox failed; notices wait in it", "error", err)
+		}
+		return nil
+	}
+	return notices
+}
+
+// deliver mails one leased notice, then deletes it, schedules its retry, or
+// gives it up. Store calls use a context of their own: a notice mailed while
+// Shutdown runs out of time must still be marked.
+func (c *courier) deliver(n store.Notice) {
+	store, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	age := c.now().Sub(n.ChangedAt)
+	if age > c.maxAge {
+		if err := c.outbox.DeleteNotice(store, n.ID); err != nil {
+			c.logger.Error("selfservice: a notice past NoticeMaxAge could not be deleted", "user", n.UserID, "error", err)
+			return
+		}
+		c.logger.Error("selfservice: notice to the old address given up: not delivered within NoticeMaxAge",
+			"user", n.UserID, "to", MaskEmail(n.To), "attempts", n.Attempts, "age", age.Round(time.Second))
+		c.tel.noticeNotSent(store, noticeExpired)
+		c.emit(store, Event{Kind: EventNoticeFailed, UserID: n.UserID, Email: MaskEmail(n.To)})
+		return
+	}
+	msg := Message{Kind: MailEmailChanged, To: n.To, Language: language.Und, NewEmail: n.NewEmail, ChangedAt: n.ChangedAt}
+	if n.Language != "" {
+		if tag, err := language.Parse(n.Language); err == nil {
+			msg.Language = tag
+		}
+	}
+	if n.Sealed != nil {
+		token, err := c.keys.open(n.Sealed, n.UserID)
+		if err != nil {
+			// The alarm matters more than its undo: it goes without.
+			c.logger.Warn("selfservice: the notice's undo token cannot be opened (was its code secret retired?); it is mailed without",
+				"user", n.UserID, "error", err)
+		}
+		msg.RevertToken = token
+	}
+	send, cancelSend := context.WithTimeout(c.sends, c.timeout)
+	err := c.mailer.Send(send, msg)
+	cancelSend()
+	if err == nil {
+		if err := c.outbox.DeleteNotice(store, n.ID); err != nil {
+			c.logger.Warn("selfservice: a delivered notice could not be deleted; it will be mailed again", "user", n.UserID, "error", err)
+		}
+		c.tel.noticeDelivered(store)
+		return
+	}
+	at := c.now().Add(c.backoff(n.Attempts))
+	if c.sends.Err() != nil {
+		// Shutdown ran out of time: due again at the next start.
+		at = c.now()
+	}
+	if rerr := c.outbox.RetryNotice(store, n.ID, at); rerr != nil {
+		c.logger.Warn("selfservice: a failed notice could not be rescheduled; it is retried when its lease ends", "user", n.UserID, "error", rerr)
+	}
+	c.logger.Warn("selfservice: notice to the old address failed; it stays in the outbox and is retried",
+		"user", n.UserID, "attempts", n.Attempts, "retry_in", at.Sub(c.now()).Round(time.Millisecond),
+		"error", redact(err, []string{n.To}, msg.RevertToken))
+	c.tel.noticeNotSent(store, noticeSendFailed)
+}
+
+// backoff is the wait after a notice's attempts-th failed attempt.
+func (c *courier) backoff(attempts int) time.Duration {
+	d := c.timing.retryMax
+	if attempts < 30 {
+		d = min(c.timing.retryMin<<max(attempts-1, 0), c.timing.retryMax)
+	}
+	return d/2 + rand.N(d/2+1)
+}
+
+// emit reports e as the Service's events are reported.
+func (c *courier) emit(ctx context.Context, e Event) {
+	e.Time = c.now()
+	emitEvent(ctx, c.logger, c.onEvent, slog.LevelWarn, e)
+}
+
+// stop ends run: no notice is leased any more, and it returns once the
+// sends in flight have ended. Idempotent.
+func (c *courier) stop() {
+	c.stopOnce.Do(func() {
+		close(c.quit)
+		if c.gauges != nil {
+			_ = c.gauges.Unregister()
+		}
+	})
+}
+
+// Shutdown stops the courier: no notice is leased any more, and it waits
+// for the notices being mailed, or until ctx is done, when it cancels
+// their sends (they stay in the outbox, due at once). Notices not
+// delivered stay in the outbox for the next start (the count is logged):
+// a durable store such as store/sqlstore keeps them, an in-memory one
+// loses them with the process. Call it after http.Server.Shutdown: a
+// change made later still records its notice, for the next start.
+func (s *Service) Shutdown(ctx context.Context) error {
+	c := s.courier
+	c.stop()
+	select {
+	case <-c.done:
+	case <-ctx.Done():
+		c.cancelSends()
+		<-c.done
+	}
+	c.cancelSends()
+	bctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 5*time.Second)
+	defer cancel()
+	n, oldest, err := c.outbox.NoticeBacklog(bctx)
+	switch {
+	case err != nil:
+		c.logger.Warn("selfservice: shut down; the notice outbox could not be read", "error", err)
+	case n > 0:
+		c.logger.Warn("selfservice: shut down with notices not yet delivered; they stay in the outbox for the next start (an in-memory store loses them with the process)",
+			"notices", n, "oldest", oldest.UTC().Format(time.RFC3339))
+	}
+	return nil
+}
