@@ -1,8 +1,8 @@
 // Package selfservicetest provides what a test of an application that
 // mounts package selfservice needs, in the spirit of net/http/httptest: an
 // OpenID issuer whose JWKS is served over HTTP, id_tokens from it, a mailer
-// that captures the codes, a Config over in-memory stores, and a client
-// that sends the API's requests with every header it wants.
+// that captures the codes and the notices, a Config over in-memory stores,
+// and a client that sends the API's requests with every header it wants.
 //
 // A whole flow in a test:
 //
@@ -166,6 +166,28 @@ func (m *Mailer) Code(t testing.TB, email string) string {
 	return ""
 }
 
+// Notice waits up to 10 seconds for the notice of a change mailed to the
+// old address email (compared without regard to case) and returns the last
+// one, or fails t. Notices are mailed by the Service's courier shortly
+// after the change, not during the request. Its RevertToken undoes the
+// change (Client.RevertEmail).
+func (m *Mailer) Notice(t testing.TB, email string) selfservice.Message {
+	t.Helper()
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		msgs := m.Messages()
+		for i := len(msgs) - 1; i >= 0; i-- {
+			if msg := msgs[i]; msg.Kind == selfservice.MailEmailChanged && strings.EqualFold(msg.To, email) {
+				return msg
+			}
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("selfservicetest: no notice was mailed to %s within 10 s", email)
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+}
+
 // Config returns a selfservice.Config for tests: in-memory stores holding
 // users (their canonical addresses computed) and iss's client, iss's
 // Verifier, mailer, selfservice.AllowAllCaptcha, a random CodeSecret and a
@@ -239,6 +261,14 @@ func (c *Client) UpdateEmail(t testing.TB, token, email, code string) *Reply {
 	t.Helper()
 	body, _ := json.Marshal(map[string]string{"email": email, "verify_code": code})
 	return c.Post(t, selfservice.UpdateEmailPath, token, string(body))
+}
+
+// RevertEmail undoes a change with the undo token of its notice
+// (Mailer.Notice).
+func (c *Client) RevertEmail(t testing.TB, revertToken string) *Reply {
+	t.Helper()
+	body, _ := json.Marshal(map[string]string{"revert_token": revertToken})
+	return c.Post(t, selfservice.RevertEmailPath, "", string(body))
 }
 
 // Post sends body to path with the client's headers and, when token is

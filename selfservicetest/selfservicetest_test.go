@@ -62,8 +62,11 @@ func TestHelpers(t *testing.T) {
 
 	stranger := selfservicetest.NewClient(srv.URL, "not-registered")
 	stranger.SendCode(t, "x@example.com").Expect(t, http.StatusBadRequest, "IDAAS.SDK.PARAM.0003")
-	// The notice to the old address goes out after the answer: Shutdown
-	// waits for it.
+	// The courier mails the notice to the old address shortly after the
+	// answer; its token undoes the change, once.
+	notice := mail.Notice(t, "alice@example.com")
+	c.RevertEmail(t, notice.RevertToken).Expect(t, http.StatusOK, "")
+	c.RevertEmail(t, notice.RevertToken).Expect(t, http.StatusBadRequest, "IDAAS.SDK.REVERT.9302")
 	if err := svc.Shutdown(t.Context()); err != nil {
 		t.Fatal(err)
 	}
