@@ -178,6 +178,24 @@ func TestMailMessages(t *testing.T) {
 	}
 }
 
+// The layouts of package mail own a mail's links (the undo link of a
+// notice): a message holding a URL or markup could send its readers
+// elsewhere, or drop the link, in one language only.
+func TestMailMessagesHoldNoLinks(t *testing.T) {
+	t.Parallel()
+	for _, name := range []string{"active.en.json", "active.zh.json"} {
+		msgs := readLocaleFile(t, name)
+		for _, id := range mailIDs() {
+			text := strings.ToLower(msgs[id])
+			for _, bad := range []string{"http", "www.", "<", ">", "{{.undourl"} {
+				if strings.Contains(text, bad) {
+					t.Errorf("%s: %s holds %q: %q", name, id, bad, msgs[id])
+				}
+			}
+		}
+	}
+}
+
 func TestMessagesFollowCatalog(t *testing.T) {
 	t.Parallel()
 	ids := make([]string, len(i18n.Messages()))

@@ -18,6 +18,7 @@ func MailMessages() []*goi18n.Message {
 		{ID: "MAIL.CODE.IGNORE", Description: "what to do with an unexpected code mail", Other: "If you did not ask to change your email address, ignore this email: nothing will change."},
 		{ID: "MAIL.CHANGED.SUBJECT", Description: "subject of the notice sent to the old address after an email change", Other: "The email address of your account was changed"},
 		{ID: "MAIL.CHANGED.BODY", Description: "what happened; {{.NewEmail}} is the new address already masked (n***@example.com), {{.Time}} the time of the change with its UTC offset", Other: "The email address of your account was changed to {{.NewEmail}} at {{.Time}}."},
+		{ID: "MAIL.CHANGED.UNDO", Description: "offer to undo the change; the undo link follows this text on a line of its own (only when the application set mail.Options.RevertURL and the change has an undo), so the text must not hold a link itself", Other: "If this was not you, undo the change now: this link restores your previous address (it works once, and only for a limited time)."},
 		{ID: "MAIL.CHANGED.NOT_YOU", Description: "what to do when the change was not the reader's", Other: "If this was not you, contact support immediately: someone else may control your account."},
 		{ID: "MAIL.FOOTER", Description: "last line of every mail", Other: "This is an automated message, please do not reply."},
 	}

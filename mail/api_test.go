@@ -48,8 +48,8 @@ type apiServer struct {
 }
 
 // newAPI serves the API with mailer delivering its mails, for a user whose
-// address is email.
-func newAPI(t *testing.T, mailer selfservice.Mailer, email string) *apiServer {
+// address is email and whose stored language is lang ("" for none).
+func newAPI(t *testing.T, mailer selfservice.Mailer, email, lang string) *apiServer {
 	t.Helper()
 	key, err := signingKey()
 	if err != nil {
@@ -72,7 +72,7 @@ func newAPI(t *testing.T, mailer selfservice.Mailer, email string) *apiServer {
 	if err != nil {
 		t.Fatal(err)
 	}
-	users := memstore.NewUserStore(store.User{ID: testUser, Email: typed, CanonicalEmail: canonical})
+	users := memstore.NewUserStore(store.User{ID: testUser, Email: typed, CanonicalEmail: canonical, Language: lang})
 	svc, err := selfservice.New(selfservice.Config{
 		Users:      users,
 		Codes:      memstore.NewCodeStore(),

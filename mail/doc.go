@@ -2,16 +2,24 @@
 // SMTPMailer is a selfservice.Mailer built on github.com/wneessen/go-mail,
 // kept in this package so that the core never imports it.
 //
-// Every mail is multipart/alternative, plain text and HTML, in the
-// request's language: the verification code for a new address and the
-// notice of a change sent to the old one. The sentences are go-i18n
-// messages (i18n.MailMessages(), in the locales next to the error messages)
-// and the layouts are templates embedded here; Render builds a mail without
-// sending it.
+// Every mail is multipart/alternative, plain text and HTML: the
+// verification code for a new address, in the request's language, and the
+// notice of a change sent to the old one (the owner's alarm), in the
+// user's stored language or, without one, in every language of the bundle,
+// never in the language of the request that made the change. The sentences
+// are go-i18n messages (i18n.MailMessages(), in the locales next to the
+// error messages) and the layouts are templates embedded here; Render and
+// SMTPMailer.Render build a mail without sending it.
+//
+// A notice carries the change's undo link when the application sets
+// Options.RevertURL, its undo page: the token rides in the link's fragment
+// (#revert_token=...), which no browser sends to a server. Production
+// should set it; without it a notice only says to contact support.
 //
 // Quick start:
 //
-//	opts, err := mail.ParseURL("smtps://user:secret@smtp.example.com?from=no-reply@example.com&from_name=Example")
+//	opts, err := mail.ParseURL("smtps://user:secret@smtp.example.com?from=no-reply@example.com&from_name=Example" +
+//		"&revert_url=" + url.QueryEscape("https://app.example.com/account/undo-email"))
 //	if err != nil { ... }
 //	mailer, err := mail.New(opts)
 //	if err != nil { ... }
@@ -23,5 +31,6 @@
 // Addresses and names are checked before any connection: a control
 // character in one is ErrHeaderInjection, so no value can add a header.
 // Send gives up when its context ends, closing the connection, so a slow
-// server cannot hold a request (or the code) past the caller's deadline.
+// server cannot hold a request (or the code) past the caller's deadline;
+// its errors never quote the code or the undo token.
 package mail

@@ -7,6 +7,8 @@ import (
 	"fmt"
 	"net"
 	netmail "net/mail"
+	"net/netip"
+	"net/url"
 	"regexp"
 	"slices"
 	"strconv"
@@ -16,6 +18,7 @@ import (
 	"unicode/utf8"
 
 	gomail "github.com/wneessen/go-mail"
+	"golang.org/x/text/language"
 
 	"github.com/ciamkit/selfservice"
 	"github.com/ciamkit/selfservice/i18n"
@@ -103,6 +106,19 @@ type Options struct {
 	// Bundle holds the mail texts (i18n.MailMessages()). Default:
 	// i18n.Default().
 	Bundle *i18n.Bundle
+
+	// RevertURL is the application's undo page, such as
+	// https://app.example.com/account/undo-email: an absolute https URL
+	// (http only to a loopback host, for development), without user
+	// information or a fragment. A notice whose Message has a RevertToken
+	// links to RevertURL + "#revert_token=" + the token, URL-encoded. The
+	// token rides in the fragment, which browsers never send to a server,
+	// so it reaches no access log and no Referer; the page reads it from
+	// location.hash and POSTs {"revert_token": ...} to the revert-email
+	// endpoint. Default: none, and notices carry no link, only the advice
+	// to contact support. Production should set it: the link is what lets
+	// the owner take the address back at once.
+	RevertURL string
 }
 
 // SMTPMailer is a selfservice.Mailer that delivers through an SMTP server,
@@ -119,8 +135,9 @@ var _ selfservice.Mailer = (*SMTPMailer)(nil)
 
 // New validates opts, fills in their defaults and returns the mailer. It
 // refuses a missing Host, a From that is not a bare valid address, a From
-// or FromName with a control character (ErrHeaderInjection), and a Bundle
-// that cannot render every mail. Errors wrap selfservice.ErrConfig.
+// or FromName with a control character (ErrHeaderInjection), a RevertURL
+// that is not as its doc says, and a Bundle that cannot render every mail.
+// Errors wrap selfservice.ErrConfig.
 func New(opts Options) (*SMTPMailer, error) {
 	if opts.Host == "" || strings.ContainsFunc(opts.Host, isUnsafe) || strings.ContainsAny(opts.Host, " /") {
 		return nil, fmt.Errorf("%w: Host is required and must be a host name or IP address", configerr.Err)
@@ -167,7 +184,14 @@ func New(opts Options) (*SMTPMailer, error) {
 	if opts.Bundle == nil {
 		opts.Bundle = i18n.Default()
 	}
-	if err := canRender(opts.Bundle); err != nil {
+	if opts.RevertURL != "" {
+		u, err := checkRevertURL(opts.RevertURL)
+		if err != nil {
+			return nil, err
+		}
+		opts.RevertURL = u
+	}
+	if err := canRender(opts.Bundle, opts.RevertURL); err != nil {
 		return nil, fmt.Errorf("%w: Bundle: %w", configerr.Err, err)
 	}
 	tlsConfig := &tls.Config{MinVersion: tls.VersionTLS12}
@@ -212,39 +236,88 @@ func New(opts Options) (*SMTPMailer, error) {
 	return m, nil
 }
 
-// canRender renders every kind of mail in every language of b, so that a
-// bundle whose texts use data the mails do not have fails at start-up
-// rather than at the first send.
-func canRender(b *i18n.Bundle) error {
+// checkRevertURL returns the undo page's URL in its normal form, or why it
+// cannot be linked from a mail. Errors do not quote the URL, which may
+// hold a password.
+func checkRevertURL(raw string) (string, error) {
+	u, err := url.Parse(raw)
+	if err != nil || !utf8.ValidString(raw) || strings.ContainsFunc(raw, func(r rune) bool { return isUnsafe(r) || unicode.IsSpace(r) }) {
+		return "", fmt.Errorf("%w: RevertURL does not parse", configerr.Err)
+	}
+	switch {
+	case u.Scheme == "https":
+	case u.Scheme == "http" && isLoopback(u.Hostname()):
+	default:
+		return "", fmt.Errorf("%w: RevertURL must be https (or http to a loopback host)", configerr.Err)
+	}
+	if u.Opaque != "" || u.Host == "" || u.Hostname() == "" {
+		return "", fmt.Errorf("%w: RevertURL must be absolute, with a host", configerr.Err)
+	}
+	if u.User != nil {
+		// https://example.com@evil.example/ is a phishing classic.
+		return "", fmt.Errorf("%w: RevertURL must not hold user information", configerr.Err)
+	}
+	if strings.Contains(raw, "#") {
+		return "", fmt.Errorf("%w: RevertURL must not have a fragment: the token goes there", configerr.Err)
+	}
+	return u.String(), nil
+}
+
+func isLoopback(host string) bool {
+	ip, err := netip.ParseAddr(host)
+	return (err == nil && ip.IsLoopback()) || host == "localhost"
+}
+
+// canRender renders every kind of mail in every language of b, a notice
+// with and without an undo token, and the notice in every language at once,
+// so that a bundle whose texts use data the mails do not have fails at
+// start-up rather than at the first send.
+func canRender(b *i18n.Bundle, revertURL string) error {
+	notice := selfservice.Message{Kind: selfservice.MailEmailChanged, NewEmail: "n***@example.com", ChangedAt: time.Unix(0, 0)}
+	msgs := []selfservice.Message{withToken(notice, language.Und)}
 	for _, loc := range b.Locales() {
-		for _, msg := range []selfservice.Message{
-			{Kind: selfservice.MailCode, Purpose: selfservice.PurposeUpdateEmail, Language: loc.Tag(), Code: "000000", ExpiresIn: time.Minute},
-			{Kind: selfservice.MailEmailChanged, Language: loc.Tag(), NewEmail: "n***@example.com", ChangedAt: time.Unix(0, 0)},
-		} {
-			if _, err := Render(b, msg); err != nil {
-				return err
-			}
+		notice.Language = loc.Tag()
+		msgs = append(msgs,
+			selfservice.Message{Kind: selfservice.MailCode, Purpose: selfservice.PurposeUpdateEmail, Language: loc.Tag(), Code: "000000", ExpiresIn: time.Minute},
+			notice, withToken(notice, loc.Tag()))
+	}
+	for _, msg := range msgs {
+		if _, err := render(b, msg, revertURL); err != nil {
+			return err
 		}
 	}
 	return nil
 }
 
-// Send renders msg (see Render) and delivers it to msg.To. It refuses a
-// recipient with a control character (ErrHeaderInjection) or one that is
-// not a bare valid address (ErrInvalidAddress) before connecting. It
-// returns when the mail is accepted by the server, when the server fails,
-// or when ctx is done, whichever comes first: the connection is closed
-// then and nothing of msg is kept. Error texts show the recipient masked
-// and never the code.
+func withToken(msg selfservice.Message, lang language.Tag) selfservice.Message {
+	msg.Language = lang
+	msg.RevertToken = "start-up-check"
+	return msg
+}
+
+// Render returns the mail that Send delivers for msg: what the package's
+// Render returns with the mailer's Bundle, the time of a notice in its
+// Location, and the undo link to its RevertURL.
+func (m *SMTPMailer) Render(msg selfservice.Message) (Content, error) {
+	if !msg.ChangedAt.IsZero() {
+		msg.ChangedAt = msg.ChangedAt.In(m.opts.Location)
+	}
+	return render(m.opts.Bundle, msg, m.opts.RevertURL)
+}
+
+// Send renders msg (see SMTPMailer.Render) and delivers it to msg.To. It
+// refuses a recipient with a control character (ErrHeaderInjection) or one
+// that is not a bare valid address (ErrInvalidAddress) before connecting.
+// It returns when the mail is accepted by the server, when the server
+// fails, or when ctx is done, whichever comes first: the connection is
+// closed then and nothing of msg is kept. Error texts show the recipient
+// masked and never the code or the undo token.
 func (m *SMTPMailer) Send(ctx context.Context, msg selfservice.Message) error {
 	to, err := bareAddress(msg.To)
 	if err != nil {
 		return fmt.Errorf("%w (recipient)", err)
 	}
-	if !msg.ChangedAt.IsZero() {
-		msg.ChangedAt = msg.ChangedAt.In(m.opts.Location)
-	}
-	content, err := Render(m.opts.Bundle, msg)
+	content, err := m.Render(msg)
 	if err != nil {
 		return err
 	}
@@ -258,7 +331,7 @@ func (m *SMTPMailer) Send(ctx context.Context, msg selfservice.Message) error {
 	out.Subject(content.Subject)
 	out.SetMessageIDWithValue(rand.Text() + "@" + m.msgDomain)
 	out.SetDate()
-	out.SetGenHeader(gomail.HeaderContentLang, m.opts.Bundle.Match(msg.Language.String(), "").Tag().String())
+	out.SetGenHeader(gomail.HeaderContentLang, content.ContentLanguage)
 	// Automatic replies (out of office...) have no one to reach here.
 	out.SetGenHeader("Auto-Submitted", "auto-generated")
 	out.SetGenHeader(gomail.HeaderXAutoResponseSuppress, "All")
@@ -305,8 +378,9 @@ func (m *SMTPMailer) dial(send context.Context) gomail.DialContextFunc {
 }
 
 // sendError is a failed delivery. Its text has the recipient masked and the
-// code hidden, since a server's reply often quotes the recipient; the
-// causes stay reachable with errors.Is and errors.As.
+// code and the undo token hidden, since a server's reply often quotes the
+// recipient and may quote more; the causes stay reachable with errors.Is
+// and errors.As.
 type sendError struct {
 	text string
 	errs []error
@@ -324,8 +398,12 @@ func newSendError(ctxErr, err error, msg selfservice.Message) error {
 		text = ctxErr.Error() + ": " + text
 	}
 	text = regexp.MustCompile(`(?i)`+regexp.QuoteMeta(msg.To)).ReplaceAllLiteralString(text, selfservice.MaskEmail(msg.To))
-	if msg.Code != "" {
-		text = strings.ReplaceAll(text, msg.Code, strings.Repeat("*", len(msg.Code)))
+	// The token as it stands in the link, too; the longer first, so that
+	// no part of one survives the other's stars.
+	for _, secret := range []string{url.QueryEscape(msg.RevertToken), msg.RevertToken, msg.Code} {
+		if secret != "" {
+			text = strings.ReplaceAll(text, secret, strings.Repeat("*", len(secret)))
+		}
 	}
 	return &sendError{text: "mail: send: " + text, errs: errs}
 }

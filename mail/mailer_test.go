@@ -12,6 +12,7 @@ import (
 	"mime/quotedprintable"
 	"net"
 	netmail "net/mail"
+	"net/url"
 	"strings"
 	"sync"
 	"testing"
@@ -59,7 +60,8 @@ func TestNew(t *testing.T) {
 		{"every option", func(o *mail.Options) {
 			*o = mail.Options{Host: "smtp.example.com", Port: 2525, Username: "u", Password: "p",
 				TLS: mail.TLSImplicit, TLSConfig: &tls.Config{}, From: "no-reply@example.com",
-				FromName: "示例 Accounts", Timeout: time.Second, Location: time.Local, Bundle: i18n.Default()}
+				FromName: "示例 Accounts", Timeout: time.Second, Location: time.Local, Bundle: i18n.Default(),
+				RevertURL: "https://app.example.com/account/undo-email"}
 		}, nil},
 		{"IPv6 host", func(o *mail.Options) { o.Host = "::1" }, nil},
 		{"no host", func(o *mail.Options) { o.Host = "" }, selfservice.ErrConfig},
@@ -380,6 +382,37 @@ func TestSendErrorHidesRecipientAndCode(t *testing.T) {
 	}
 }
 
+// The undo token is as secret as a code: a reply that quotes it, as
+// given or as it stands in the link, shows stars.
+func TestSendErrorHidesRevertToken(t *testing.T) {
+	t.Parallel()
+	const token = "Rv7/tok+en=9XQ"
+	escaped := url.QueryEscape(token) // Rv7%2Ftok%2Ben%3D9XQ
+	s := startSMTP(t, &smtpServer{rcpt: func(string) string {
+		return "550 5.7.1 rejected: " + token + " / " + testRevertURL + "#revert_token=" + escaped
+	}}, "")
+	m := newMailer(t, s, func(o *mail.Options) { o.RevertURL = testRevertURL })
+	for _, lang := range []language.Tag{language.English, language.Und} {
+		err := m.Send(context.Background(), tokenNotice(lang, token))
+		if err == nil {
+			t.Fatal("Send succeeded though the server refused the recipient")
+		}
+		text := err.Error()
+		for _, part := range []string{token, escaped, "Rv7", "9XQ", "/tok", "%2Ftok"} {
+			if strings.Contains(text, part) {
+				t.Errorf("error %q shows %q of the token", text, part)
+			}
+		}
+		if !strings.Contains(text, "rejected: **************") {
+			t.Errorf("error %q lacks the starred token", text)
+		}
+		var sendErr *gomail.SendError
+		if !errors.As(err, &sendErr) {
+			t.Errorf("error %v does not unwrap to go-mail's *SendError", err)
+		}
+	}
+}
+
 func TestSendTLS(t *testing.T) {
 	t.Parallel()
 	serverCfg, clientCfg := serverTLS(t)
@@ -553,14 +586,24 @@ func parseMail(t *testing.T, data string) parsedMail {
 // The mail on the wire: headers encoded, both parts equal to Render's.
 func TestSendWritesTheRenderedMail(t *testing.T) {
 	t.Parallel()
-	for _, msg := range []selfservice.Message{codeMsg(language.Chinese), noticeMsg(language.English)} {
-		t.Run(string(msg.Kind), func(t *testing.T) {
+	for _, tt := range []struct {
+		name string
+		msg  selfservice.Message
+		lang string // Content-Language
+	}{
+		{"code", codeMsg(language.Chinese), "zh"},
+		{"notice", noticeMsg(language.English), "en"},
+		{"notice with an undo link in every language", tokenNotice(language.Und, testToken), "en, zh"},
+	} {
+		msg := tt.msg
+		t.Run(tt.name, func(t *testing.T) {
 			t.Parallel()
 			s := startSMTP(t, &smtpServer{}, "")
 			shanghai := time.FixedZone("CST", 8*3600)
 			m := newMailer(t, s, func(o *mail.Options) {
 				o.FromName = "示例 Accounts"
 				o.Location = shanghai
+				o.RevertURL = testRevertURL
 			})
 			if err := m.Send(context.Background(), msg); err != nil {
 				t.Fatalf("Send: %v", err)
@@ -573,10 +616,15 @@ func TestSendWritesTheRenderedMail(t *testing.T) {
 				t.Errorf("RCPT %q, want TO:<%s>", got[0].rcpt, msg.To)
 			}
 			p := parseMail(t, got[0].data)
-			msg.ChangedAt = msg.ChangedAt.In(shanghai) // what Options.Location does
-			want, err := mail.Render(nil, msg)
+			want, err := m.Render(msg)
 			if err != nil {
 				t.Fatal(err)
+			}
+			if msg.Kind == selfservice.MailEmailChanged && !strings.Contains(p.text, "2031-05-06 15:08 (UTC+08:00)") {
+				t.Errorf("text part does not show the time in Options.Location:\n%s", p.text)
+			}
+			if links := textLinks(p.text, testRevertURL); msg.RevertToken != "" && (len(links) != 2 || linkToken(t, links[0], testRevertURL) != msg.RevertToken) {
+				t.Errorf("text part's undo links %q do not carry the token", links)
 			}
 			if p.subject != want.Subject {
 				t.Errorf("Subject %q, want %q", p.subject, want.Subject)
@@ -595,12 +643,8 @@ func TestSendWritesTheRenderedMail(t *testing.T) {
 			if err != nil || len(to) != 1 || to[0].Address != msg.To || to[0].Name != "" {
 				t.Errorf("To %q (%v), want <%s>", p.header.Get("To"), err, msg.To)
 			}
-			wantLang := "en"
-			if msg.Language == language.Chinese {
-				wantLang = "zh"
-			}
 			for name, want := range map[string]string{
-				"Content-Language":         wantLang,
+				"Content-Language":         tt.lang,
 				"Auto-Submitted":           "auto-generated",
 				"X-Auto-Response-Suppress": "All",
 				"Mime-Version":             "1.0",

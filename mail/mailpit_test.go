@@ -9,6 +9,7 @@ import (
 	"net"
 	"net/http"
 	"net/url"
+	"slices"
 	"strconv"
 	"strings"
 	"testing"
@@ -126,8 +127,9 @@ func uniqueAddress(prefix string) string {
 
 // checkMail asserts what every delivered mail must be: to `to` alone from
 // the configured sender, multipart/alternative with both parts, in the
-// expected language.
-func checkMail(t *testing.T, mp *mailpit, m mpMessage, to string, zh bool) {
+// expected language: "en", "zh", or "en, zh" for a notice in every
+// language.
+func checkMail(t *testing.T, mp *mailpit, m mpMessage, to, lang string) {
 	t.Helper()
 	if len(m.To) != 1 || m.To[0].Address != to {
 		t.Errorf("To %+v, want %s alone", m.To, to)
@@ -142,16 +144,18 @@ func checkMail(t *testing.T, mp *mailpit, m mpMessage, to string, zh bool) {
 	if mt, _, err := mime.ParseMediaType(h.Get("Content-Type")); err != nil || mt != "multipart/alternative" {
 		t.Errorf("Content-Type %q, want multipart/alternative", h.Get("Content-Type"))
 	}
-	lang := "en"
-	if zh {
-		lang = "zh"
-	}
 	if got := h.Get("Content-Language"); got != lang {
 		t.Errorf("Content-Language %q, want %q", got, lang)
 	}
-	if !strings.Contains(m.HTML, `<html lang="`+lang+`">`) {
-		t.Errorf("HTML part does not declare lang %q", lang)
+	_, langs := anchors(t, m.HTML)
+	wantLangs := []string{"html:" + lang, "div:" + lang}
+	if lang == "en, zh" {
+		wantLangs = []string{"div:en", "div:zh"}
 	}
+	if !slices.Equal(langs, wantLangs) {
+		t.Errorf("HTML part's lang attributes %v, want %v", langs, wantLangs)
+	}
+	zh := strings.Contains(lang, "zh")
 	for part, body := range map[string]string{"subject": m.Subject, "text": m.Text, "HTML": m.HTML} {
 		if hasHan(body) != zh {
 			t.Errorf("%s has Chinese characters: %v, want %v", part, !zh, zh)
@@ -159,8 +163,9 @@ func checkMail(t *testing.T, mp *mailpit, m mpMessage, to string, zh bool) {
 	}
 }
 
-// Every kind of mail in both languages, through go-mail to a real SMTP
-// server, logged in; the parts arrive as Render made them.
+// Every kind of mail in both languages, and the notice with its undo link
+// in every language, through go-mail to a real SMTP server, logged in; the
+// parts arrive as Render made them.
 func TestMailpitSend(t *testing.T) {
 	t.Parallel()
 	mp := newMailpit(t)
@@ -168,23 +173,28 @@ func TestMailpitSend(t *testing.T) {
 		Host: mp.host, Port: mp.port, TLS: mail.TLSOpportunistic,
 		Username: "mailer", Password: "s3cret",
 		From: "no-reply@example.com", FromName: "示例 Accounts",
+		RevertURL: testRevertURL,
 	})
 	if err != nil {
 		t.Fatal(err)
 	}
 	for _, tt := range []struct {
-		name string
-		msg  selfservice.Message
+		name  string
+		msg   selfservice.Message
+		lang  string
+		links int // undo links in each part
 	}{
-		{"code en", codeMsg(language.English)},
-		{"code zh", codeMsg(language.Chinese)},
-		{"notice en", noticeMsg(language.English)},
-		{"notice zh", noticeMsg(language.Chinese)},
+		{"code en", codeMsg(language.English), "en", 0},
+		{"code zh", codeMsg(language.Chinese), "zh", 0},
+		{"notice en", noticeMsg(language.English), "en", 0},
+		{"notice zh", noticeMsg(language.Chinese), "zh", 0},
+		{"notice zh with a token", tokenNotice(language.Chinese, testToken), "zh", 1},
+		{"notice in every language with a token", tokenNotice(language.Und, testToken), "en, zh", 2},
 	} {
 		t.Run(tt.name, func(t *testing.T) {
 			t.Parallel()
 			tt.msg.To = uniqueAddress("to-")
-			want, err := mail.Render(nil, tt.msg)
+			want, err := m.Render(tt.msg)
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -194,10 +204,24 @@ func TestMailpitSend(t *testing.T) {
 				t.Fatalf("Send: %v", err)
 			}
 			got := mp.await(t, tt.msg.To, want.Subject)
-			checkMail(t, mp, got, tt.msg.To, tt.msg.Language == language.Chinese)
+			checkMail(t, mp, got, tt.msg.To, tt.lang)
 			// Mail travels with CRLF line ends.
-			if text := strings.ReplaceAll(got.Text, "\r\n", "\n"); strings.TrimSpace(text) != strings.TrimSpace(want.Text) {
+			text := strings.ReplaceAll(got.Text, "\r\n", "\n")
+			if strings.TrimSpace(text) != strings.TrimSpace(want.Text) {
 				t.Errorf("text part:\n%s\nwant:\n%s", got.Text, want.Text)
+			}
+			links, _ := anchors(t, got.HTML)
+			lines := textLinks(text, testRevertURL)
+			if len(links) != tt.links || len(lines) != tt.links {
+				t.Fatalf("%d HTML links, %d text links, want %d of each", len(links), len(lines), tt.links)
+			}
+			for i := range links {
+				if tok := linkToken(t, links[i].href, testRevertURL); tok != testToken {
+					t.Errorf("HTML link %q carries %q, want %q", links[i].href, tok, testToken)
+				}
+				if lines[i] != links[i].href {
+					t.Errorf("text link %q differs from the HTML link %q", lines[i], links[i].href)
+				}
 			}
 			if got.Username != "mailer" {
 				t.Errorf("SMTP login %q, want mailer", got.Username)
@@ -206,14 +230,19 @@ func TestMailpitSend(t *testing.T) {
 	}
 }
 
-// The whole API against Mailpit: a code requested in Chinese and one in
-// English, read from the mailbox, used to change the address; the notice
-// reaches the old address with the new one masked.
+// The whole API against Mailpit, for a user without a stored language: a
+// code requested in Chinese and one in English, read from the mailbox,
+// change the address twice (A->B->C). Each notice reaches the address it
+// replaces in every language, whatever the request's X-L, with the new
+// address masked and an undo link to the revert_url of the mail URL; A's
+// link, read as the undo page reads it, takes the account straight back to
+// A and voids B's.
 func TestMailpitFullFlow(t *testing.T) {
 	t.Parallel()
 	mp := newMailpit(t)
 	opts, err := mail.ParseURL("smtp://mailer:s3cret@" + mp.smtp +
-		"?from=no-reply@example.com&from_name=" + url.QueryEscape("示例 Accounts") + "&timeout=5s")
+		"?from=no-reply@example.com&from_name=" + url.QueryEscape("示例 Accounts") + "&timeout=5s" +
+		"&revert_url=" + url.QueryEscape(testRevertURL))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -221,71 +250,137 @@ func TestMailpitFullFlow(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
+	every, err := mail.Render(nil, noticeMsg(language.Und))
+	if err != nil {
+		t.Fatal(err)
+	}
 	old, newZh, newEn := uniqueAddress("old-"), uniqueAddress("n"), uniqueAddress("e")
-	api := newAPI(t, mailer, old)
+	api := newAPI(t, mailer, old, "")
 	tok := api.token(t)
 
 	steps := []struct {
-		lang            string
-		from, to        string // the user's address before and after
-		codeSubject     string
-		codeLine        string
-		noticeSubject   string
-		noticeLine      string // holds the masked new address
-		noticeNotYouKey string
+		lang        string
+		from, to    string // the user's address before and after
+		codeSubject string
+		codeLine    string
+		noticeLines []string // hold the masked new address, in each language
 	}{
 		{"zh", old, newZh, "确认您的新邮箱地址", "验证码 10 分钟内有效。",
-			"您账号的邮箱地址已更改", "更改为 n***@example.com。", "请立即联系客服"},
+			[]string{"changed to n***@example.com at ", "更改为 n***@example.com。"}},
 		{"en", newZh, newEn, "Confirm your new email address", "The code expires in 10 min.",
-			"The email address of your account was changed", "changed to e***@example.com at ", "contact support"},
+			[]string{"changed to e***@example.com at ", "更改为 e***@example.com。"}},
 	}
+	tokens := make([]string, len(steps))
 	// In order: the second step changes the address the first one set.
-	for _, st := range steps {
+	for i, st := range steps {
 		t.Run(st.lang, func(t *testing.T) {
-			zh := st.lang == "zh"
-			r := api.post(t, selfservice.SendCodePath, st.lang, "",
-				`{"email":"`+st.to+`","type":"UPDATE_EMAIL_EMS","captcha_token":"ok"}`)
-			if r.status != http.StatusOK {
-				t.Fatalf("send code: %d %s", r.status, r.body)
-			}
-			codeMail := mp.await(t, st.to, st.codeSubject)
-			checkMail(t, mp, codeMail, st.to, zh)
-			for part, body := range map[string]string{"text": codeMail.Text, "HTML": html.UnescapeString(codeMail.HTML)} {
-				if !strings.Contains(body, st.codeLine) {
-					t.Errorf("code mail's %s part lacks %q", part, st.codeLine)
-				}
-			}
-			code := sixDigits.FindString(codeMail.Text)
-			if code == "" {
-				t.Fatalf("no code in the mail:\n%s", codeMail.Text)
-			}
-			if !strings.Contains(codeMail.HTML, ">"+code+"<") {
-				t.Errorf("HTML part lacks the code %s", code)
-			}
-
-			r = api.post(t, selfservice.UpdateEmailPath, st.lang, tok,
-				`{"email":"`+st.to+`","verify_code":"`+code+`"}`)
-			if r.status != http.StatusOK {
-				t.Fatalf("update email: %d %s", r.status, r.body)
-			}
-			if u, err := api.users.User(context.Background(), testUser); err != nil || u.Email != st.to {
-				t.Fatalf("user's email = %q (%v), want %s", u.Email, err, st.to)
-			}
+			code := changeEmail(t, mp, api, tok, st.lang, st.to, st.codeSubject, st.codeLine)
 
 			// The notice is mailed after the response: await polls.
-			notice := mp.await(t, st.from, st.noticeSubject)
-			checkMail(t, mp, notice, st.from, zh)
-			for part, body := range map[string]string{"text": notice.Text, "HTML": html.UnescapeString(notice.HTML)} {
-				if !strings.Contains(body, st.noticeLine) || !strings.Contains(body, st.noticeNotYouKey) {
-					t.Errorf("notice's %s part lacks %q or %q:\n%s", part, st.noticeLine, st.noticeNotYouKey, body)
-				}
-				if strings.Contains(strings.ToLower(body), st.to) {
-					t.Errorf("notice's %s part shows the new address in clear", part)
-				}
-				if strings.Contains(body, code) {
-					t.Errorf("notice's %s part shows the code", part)
-				}
-			}
+			notice := mp.await(t, st.from, every.Subject)
+			checkMail(t, mp, notice, st.from, "en, zh")
+			tokens[i] = checkNotice(t, notice, 2, st.to, code, append(st.noticeLines, "contact support", "请立即联系客服"))
 		})
 	}
+
+	t.Run("undo", func(t *testing.T) {
+		if r := api.post(t, selfservice.RevertEmailPath, "en", "", `{"revert_token":"`+tokens[0]+`"}`); r.status != http.StatusOK {
+			t.Fatalf("revert with the first notice's token: %d %s", r.status, r.body)
+		}
+		if u, err := api.users.User(context.Background(), testUser); err != nil || u.Email != old {
+			t.Fatalf("user's email = %q (%v), want the first address %s", u.Email, err, old)
+		}
+		r := api.post(t, selfservice.RevertEmailPath, "en", "", `{"revert_token":"`+tokens[1]+`"}`)
+		if r.status != http.StatusBadRequest || !strings.Contains(r.body, "IDAAS.SDK.REVERT.9302") {
+			t.Errorf("revert with the voided second token: %d %s, want 400 IDAAS.SDK.REVERT.9302", r.status, r.body)
+		}
+	})
+}
+
+// The notice is in the user's stored language, not in the language of the
+// request that made the change.
+func TestMailpitNoticeInStoredLanguage(t *testing.T) {
+	t.Parallel()
+	mp := newMailpit(t)
+	mailer, err := mail.New(mail.Options{Host: mp.host, Port: mp.port, TLS: mail.TLSNone,
+		From: "no-reply@example.com", FromName: "示例 Accounts", RevertURL: testRevertURL})
+	if err != nil {
+		t.Fatal(err)
+	}
+	old, to := uniqueAddress("old-"), uniqueAddress("n")
+	api := newAPI(t, mailer, old, "zh-CN")
+	code := changeEmail(t, mp, api, api.token(t), "en", to, "Confirm your new email address", "The code expires in 10 min.")
+	notice := mp.await(t, old, "您账号的邮箱地址已更改")
+	checkMail(t, mp, notice, old, "zh")
+	checkNotice(t, notice, 1, to, code, []string{"更改为 n***@example.com。", "请立即联系客服"})
+}
+
+// changeEmail asks for a code for the address to in language lang, reads
+// it from the mailbox, changes the user's address with it and returns it.
+func changeEmail(t *testing.T, mp *mailpit, api *apiServer, tok, lang, to, codeSubject, codeLine string) string {
+	t.Helper()
+	r := api.post(t, selfservice.SendCodePath, lang, "",
+		`{"email":"`+to+`","type":"UPDATE_EMAIL_EMS","captcha_token":"ok"}`)
+	if r.status != http.StatusOK {
+		t.Fatalf("send code: %d %s", r.status, r.body)
+	}
+	codeMail := mp.await(t, to, codeSubject)
+	checkMail(t, mp, codeMail, to, lang)
+	for part, body := range map[string]string{"text": codeMail.Text, "HTML": html.UnescapeString(codeMail.HTML)} {
+		if !strings.Contains(body, codeLine) {
+			t.Errorf("code mail's %s part lacks %q", part, codeLine)
+		}
+	}
+	code := sixDigits.FindString(codeMail.Text)
+	if code == "" {
+		t.Fatalf("no code in the mail:\n%s", codeMail.Text)
+	}
+	if !strings.Contains(codeMail.HTML, ">"+code+"<") {
+		t.Errorf("HTML part lacks the code %s", code)
+	}
+
+	r = api.post(t, selfservice.UpdateEmailPath, lang, tok, `{"email":"`+to+`","verify_code":"`+code+`"}`)
+	if r.status != http.StatusOK {
+		t.Fatalf("update email: %d %s", r.status, r.body)
+	}
+	if u, err := api.users.User(context.Background(), testUser); err != nil || u.Email != to {
+		t.Fatalf("user's email = %q (%v), want %s", u.Email, err, to)
+	}
+	return code
+}
+
+// checkNotice asserts that a delivered notice holds every line of want,
+// neither the new address in clear nor the code, and one undo link per
+// language in each part, all carrying one token, which it returns.
+func checkNotice(t *testing.T, notice mpMessage, languages int, newEmail, code string, want []string) string {
+	t.Helper()
+	text := strings.ReplaceAll(notice.Text, "\r\n", "\n")
+	for part, body := range map[string]string{"text": text, "HTML": textOf(t, notice.HTML)} {
+		for _, w := range want {
+			if !strings.Contains(body, w) {
+				t.Errorf("notice's %s part lacks %q:\n%s", part, w, body)
+			}
+		}
+		if strings.Contains(strings.ToLower(body), newEmail) {
+			t.Errorf("notice's %s part shows the new address in clear", part)
+		}
+		if strings.Contains(body, code) {
+			t.Errorf("notice's %s part shows the code", part)
+		}
+	}
+	links, _ := anchors(t, notice.HTML)
+	lines := textLinks(text, testRevertURL)
+	if len(links) != languages || len(lines) != languages {
+		t.Fatalf("notice has %d HTML links, %d text links; want %d of each", len(links), len(lines), languages)
+	}
+	token := linkToken(t, links[0].href, testRevertURL)
+	for i := range links {
+		if got := linkToken(t, links[i].href, testRevertURL); got != token || token == "" {
+			t.Errorf("HTML link %q carries %q, want %q", links[i].href, got, token)
+		}
+		if lines[i] != links[i].href {
+			t.Errorf("text link %q differs from the HTML link %q", lines[i], links[i].href)
+		}
+	}
+	return token
 }

@@ -4,11 +4,13 @@ import (
 	"embed"
 	"fmt"
 	htmltemplate "html/template"
+	"net/url"
 	"strings"
 	texttemplate "text/template"
 	"time"
 
 	goi18n "github.com/nicksnyder/go-i18n/v2/i18n"
+	"golang.org/x/text/language"
 
 	"github.com/ciamkit/selfservice"
 	"github.com/ciamkit/selfservice/i18n"
@@ -48,6 +50,10 @@ type Content struct {
 	Subject string
 	Text    string
 	HTML    string
+	// ContentLanguage is the mail's Content-Language header: the language
+	// of its text, or every language of a notice in every language, the
+	// bundle's default first ("en, zh").
+	ContentLanguage string
 }
 
 //go:embed templates
@@ -78,19 +84,31 @@ func newKind(subject, name string) kind {
 	}
 }
 
-// view is what the layouts and the messages see. Its exported fields are
-// the data of the messages (see i18n.MailMessages()).
+// page is what a layout sees: the mail's subject and its text in one
+// language, or in several (a notice in every language), one section each.
+type page struct {
+	Lang     string // <html lang>: the one language, "" for several
+	Subject  string
+	Sections []*view
+}
+
+// view is what a section of a layout and the messages see. Its exported
+// fields but UndoURL are the data of the messages (see
+// i18n.MailMessages()).
 type view struct {
 	loc *i18n.Locale
 
-	Lang    string // the locale's BCP 47 tag, for <html lang>
-	Subject string
+	Lang string // the locale's BCP 47 tag, for <div lang>
 
 	Code    string
 	Minutes int
 
 	NewEmail string
 	Time     string
+
+	// UndoURL is the undo link of a notice, or "". Only the layouts show
+	// it: a message that held the link could drop or break it.
+	UndoURL string
 }
 
 // T returns message id in the mail's language, executed with the view as
@@ -113,8 +131,26 @@ func (v *view) T(id string) (string, error) {
 // ExpiresIn, shown in whole minutes rounded up; a notice (Kind
 // selfservice.MailEmailChanged) needs NewEmail, shown as given (the handler
 // masks it), and ChangedAt, shown in its own location with TimeLayout. Any
-// other Kind is ErrUnknownKind. Errors never quote the code or an address.
+// other Kind is ErrUnknownKind. Errors never quote the code, the undo token
+// or an address.
+//
+// A notice whose Language is language.Und is written in every language of
+// the bundle, the default first: one section per language in each body
+// (a <div lang> in the HTML, a line between them in the text), the
+// subjects joined with " / ". Its reader's language is unknown, and the
+// language of the request that made the change is the changer's choice,
+// who may not be the owner. A code mail without a language is in the
+// default language.
+//
+// Render knows no undo page, so its notices carry no undo link, even with
+// a RevertToken (they say to contact support, as every notice does);
+// SMTPMailer.Render adds the link to Options.RevertURL.
 func Render(bundle *i18n.Bundle, msg selfservice.Message) (Content, error) {
+	return render(bundle, msg, "")
+}
+
+// render is Render with the undo page revertURL, checked by New, or "".
+func render(bundle *i18n.Bundle, msg selfservice.Message, revertURL string) (Content, error) {
 	k, ok := kinds[msg.Kind]
 	if !ok {
 		return Content{}, ErrUnknownKind
@@ -122,35 +158,54 @@ func Render(bundle *i18n.Bundle, msg selfservice.Message) (Content, error) {
 	if bundle == nil {
 		bundle = i18n.Default()
 	}
-	loc := bundle.Match(msg.Language.String(), "")
-	v := &view{loc: loc, Lang: loc.Tag().String()}
+	var data view
+	locs := []*i18n.Locale{bundle.Match(msg.Language.String(), "")}
 	switch msg.Kind {
 	case selfservice.MailCode:
 		if msg.Code == "" || msg.ExpiresIn <= 0 {
 			return Content{}, fmt.Errorf("%w: a code mail needs Code and ExpiresIn", ErrIncompleteMessage)
 		}
-		v.Code = msg.Code
-		v.Minutes = int((msg.ExpiresIn + time.Minute - 1) / time.Minute)
+		data.Code = msg.Code
+		data.Minutes = int((msg.ExpiresIn + time.Minute - 1) / time.Minute)
 	case selfservice.MailEmailChanged:
 		if msg.NewEmail == "" || msg.ChangedAt.IsZero() {
 			return Content{}, fmt.Errorf("%w: a notice needs NewEmail and ChangedAt", ErrIncompleteMessage)
 		}
-		v.NewEmail = msg.NewEmail
-		v.Time = msg.ChangedAt.Format(TimeLayout)
+		data.NewEmail = msg.NewEmail
+		data.Time = msg.ChangedAt.Format(TimeLayout)
+		if msg.RevertToken != "" && revertURL != "" {
+			data.UndoURL = revertURL + "#revert_token=" + url.QueryEscape(msg.RevertToken)
+		}
+		if msg.Language == language.Und {
+			locs = bundle.Locales()
+		}
 	}
 
-	subject, err := v.T(k.subject)
-	if err != nil {
-		return Content{}, err
+	p := page{Sections: make([]*view, len(locs))}
+	subjects := make([]string, len(locs))
+	langs := make([]string, len(locs))
+	for i, loc := range locs {
+		v := data
+		v.loc, v.Lang = loc, loc.Tag().String()
+		subject, err := v.T(k.subject)
+		if err != nil {
+			return Content{}, err
+		}
+		// A subject is one line, whatever a translation holds.
+		subjects[i] = strings.Join(strings.Fields(subject), " ")
+		langs[i] = v.Lang
+		p.Sections[i] = &v
 	}
-	// A subject is one line, whatever a translation holds.
-	v.Subject = strings.Join(strings.Fields(subject), " ")
+	p.Subject = strings.Join(subjects, " / ")
+	if len(locs) == 1 {
+		p.Lang = langs[0]
+	}
 	var text, html strings.Builder
-	if err := k.text.Execute(&text, v); err != nil {
+	if err := k.text.Execute(&text, p); err != nil {
 		return Content{}, fmt.Errorf("mail: %s text body: %w", msg.Kind, err)
 	}
-	if err := k.html.Execute(&html, v); err != nil {
+	if err := k.html.Execute(&html, p); err != nil {
 		return Content{}, fmt.Errorf("mail: %s HTML body: %w", msg.Kind, err)
 	}
-	return Content{Subject: v.Subject, Text: text.String(), HTML: html.String()}, nil
+	return Content{Subject: p.Subject, Text: text.String(), HTML: html.String(), ContentLanguage: strings.Join(langs, ", ")}, nil
 }

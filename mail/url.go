@@ -22,10 +22,12 @@ import (
 //	timeout=10s                 Options.Timeout, a positive time.ParseDuration value
 //	tls=required                smtp only: TLSMandatory (STARTTLS or fail); tls=none: TLSNone;
 //	                            tls=opportunistic: the default
+//	revert_url=https%3A%2F%2Fapp.example.com%2Fundo-email
+//	                            Options.RevertURL, URL-encoded: the undo page linked from notices
 //
 // Anything else is an error. ParseURL checks the URL's form only: pass the
-// result to New, which validates it. Errors wrap selfservice.ErrConfig and never quote
-// the password.
+// result to New, which validates it. Errors wrap selfservice.ErrConfig and
+// never quote the password.
 func ParseURL(raw string) (Options, error) {
 	u, err := url.Parse(raw)
 	if err != nil {
@@ -73,6 +75,8 @@ func ParseURL(raw string) (Options, error) {
 			opts.From = v
 		case "from_name":
 			opts.FromName = v
+		case "revert_url":
+			opts.RevertURL = v
 		case "timeout":
 			d, err := time.ParseDuration(v)
 			if err != nil || d <= 0 {

@@ -28,6 +28,11 @@ func TestParseURL(t *testing.T) {
 		{"smtp://h.example.com?tls=none", mail.Options{Host: "h.example.com", TLS: mail.TLSNone, From: "no-reply@h.example.com"}},
 		{"smtp://h.example.com?tls=opportunistic", mail.Options{Host: "h.example.com", TLS: mail.TLSOpportunistic, From: "no-reply@h.example.com"}},
 		{"smtp://h.example.com?from_name=%E7%A4%BA%E4%BE%8B", mail.Options{Host: "h.example.com", TLS: mail.TLSOpportunistic, From: "no-reply@h.example.com", FromName: "示例"}},
+		{"smtp://h.example.com?revert_url=https%3A%2F%2Fapp.example.com%2Fundo%3Ffrom%3Dmail%26v%3D2",
+			mail.Options{Host: "h.example.com", TLS: mail.TLSOpportunistic, From: "no-reply@h.example.com", RevertURL: "https://app.example.com/undo?from=mail&v=2"}},
+		// A URL without & or # reads the same unencoded.
+		{"smtps://h.example.com?revert_url=https://app.example.com/undo&from=a@example.com",
+			mail.Options{Host: "h.example.com", TLS: mail.TLSImplicit, From: "a@example.com", RevertURL: "https://app.example.com/undo"}},
 	}
 	for _, tt := range tests {
 		t.Run(tt.raw, func(t *testing.T) {
@@ -58,6 +63,8 @@ func TestParseURLRefuses(t *testing.T) {
 		{"port too large", "smtp://smtp.example.com:65536"},
 		{"unknown parameter", "smtp://smtp.example.com?form=a@example.com"},
 		{"repeated parameter", "smtp://smtp.example.com?from=a@example.com&from=b@example.com"},
+		{"repeated revert_url", "smtp://smtp.example.com?revert_url=https%3A%2F%2Fa.example&revert_url=https%3A%2F%2Fb.example"},
+		{"revert_url with its # unencoded", "smtp://smtp.example.com?revert_url=https://app.example.com/undo#x"},
 		{"timeout not a duration", "smtp://smtp.example.com?timeout=10"},
 		{"timeout zero", "smtp://smtp.example.com?timeout=0s"},
 		{"timeout negative", "smtp://smtp.example.com?timeout=-1s"},
@@ -88,11 +95,17 @@ func TestParseURLRefuses(t *testing.T) {
 func TestParseURLThenNew(t *testing.T) {
 	t.Parallel()
 	for raw, ok := range map[string]bool{
-		"smtp://127.0.0.1:1025":                         true,
-		"smtps://u:p@smtp.example.com?from=a@b.example": true,
-		"smtp://smtp.example.com?from=not-an-address":   false,
-		"smtp://u@smtp.example.com":                     false, // a username without a password
-		"smtp://smtp.example.com?from_name=A%0D%0ABcc:": false,
+		"smtp://127.0.0.1:1025":                                                        true,
+		"smtps://u:p@smtp.example.com?from=a@b.example":                                true,
+		"smtp://smtp.example.com?from=not-an-address":                                  false,
+		"smtp://u@smtp.example.com":                                                    false, // a username without a password
+		"smtp://smtp.example.com?from_name=A%0D%0ABcc:":                                false,
+		"smtp://smtp.example.com?revert_url=https%3A%2F%2Fapp.example.com%2Fundo":      true,
+		"smtp://smtp.example.com?revert_url=http%3A%2F%2F127.0.0.1%3A8080%2Fundo":      true,
+		"smtp://smtp.example.com?revert_url=http%3A%2F%2Fapp.example.com%2Fundo":       false, // http to a host that is not loopback
+		"smtp://smtp.example.com?revert_url=https%3A%2F%2Fapp.example.com%2Fundo%23x":  false, // a fragment
+		"smtp://smtp.example.com?revert_url=%2Fundo":                                   false, // relative
+		"smtp://smtp.example.com?revert_url=https%3A%2F%2Fu%3Ap%40app.example.com%2Fu": false, // user information
 	} {
 		opts, err := mail.ParseURL(raw)
 		if err != nil {
