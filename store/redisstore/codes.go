@@ -19,15 +19,35 @@ var _ store.CodeStore = (*CodeStore)(nil)
 type CodeStore struct {
 	rdb    redis.UniversalClient
 	prefix string
+	policy *policyGuard
+	run    runner
 }
 
 // NewCodeStore returns a code store on rdb, a client the application
-// opened.
+// opened. It sends nothing to Redis: the eviction policy is read at the
+// first call (see Check).
 //
-// Panics if rdb is nil.
+// Panics if rdb is nil, if opts.Replicas is negative, or if it is set and
+// rdb is neither a *redis.Client nor a *redis.ClusterClient.
 func NewCodeStore(rdb redis.UniversalClient, opts Options) *CodeStore {
-	mustClient("NewCodeStore", rdb)
-	return &CodeStore{rdb: rdb, prefix: opts.prefix()}
+	mustClient("NewCodeStore", rdb, opts)
+	return &CodeStore{rdb: rdb, prefix: opts.prefix(), policy: newPolicyGuard(rdb, opts, "code store"), run: newRunner(rdb, opts)}
+}
+
+// Check reads the server's eviction policy now and returns what the
+// store's calls will return until the next reading: nil, or an error
+// wrapping ErrEvictionPolicy (see Options.AllowEviction), or the failure
+// to reach Redis. Call it at start-up and from readiness probes, so that
+// a Redis that may evict keys stops a deployment before its first
+// request.
+func (s *CodeStore) Check(ctx context.Context) error {
+	return s.policy.check(ctx)
+}
+
+// LastPolicyCheck returns what the store's last reading of the eviction
+// policy found.
+func (s *CodeStore) LastPolicyCheck() PolicyCheck {
+	return s.policy.last()
 }
 
 func (s *CodeStore) key(k store.CodeKey) string {
@@ -37,18 +57,40 @@ func (s *CodeStore) key(k store.CodeKey) string {
 // Put implements store.CodeStore. It rewrites every field of the code's
 // hash and its TTL in one MULTI/EXEC, so a concurrent Verify sees either the
 // old code with its tries or the new one with none.
+//
+// Put waits for no replica (Options.Replicas): a code lost in a failover
+// only makes its user ask for another, and the code it replaced, if that
+// survives, was mailed to the same address.
 func (s *CodeStore) Put(ctx context.Context, key store.CodeKey, hash []byte, expiresAt time.Time) error {
+	if err := s.policy.admit(ctx); err != nil {
+		return fmt.Errorf("redisstore: put code: %w", err)
+	}
 	k := s.key(key)
-	_, err := s.rdb.TxPipelined(ctx, func(p redis.Pipeliner) error {
+	cmds, err := s.rdb.TxPipelined(ctx, func(p redis.Pipeliner) error {
 		p.Del(ctx, k)
 		p.HSet(ctx, k, "hash", hash, "expires", millis(expiresAt), "tries", 0)
 		p.PExpireAt(ctx, k, expiresAt)
 		return nil
 	})
 	if err != nil {
-		return fmt.Errorf("redisstore: put code: %w", err)
+		return fmt.Errorf("redisstore: put code: %w", queuedError(err, cmds))
 	}
 	return nil
+}
+
+// queuedError returns, for a transaction that Redis aborted (EXECABORT),
+// the error of the command that made it abort, such as the OOM of a full
+// Redis, and err itself otherwise.
+func queuedError(err error, cmds []redis.Cmder) error {
+	if !redis.HasErrorPrefix(err, "EXECABORT") {
+		return err
+	}
+	for _, c := range cmds {
+		if cerr := c.Err(); cerr != nil && !redis.HasErrorPrefix(cerr, "EXECABORT") {
+			return cerr
+		}
+	}
+	return err
 }
 
 // verifyScript is Verify in one atomic step.
@@ -62,6 +104,13 @@ func (s *CodeStore) Put(ctx context.Context, key store.CodeKey, hash []byte, exp
 // used, expired or dead. HINCRBY and the check of tries run in the same
 // script, so concurrent wrong guesses are all counted and no more than
 // maxTries are ever compared against one code.
+//
+// The try is counted before the hashes are compared, even the try that
+// matches: HINCRBY is the script's first write, and Redis refuses a
+// script's first write that may grow memory while it is over maxmemory.
+// On a full Redis (noeviction) Verify then fails before any comparison,
+// instead of comparing and then failing to count a wrong try, which would
+// give unlimited guesses with the right one still answered.
 var verifyScript = redis.NewScript(`
 local code = redis.call('HMGET', KEYS[1], 'hash', 'expires', 'tries')
 if not code[1] then
@@ -72,18 +121,22 @@ if tonumber(ARGV[3]) >= tonumber(code[2]) or tonumber(code[3]) >= maxTries then
 	redis.call('DEL', KEYS[1])
 	return 0
 end
+local tries = redis.call('HINCRBY', KEYS[1], 'tries', 1)
 if code[1] == ARGV[1] then
 	redis.call('DEL', KEYS[1])
 	return 1
 end
-if redis.call('HINCRBY', KEYS[1], 'tries', 1) >= maxTries then
+if tries >= maxTries then
 	redis.call('DEL', KEYS[1])
 end
 return 0
 `)
 
 // Verify implements store.CodeStore with one Lua script, which Redis runs
-// atomically.
+// atomically, followed by WAIT when Options.Replicas is set: a wrong try
+// or a consumption that too few replicas acknowledged fails with
+// ErrReplication, whatever the script found, so that no answer rests on a
+// write a failover could undo.
 //
 // The script compares hashes with Lua's string equality, which is not
 // constant-time. That is safe here because both sides are HMACs under a
@@ -92,8 +145,14 @@ return 0
 // does not help to find a code whose MAC matches. The expiry check uses
 // now; the key's TTL removes the code by the server's clock as well.
 func (s *CodeStore) Verify(ctx context.Context, key store.CodeKey, hash []byte, maxTries int, now time.Time) error {
-	ok, err := verifyScript.Run(ctx, s.rdb, []string{s.key(key)},
-		hash, strconv.Itoa(maxTries), millis(now)).Int()
+	if err := s.policy.admit(ctx); err != nil {
+		return fmt.Errorf("redisstore: verify code: %w", err)
+	}
+	res, replicated := s.run.run(ctx, verifyScript, s.key(key), hash, strconv.Itoa(maxTries), millis(now))
+	ok, err := res.Int()
+	if err == nil {
+		err = replicated
+	}
 	if err != nil {
 		return fmt.Errorf("redisstore: verify code: %w", err)
 	}

@@ -11,7 +11,8 @@
 // so the stores also work on Redis Cluster.
 //
 // Entries expire through Redis TTLs: nothing needs sweeping, and how much
-// Redis may hold is Redis's maxmemory to set. Codes are kept only as the
+// Redis may hold is Redis's maxmemory to set, with maxmemory-policy
+// noeviction (see Eviction). Codes are kept only as the
 // keyed hashes the caller passes, and addresses only as SHA-256 hashes
 // inside key names, so neither a code nor an address appears in clear in
 // Redis. Those key hashes are unkeyed: they keep addresses out of key
@@ -23,6 +24,9 @@
 //	rdb := redis.NewClient(&redis.Options{Addr: "localhost:6379"})
 //	codes := redisstore.NewCodeStore(rdb, redisstore.Options{Prefix: "myapp:"})
 //	limiter := redisstore.NewLimiter(rdb, redisstore.Options{Prefix: "myapp:"})
+//	if err := limiter.Check(ctx); err != nil {
+//		log.Fatal(err) // unreachable, or a Redis that may evict budgets
+//	}
 //
 // # Keys
 //
@@ -41,4 +45,58 @@
 // relative, so clock skew between the application and Redis does not
 // shorten or lengthen it). With the clocks in step, as NTP keeps them, both agree.
 // The limiter counts in whole milliseconds (see Limiter).
+//
+// # Eviction
+//
+// Every key the stores write carries a TTL, so every maxmemory-policy but
+// noeviction lets a full Redis drop them, the volatile-* policies (the
+// default of common managed services) as much as the allkeys-* ones. What
+// that does depends on the key:
+//
+//   - A budget evicted is a budget reset: the events it counted are gone,
+//     and the next Reserve admits as if none had happened. Budgets then
+//     fail open, under memory pressure that whoever can make the
+//     application write (send codes to many addresses, from many IPs) can
+//     cause.
+//   - A code evicted fails closed: Verify answers ErrCodeInvalid and the
+//     user asks for another code, which costs a send from the budgets.
+//     Its tries counter lives in the same hash and goes with it, so
+//     eviction never resets the tries of a code that stays live; a new
+//     Put starts a new code with new tries, as without eviction. A code's
+//     eviction is therefore a denial of service, not a bypass, as long as
+//     the budgets that bound sends and wrong codes hold.
+//
+// A missing key cannot tell an eviction from an expiry or a first use, so
+// no script can treat it as suspect without refusing every newcomer. The
+// stores therefore serve only from a Redis whose policy is noeviction: at
+// the first call they read it (CONFIG GET maxmemory-policy, or INFO
+// memory's maxmemory_policy where CONFIG is disabled; with a cluster or a
+// ring, of every server) and fail with ErrEvictionPolicy on any other
+// policy, and on a server that will not tell it. The reading is trusted
+// for Options.PolicyCheckInterval (a minute by default), after which the
+// next call reads again, so that a CONFIG SET at run time is noticed; a
+// refusing reading is not trusted at all, so the stores serve again from
+// the first call after a fix. Options.AllowEviction and
+// Options.AllowUnknownPolicy serve anyway, with a warning logged at every
+// reading. Check reads the policy on demand, for start-up and readiness
+// probes.
+//
+// Under noeviction a full Redis refuses writes instead: every Reserve that
+// would admit, every Verify of a live code and every Put fail with Redis's
+// OOM error, which the Service answers as an internal failure (it fails
+// closed), while Reserve still refuses what a limit refuses. The scripts
+// write first what Redis would refuse, so that none is answered from a
+// comparison whose write Redis then refused.
+//
+// # Restarts and failovers
+//
+// What a restart keeps is Redis's persistence: without it a restarted
+// Redis has reset every budget. With the append-only file, appendfsync
+// always keeps every write the stores reported; everysec may lose the
+// last second or two. Replication is asynchronous: a replica promoted
+// after a failover lacks what the old primary acknowledged last, a
+// consumed code comes back and a budget's last events are forgotten.
+// Options.Replicas has each Verify and Reserve wait for replicas (WAIT) and
+// fail with ErrReplication, rather than report a write that a failover
+// could undo.
 package redisstore

@@ -42,3 +42,31 @@ func ExampleNewLimiter() {
 		fmt.Printf("try again in %v\n", limited.RetryAfter.Round(time.Second))
 	}
 }
+
+// A start-up probe: the limiter refuses a Redis that may evict budgets, and
+// says which policy it found.
+func ExampleLimiter_Check() {
+	rdb := redis.NewClient(&redis.Options{Addr: "localhost:6379"})
+	defer rdb.Close()
+	limiter := redisstore.NewLimiter(rdb, redisstore.Options{})
+	if err := limiter.Check(context.Background()); errors.Is(err, redisstore.ErrEvictionPolicy) {
+		log.Fatalf("configure maxmemory-policy noeviction: %v", err)
+	} else if err != nil {
+		log.Fatal(err)
+	}
+}
+
+// With a replica, each consumption of a code and each budget event waits
+// until the replica has it, so that a failover cannot undo what the store
+// reported.
+func ExampleOptions_replicas() {
+	rdb := redis.NewFailoverClient(&redis.FailoverOptions{
+		MasterName:    "mymaster",
+		SentinelAddrs: []string{"sentinel-1:26379", "sentinel-2:26379", "sentinel-3:26379"},
+	})
+	defer rdb.Close()
+	opts := redisstore.Options{Replicas: 1, ReplicaTimeout: 50 * time.Millisecond}
+	codes := redisstore.NewCodeStore(rdb, opts)
+	limiter := redisstore.NewLimiter(rdb, opts)
+	_, _ = codes, limiter
+}

@@ -27,14 +27,35 @@ var _ store.Limiter = (*Limiter)(nil)
 type Limiter struct {
 	rdb    redis.UniversalClient
 	prefix string
+	policy *policyGuard
+	run    runner
 }
 
 // NewLimiter returns a limiter on rdb, a client the application opened.
+// It sends nothing to Redis: the eviction policy is read at the first
+// call (see Check).
 //
-// Panics if rdb is nil.
+// Panics if rdb is nil, if opts.Replicas is negative, or if it is set and
+// rdb is neither a *redis.Client nor a *redis.ClusterClient.
 func NewLimiter(rdb redis.UniversalClient, opts Options) *Limiter {
-	mustClient("NewLimiter", rdb)
-	return &Limiter{rdb: rdb, prefix: opts.prefix()}
+	mustClient("NewLimiter", rdb, opts)
+	return &Limiter{rdb: rdb, prefix: opts.prefix(), policy: newPolicyGuard(rdb, opts, "limiter"), run: newRunner(rdb, opts)}
+}
+
+// Check reads the server's eviction policy now and returns what the
+// limiter's calls will return until the next reading: nil, or an error
+// wrapping ErrEvictionPolicy (see Options.AllowEviction), or the failure
+// to reach Redis. Call it at start-up and from readiness probes, so that
+// a Redis that may evict budgets stops a deployment before its first
+// request.
+func (l *Limiter) Check(ctx context.Context) error {
+	return l.policy.check(ctx)
+}
+
+// LastPolicyCheck returns what the limiter's last reading of the eviction
+// policy found.
+func (l *Limiter) LastPolicyCheck() PolicyCheck {
+	return l.policy.last()
 }
 
 func (l *Limiter) key(key string) string {
@@ -57,15 +78,24 @@ func (l *Limiter) key(key string) string {
 // A now before the newest event counts as that event's time (at), so that
 // the set stays one ordered log and callers whose clocks disagree a little
 // cannot exceed a limit together. Every event is then at or before at, and
-// a limit is reached exactly when the set's Nth newest event is still in
-// (at-Window, at]; it is also the event that must leave before another
-// fits, so one ZRANGE by rank answers both the count and RetryAfter. The
-// TTL is relative, the longest window from the newest event and a minute's
-// grace, so that it does not depend on the application's and Redis's
-// clocks agreeing, and a caller whose now was taken a little before the
-// newest event's still finds the events its window holds. Numbers are
-// written with %.0f because Lua's own conversion of large numbers may use
-// an exponent.
+// a limit of N is reached exactly when the set's Nth newest event is still
+// in (at-Window, at]; it is also the event that must leave before another
+// fits, so one ZRANGE by rank answers both the count and RetryAfter.
+//
+// The script decides before it writes, and ZADD is its first write when
+// it admits: Redis refuses a script's first write that may grow memory
+// while it is over maxmemory, so a full Redis (noeviction) fails the calls
+// that would be admitted, and still refuses those a limit refuses. Had a
+// trim come first, Redis would let the ZADD through past maxmemory. The
+// set is trimmed after, to the events the longest window and the largest
+// N still count.
+//
+// The TTL is relative, the longest window from the newest event and a
+// minute's grace, so that it does not depend on the application's and
+// Redis's clocks agreeing, and a caller whose now was taken a little
+// before the newest event's still finds the events its window holds.
+// Numbers are written with %.0f because Lua's own conversion of large
+// numbers may use an exponent.
 var reserveScript = redis.NewScript(`
 local now = tonumber(ARGV[1])
 local longest, most = tonumber(ARGV[3]), tonumber(ARGV[4])
@@ -74,40 +104,49 @@ local at = now
 if newest[2] and tonumber(newest[2]) > at then
 	at = tonumber(newest[2])
 end
-redis.call('ZREMRANGEBYSCORE', KEYS[1], '-inf', string.format('%.0f', at - longest))
-redis.call('ZREMRANGEBYRANK', KEYS[1], 0, -most - 1)
-local count = redis.call('ZCARD', KEYS[1])
 local wait = 0
 for i = 5, #ARGV, 2 do
 	local n, window = tonumber(ARGV[i]), tonumber(ARGV[i + 1])
-	if count >= n then
-		local nth = redis.call('ZRANGE', KEYS[1], count - n, count - n, 'WITHSCORES')
+	local nth = redis.call('ZRANGE', KEYS[1], -n, -n, 'WITHSCORES')
+	if nth[2] then
 		local leaves = tonumber(nth[2]) + window
 		if leaves - at > wait then
 			wait = leaves - at
 		end
 	end
 end
+if wait == 0 then
+	redis.call('ZADD', KEYS[1], string.format('%.0f', at), ARGV[2])
+end
+redis.call('ZREMRANGEBYSCORE', KEYS[1], '-inf', string.format('%.0f', at - longest))
+redis.call('ZREMRANGEBYRANK', KEYS[1], 0, -most - 1)
 if wait > 0 then
 	return {0, wait + at - now}
 end
-redis.call('ZADD', KEYS[1], string.format('%.0f', at), ARGV[2])
 redis.call('PEXPIRE', KEYS[1], string.format('%.0f', longest + 60000))
 return {1, 0}
 `)
 
-// Reserve implements store.Limiter with one Lua script. Reservation ids
-// are 32 random hex digits.
+// Reserve implements store.Limiter with one Lua script, followed by WAIT
+// when Options.Replicas is set: an event that too few replicas
+// acknowledged fails with ErrReplication (it stays recorded on the
+// primary, which only counts against the key). A refusal is answered as
+// such whatever the replicas did. Reservation ids are 32 random hex
+// digits.
 func (l *Limiter) Reserve(ctx context.Context, key string, limits []store.Limit, now time.Time) (string, error) {
 	args, err := limitArgs(limits)
 	if err != nil {
 		return "", err
 	}
+	if err := l.policy.admit(ctx); err != nil {
+		return "", fmt.Errorf("redisstore: reserve: %w", err)
+	}
 	var idBytes [16]byte
 	rand.Read(idBytes[:])
 	id := hex.EncodeToString(idBytes[:])
 	args[0], args[1] = millis(now), id
-	res, err := reserveScript.Run(ctx, l.rdb, []string{l.key(key)}, args...).Int64Slice()
+	cmd, replicated := l.run.run(ctx, reserveScript, l.key(key), args...)
+	res, err := cmd.Int64Slice()
 	if err != nil {
 		return "", fmt.Errorf("redisstore: reserve: %w", err)
 	}
@@ -117,12 +156,20 @@ func (l *Limiter) Reserve(ctx context.Context, key string, limits []store.Limit,
 	if res[0] != 1 {
 		return "", &store.RateLimitError{RetryAfter: max(time.Duration(res[1])*time.Millisecond, time.Millisecond)}
 	}
+	if replicated != nil {
+		return "", fmt.Errorf("redisstore: reserve: %w", replicated)
+	}
 	return id, nil
 }
 
 // Cancel implements store.Limiter with one ZREM. The key's TTL stays: it
-// may outlive its events a little, which costs nothing.
+// may outlive its events a little, which costs nothing. It waits for no
+// replica: a cancel lost in a failover leaves an event counted, the safe
+// side.
 func (l *Limiter) Cancel(ctx context.Context, key, id string) error {
+	if err := l.policy.admit(ctx); err != nil {
+		return fmt.Errorf("redisstore: cancel: %w", err)
+	}
 	if err := l.rdb.ZRem(ctx, l.key(key), id).Err(); err != nil {
 		return fmt.Errorf("redisstore: cancel: %w", err)
 	}
