@@ -3,7 +3,6 @@ package sqlstore
 import (
 	"context"
 	"database/sql"
-	"database/sql/driver"
 	"embed"
 	"errors"
 	"fmt"
@@ -85,56 +84,24 @@ func Migrate(ctx context.Context, db *sql.DB, d Dialect) error {
 }
 
 func migratePostgres(ctx context.Context, db *sql.DB, ms []migration) error {
-	tx, err := db.BeginTx(ctx, nil)
-	if err != nil {
-		return err
-	}
-	defer tx.Rollback() // a no-op after Commit
-	if _, err := tx.ExecContext(ctx, `SELECT pg_advisory_xact_lock($1)`, pgLockKey); err != nil {
-		return err
-	}
-	exists := `SELECT to_regclass('selfservice_schema_version') IS NOT NULL`
-	if err := apply(ctx, tx, exists, ms); err != nil {
-		return err
-	}
-	return tx.Commit()
+	return Postgres.inTx(ctx, db, func(q execQuerier) error {
+		if _, err := q.ExecContext(ctx, `SELECT pg_advisory_xact_lock($1)`, pgLockKey); err != nil {
+			return err
+		}
+		exists := `SELECT to_regclass('selfservice_schema_version') IS NOT NULL`
+		return apply(ctx, q, exists, ms)
+	})
 }
 
-func migrateSQLite(ctx context.Context, db *sql.DB, ms []migration) (err error) {
-	conn, err := db.Conn(ctx)
-	if err != nil {
-		return err
-	}
-	defer conn.Close()
-	// database/sql begins SQLite transactions DEFERRED; two of those that
-	// both read the schema and then write fail with SQLITE_BUSY at once,
-	// without waiting. IMMEDIATE takes the write lock first.
-	if _, err := conn.ExecContext(ctx, `BEGIN IMMEDIATE`); err != nil {
-		return err
-	}
-	defer func() {
-		if err == nil {
-			return
-		}
-		if _, rbErr := conn.ExecContext(context.WithoutCancel(ctx), `ROLLBACK`); rbErr != nil {
-			// A connection still inside the transaction must not go back
-			// to the pool.
-			_ = conn.Raw(func(any) error { return driver.ErrBadConn })
-		}
-	}()
-	exists := `SELECT EXISTS (SELECT 1 FROM sqlite_master
-		WHERE type = 'table' AND name = 'selfservice_schema_version')`
-	if err := apply(ctx, conn, exists, ms); err != nil {
-		return err
-	}
-	_, err = conn.ExecContext(ctx, `COMMIT`)
-	return err
-}
-
-// execQuerier is what apply needs of a *sql.Tx or a *sql.Conn.
-type execQuerier interface {
-	ExecContext(ctx context.Context, query string, args ...any) (sql.Result, error)
-	QueryRowContext(ctx context.Context, query string, args ...any) *sql.Row
+// migrateSQLite applies ms in a BEGIN IMMEDIATE transaction (see inTx): two
+// deferred ones that both read the schema and then write would fail with
+// SQLITE_BUSY at once, without waiting.
+func migrateSQLite(ctx context.Context, db *sql.DB, ms []migration) error {
+	return SQLite.inTx(ctx, db, func(q execQuerier) error {
+		exists := `SELECT EXISTS (SELECT 1 FROM sqlite_master
+			WHERE type = 'table' AND name = 'selfservice_schema_version')`
+		return apply(ctx, q, exists, ms)
+	})
 }
 
 // apply runs the files of ms newer than the recorded version; exists is the

@@ -1,7 +1,9 @@
 package sqlstore
 
 import (
+	"context"
 	"database/sql"
+	"database/sql/driver"
 	"errors"
 	"fmt"
 	"strings"
@@ -43,10 +45,13 @@ const (
 	sqliteConstraintUnique = 2067 // SQLITE_CONSTRAINT_UNIQUE
 )
 
-// isUniqueViolation reports whether err is the engine refusing a write that
-// breaks a unique constraint. Anything else, a busy or locked database
-// included, is not, and surfaces as an internal error.
-func (d Dialect) isUniqueViolation(err error) bool {
+// IsUniqueViolation reports whether err is the engine refusing a write that
+// breaks a unique constraint, read from the error's code (SQLSTATE 23505,
+// SQLITE_CONSTRAINT_UNIQUE), never from its text. Anything else, a busy or
+// locked database included, is not. An application that implements
+// store.ChangeStore around its own users table with Changes uses it to turn
+// its UPDATE's refusal into store.ErrEmailExists.
+func (d Dialect) IsUniqueViolation(err error) bool {
 	switch d {
 	case Postgres:
 		var e interface{ SQLState() string }
@@ -76,4 +81,72 @@ func mustOpen(fn string, db *sql.DB, d Dialect) {
 	if !d.valid() {
 		panic(fmt.Sprintf("sqlstore: %s: unknown %v", fn, d))
 	}
+}
+
+// execQuerier is what the stores need of a *sql.DB, *sql.Tx or *sql.Conn.
+type execQuerier interface {
+	ExecContext(ctx context.Context, query string, args ...any) (sql.Result, error)
+	QueryContext(ctx context.Context, query string, args ...any) (*sql.Rows, error)
+	QueryRowContext(ctx context.Context, query string, args ...any) *sql.Row
+}
+
+// inTx runs f in one transaction on db and commits it when f returns nil;
+// otherwise, or if f panics, it rolls it back.
+//
+// On PostgreSQL it is an ordinary transaction (READ COMMITTED unless the
+// server says otherwise): f serialises with its rivals by the rows it locks.
+// On SQLite it is BEGIN IMMEDIATE on a connection of its own. database/sql
+// begins SQLite transactions DEFERRED (unless the DSN says _txlock), and a
+// deferred transaction that reads and then writes fails with SQLITE_BUSY at
+// once, without waiting, when another writer committed in between;
+// IMMEDIATE takes the write lock first and waits for it under the busy
+// timeout, so f runs alone among writers.
+func (d Dialect) inTx(ctx context.Context, db *sql.DB, f func(q execQuerier) error) error {
+	if d == SQLite {
+		return inImmediateTx(ctx, db, f)
+	}
+	tx, err := db.BeginTx(ctx, nil)
+	if err != nil {
+		return err
+	}
+	defer tx.Rollback() // a no-op after Commit
+	if err := f(tx); err != nil {
+		return err
+	}
+	return tx.Commit()
+}
+
+// inImmediateTx is inTx for SQLite. It drives the transaction with SQL
+// statements on a *sql.Conn because database/sql has no way to ask for
+// IMMEDIATE; a DSN with _txlock=immediate does not need it, and is not
+// hurt by it.
+func inImmediateTx(ctx context.Context, db *sql.DB, f func(q execQuerier) error) error {
+	conn, err := db.Conn(ctx)
+	if err != nil {
+		return err
+	}
+	defer conn.Close()
+	if _, err := conn.ExecContext(ctx, `BEGIN IMMEDIATE`); err != nil {
+		return err
+	}
+	committed := false
+	defer func() {
+		if committed {
+			return
+		}
+		// Rolled back even when ctx is done: the transaction is open.
+		if _, err := conn.ExecContext(context.WithoutCancel(ctx), `ROLLBACK`); err != nil {
+			// A connection still inside the transaction must not go back
+			// to the pool.
+			_ = conn.Raw(func(any) error { return driver.ErrBadConn })
+		}
+	}()
+	if err := f(conn); err != nil {
+		return err
+	}
+	if _, err := conn.ExecContext(ctx, `COMMIT`); err != nil {
+		return err
+	}
+	committed = true
+	return nil
 }

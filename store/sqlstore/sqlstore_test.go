@@ -62,8 +62,15 @@ func forEachEngine(t *testing.T, f func(t *testing.T, e engine)) {
 // pragmas the package doc asks for.
 func openSQLite(t *testing.T) *sql.DB {
 	t.Helper()
-	dsn := "file:" + filepath.Join(t.TempDir(), "test.db") +
-		"?_pragma=busy_timeout(5000)&_pragma=journal_mode(WAL)"
+	return openSQLiteFile(t, filepath.Join(t.TempDir(), "test.db"), "")
+}
+
+// openSQLiteFile opens a pool on the database file at path, with the
+// pragmas the package doc asks for and the DSN parameters params
+// ("&_txlock=immediate"), closed when t ends.
+func openSQLiteFile(t *testing.T, path, params string) *sql.DB {
+	t.Helper()
+	dsn := "file:" + path + "?_pragma=busy_timeout(5000)&_pragma=journal_mode(WAL)" + params
 	db, err := sql.Open("sqlite", dsn)
 	if err != nil {
 		t.Fatalf("open SQLite: %v", err)
@@ -132,6 +139,7 @@ func TestCreateUser(t *testing.T) {
 	}{
 		{"new user", store.User{ID: "u-bob", Email: "Bob@Example.com", CanonicalEmail: "bob@example.com"}, nil, store.User{}},
 		{"new user without an address", store.User{ID: "u-nomail"}, nil, store.User{}},
+		{"new user with a language", store.User{ID: "u-bob", Email: "bob@example.com", CanonicalEmail: "bob@example.com", Language: "zh-Hant"}, nil, store.User{}},
 		{"taken id", store.User{ID: alice.ID, Email: "other@example.com", CanonicalEmail: "other@example.com"}, store.ErrAlreadyExists, store.User{}},
 		{"taken id and address", alice, store.ErrAlreadyExists, store.User{}},
 		{"taken address", store.User{ID: "u-bob", Email: "ALICE@example.com", CanonicalEmail: alice.CanonicalEmail}, store.ErrEmailExists, store.User{}},
@@ -280,6 +288,8 @@ func TestConstructorsPanic(t *testing.T) {
 		{"NewUserStore(zero Dialect)", func() { sqlstore.NewUserStore(db, 0) }},
 		{"NewClientRegistry(nil db)", func() { sqlstore.NewClientRegistry(nil, sqlstore.Postgres) }},
 		{"NewClientRegistry(zero Dialect)", func() { sqlstore.NewClientRegistry(db, 0) }},
+		{"NewChanges(nil db)", func() { sqlstore.NewChanges(nil, sqlstore.Postgres) }},
+		{"NewChanges(zero Dialect)", func() { sqlstore.NewChanges(db, 0) }},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
