@@ -53,6 +53,7 @@ var defaultCourierTiming = courierTiming{
 type courier struct {
 	outbox  store.Outbox
 	mailer  Mailer
+	mail    *mailGuard // its circuit: an open one holds the notices back
 	keys    secretKeys
 	tel     *telemetry
 	logger  *slog.Logger
@@ -77,9 +78,9 @@ type courier struct {
 	gauges metric.Registration
 }
 
-func newCourier(cfg *Config, keys secretKeys, tel *telemetry, timing courierTiming) *courier {
+func newCourier(cfg *Config, keys secretKeys, mail *mailGuard, tel *telemetry, timing courierTiming) *courier {
 	c := &courier{
-		outbox: cfg.Users, mailer: cfg.Mailer, keys: keys, tel: tel,
+		outbox: cfg.Users, mailer: cfg.Mailer, mail: mail, keys: keys, tel: tel,
 		logger: cfg.Logger, onEvent: cfg.OnEvent, now: cfg.Now,
 		timeout: cfg.NoticeTimeout, maxAge: cfg.NoticeMaxAge, workers: cfg.NoticeWorkers,
 		timing: timing,
@@ -89,7 +90,7 @@ func newCourier(cfg *Config, keys secretKeys, tel *telemetry, timing courierTimi
 	}
 	c.sends, c.cancelSends = context.WithCancel(context.Background())
 	var err error
-	if c.gauges, err = tel.observeOutbox(c.outbox); err != nil {
+	if c.gauges, err = tel.observeState(c.outbox, mail); err != nil {
 		otel.Handle(err)
 	}
 	return c
@@ -214,9 +215,15 @@ func (c *courier) deliver(n store.Notice) {
 		}
 		msg.RevertToken = token
 	}
-	send, cancelSend := context.WithTimeout(c.sends, c.timeout)
-	err := c.mailer.Send(send, msg)
-	cancelSend()
+	var err error
+	if c.mail.open() {
+		// Code mails keep failing: wait with the others rather than try.
+		err = errMailUnavailable
+	} else {
+		send, cancelSend := context.WithTimeout(c.sends, c.timeout)
+		err = c.mailer.Send(send, msg)
+		cancelSend()
+	}
 	if err == nil {
 		if err := c.outbox.DeleteNotice(store, n.ID); err != nil {
 			c.logger.Warn("selfservice: a delivered notice could not be deleted; it will be mailed again", "user", n.UserID, "error", err)

@@ -107,6 +107,20 @@ type Config struct {
 	// a user is answered IDAAS.SDK.PARAM.0015.
 	Verifier middleware.TokenVerifier
 	Mailer   Mailer
+	// MailTimeout bounds how long send-code waits for the Mailer to take
+	// a code mail; past it the send answers IDAAS.SDK.CAPTCHA.0006.
+	// Default: 5s.
+	MailTimeout time.Duration
+	// MailConcurrency bounds the code mails in flight. A send that finds
+	// them all busy, or finds the mail circuit open, answers
+	// IDAAS.SDK.CAPTCHA.0006 at once and costs no budget: a hung mail
+	// server holds at most this many requests. Default: 16.
+	MailConcurrency int
+	// MailCoolDown is how long the mail circuit stays open once 5 code
+	// mails in a row have failed; then one mail probes the server, and
+	// its success closes the circuit. While it is open the courier holds
+	// notices back too. Default: 10s.
+	MailCoolDown time.Duration
 	// Captcha checks send requests; AllowAllCaptcha for development.
 	Captcha CaptchaVerifier
 
@@ -198,6 +212,7 @@ type Config struct {
 // Service serves the two endpoints. It is safe for concurrent use.
 type Service struct {
 	cfg     Config
+	mail    *mailGuard
 	codes   *codeHasher
 	keys    secretKeys // of CodeSecret, then PreviousCodeSecrets
 	courier *courier
@@ -250,6 +265,15 @@ func newService(cfg Config, timing courierTiming) (*Service, error) {
 	if cfg.NoticeWorkers == 0 {
 		cfg.NoticeWorkers = 4
 	}
+	if cfg.MailTimeout == 0 {
+		cfg.MailTimeout = 5 * time.Second
+	}
+	if cfg.MailConcurrency == 0 {
+		cfg.MailConcurrency = 16
+	}
+	if cfg.MailCoolDown == 0 {
+		cfg.MailCoolDown = 10 * time.Second
+	}
 	if cfg.NoticeMaxAge == 0 {
 		cfg.NoticeMaxAge = 72 * time.Hour
 	}
@@ -260,7 +284,8 @@ func newService(cfg Config, timing courierTiming) (*Service, error) {
 		cfg.RevertCoolOff = 24 * time.Hour
 	}
 	if cfg.CodeTTL < 0 || cfg.MaxTries < 0 || cfg.MaxBodyBytes < 0 || cfg.MaxAuthAge < 0 || cfg.NoticeTimeout < 0 ||
-		cfg.NoticeWorkers < 0 || cfg.NoticeMaxAge < 0 || cfg.RevertTTL < 0 || cfg.RevertCoolOff < 0 {
+		cfg.NoticeWorkers < 0 || cfg.NoticeMaxAge < 0 || cfg.RevertTTL < 0 || cfg.RevertCoolOff < 0 ||
+		cfg.MailTimeout < 0 || cfg.MailConcurrency < 0 || cfg.MailCoolDown < 0 {
 		return nil, fmt.Errorf("%w: negative limit", ErrConfig)
 	}
 	if cfg.RevertCoolOff <= cfg.CodeTTL {
@@ -284,7 +309,7 @@ func newService(cfg Config, timing courierTiming) (*Service, error) {
 	tel := newTelemetry(cfg.MeterProvider, cfg.TracerProvider)
 	tel.instrument(&cfg)
 	cfg.Clients = newClientCache(cfg.Clients, cfg.ClientCacheTTL, cfg.Now)
-	s := &Service{cfg: cfg, codes: newCodeHasher(cfg.CodeSecret), keys: keys, tel: tel}
+	s := &Service{cfg: cfg, mail: newMailGuard(&cfg), codes: newCodeHasher(cfg.CodeSecret), keys: keys, tel: tel}
 	chain := middleware.ChainOptions{
 		Bundle: cfg.Bundle, Methods: []string{http.MethodPost}, Clients: cfg.Clients, Logger: cfg.Logger,
 	}
@@ -297,7 +322,7 @@ func newService(cfg Config, timing courierTiming) (*Service, error) {
 
 	// The courier runs until Shutdown, or until the Service is collected:
 	// it holds nothing of the Service.
-	s.courier = newCourier(&cfg, keys, tel, timing)
+	s.courier = newCourier(&cfg, keys, s.mail, tel, timing)
 	go s.courier.run()
 	runtime.AddCleanup(s, func(c *courier) { c.stop() }, s.courier)
 	return s, nil

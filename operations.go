@@ -170,6 +170,13 @@ func (s *Service) sendCode(ctx context.Context, c caller, req SendCodeRequest) e
 		}
 		return i18n.Wrap(i18n.CodeInternal, err)
 	}
+	// A mailer known to be down, or busy with as many code mails as it may
+	// hold, refuses at once, before any budget is charged.
+	release, err := s.mail.acquire()
+	if err != nil {
+		return i18n.Wrap(i18n.CodeSendFailed, err)
+	}
+	defer release()
 	// The client's budget first: a machine that mails many addresses is
 	// stopped whatever the addresses. A refused send costs no budget.
 	taken, err := s.reserve(ctx, c, "",
@@ -189,7 +196,11 @@ func (s *Service) sendCode(ctx context.Context, c caller, req SendCodeRequest) e
 		return i18n.Wrap(i18n.CodeInternal, err)
 	}
 	msg := Message{Kind: MailCode, Purpose: req.Type, To: email, Code: code, ExpiresIn: s.cfg.CodeTTL, Language: c.language}
-	if err := s.cfg.Mailer.Send(ctx, msg); err != nil {
+	if err := s.mail.send(ctx, msg); err != nil {
+		if errors.Is(err, errMailUnavailable) {
+			// Refused before the mailer saw it: nothing left, nothing spent.
+			s.cancel(ctx, taken)
+		}
 		// The mail may have left or not: either way the code must not
 		// stay usable, since it may now sit in a log or a bounce.
 		dead := make([]byte, sha256.Size)

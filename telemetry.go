@@ -605,10 +605,11 @@ func (t *telemetry) instrument(cfg *Config) {
 	cfg.Captcha = &instrumentedCaptcha{cfg.Captcha, t}
 }
 
-// observeOutbox registers gauges of the outbox's backlog, read from the
-// store at each collection: how many notices wait and how old the oldest
-// is. Unregister them when the courier stops.
-func (t *telemetry) observeOutbox(outbox store.Outbox) (metric.Registration, error) {
+// observeState registers gauges read at each collection: the outbox's
+// backlog, from the store (how many notices wait and how old the oldest
+// is), and the state of the mail circuit. Unregister them when the courier
+// stops.
+func (t *telemetry) observeState(outbox store.Outbox, mail *mailGuard) (metric.Registration, error) {
 	if t.off {
 		return nil, nil
 	}
@@ -616,10 +617,13 @@ func (t *telemetry) observeOutbox(outbox store.Outbox) (metric.Registration, err
 		metric.WithDescription("Notices to old addresses recorded and not yet delivered."), metric.WithUnit("{notice}"))
 	age, err2 := t.meter.Float64ObservableGauge("selfservice.notice.oldest_age",
 		metric.WithDescription("Age of the oldest notice not yet delivered; 0 when none waits."), metric.WithUnit("s"))
-	if err := errors.Join(err1, err2); err != nil {
+	circuit, err3 := t.meter.Int64ObservableGauge("selfservice.mail.circuit",
+		metric.WithDescription("State of the mail circuit breaker: 0 closed, 1 half-open, 2 open."))
+	if err := errors.Join(err1, err2, err3); err != nil {
 		return nil, err
 	}
 	return t.meter.RegisterCallback(func(ctx context.Context, o metric.Observer) error {
+		o.ObserveInt64(circuit, mail.state())
 		n, oldest, err := outbox.NoticeBacklog(ctx)
 		if err != nil {
 			return err
@@ -631,7 +635,7 @@ func (t *telemetry) observeOutbox(outbox store.Outbox) (metric.Registration, err
 			o.ObserveFloat64(age, 0)
 		}
 		return nil
-	}, backlog, age)
+	}, backlog, age, circuit)
 }
 
 // Counters of outcomes, recorded where the audit events are emitted.
