@@ -186,7 +186,12 @@ func (c *courier) leaseDue(max int) []store.Notice {
 // gives it up. Store calls use a context of their own: a notice mailed while
 // Shutdown runs out of time must still be marked.
 func (c *courier) deliver(n store.Notice) {
-	store, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	// Each store call gets its own deadline: a send may have used up a
+	// minute before the notice is marked.
+	storeCtx := func() (context.Context, context.CancelFunc) {
+		return context.WithTimeout(context.Background(), 10*time.Second)
+	}
+	store, cancel := storeCtx()
 	defer cancel()
 	age := c.now().Sub(n.ChangedAt)
 	if age > c.maxAge {
@@ -224,6 +229,9 @@ func (c *courier) deliver(n store.Notice) {
 		err = c.mailer.Send(send, msg)
 		cancelSend()
 	}
+	cancel()
+	store, cancel = storeCtx()
+	defer cancel()
 	if err == nil {
 		if err := c.outbox.DeleteNotice(store, n.ID); err != nil {
 			c.logger.Warn("selfservice: a delivered notice could not be deleted; it will be mailed again", "user", n.UserID, "error", err)

@@ -216,6 +216,64 @@ func ExampleService_UpdateEmail() {
 	// right code: <nil>
 }
 
+// The notice to the old address carries a token that undoes the change;
+// the application ends the user's sessions when it is used, since whoever
+// made the change probably holds one.
+func ExampleService_RevertEmail() {
+	users := memstore.NewUserStore(store.User{ID: "u-1001", Email: "owner@example.com"})
+	mail := &lastMail{}
+	svc, err := selfservice.New(selfservice.Config{
+		Users:      users,
+		Codes:      memstore.NewCodeStore(),
+		Limiter:    memstore.NewLimiter(),
+		Clients:    memstore.NewClientRegistry(store.Client{ID: "my-app"}),
+		Mailer:     mail,
+		Captcha:    selfservice.AllowAllCaptcha{},
+		CodeSecret: make([]byte, selfservice.MinCodeSecretLen),
+		OnEvent: func(ctx context.Context, e selfservice.Event) {
+			if e.Kind == selfservice.EventEmailReverted {
+				yourSessions.EndAll(ctx, e.UserID) // the change was probably not the owner's
+			}
+		},
+	})
+	if err != nil {
+		log.Fatal(err)
+	}
+	defer svc.Shutdown(context.Background())
+	ctx := context.Background()
+	caller := selfservice.Caller{
+		ClientID: "my-app",
+		Device:   middleware.Device{OSVersion: "ios17", Fingerprint: "fp-1", Agent: "app/1.0"},
+	}
+	thief := middleware.Identity{Subject: "u-1001"} // a stolen session
+	_ = svc.SendCode(ctx, selfservice.SendCodeRequest{Caller: caller, Email: "thief@example.net", Type: selfservice.PurposeUpdateEmail, CaptchaToken: "t"})
+	err = svc.UpdateEmail(ctx, selfservice.UpdateEmailRequest{Caller: caller, Identity: thief, Email: "thief@example.net", VerifyCode: mail.code()})
+	fmt.Println("takeover:", err)
+
+	// The owner follows the link of the notice mailed to owner@example.com.
+	notice := mail.notice()
+	fmt.Println("notice to:", notice.To)
+	err = svc.RevertEmail(ctx, selfservice.RevertEmailRequest{Caller: caller, RevertToken: notice.RevertToken})
+	fmt.Println("undo:", err)
+	u, _ := users.User(ctx, "u-1001")
+	fmt.Println("address:", u.Email)
+	// Output:
+	// takeover: <nil>
+	// notice to: owner@example.com
+	// ended the sessions of u-1001
+	// undo: <nil>
+	// address: owner@example.com
+}
+
+// yourSessions stands for the application's session store.
+var yourSessions sessionStore
+
+type sessionStore struct{}
+
+func (sessionStore) EndAll(_ context.Context, userID string) {
+	fmt.Println("ended the sessions of", userID)
+}
+
 // A framework that routes by itself serves each endpoint's handler, which
 // carries the middleware chain; routing every method to it keeps the
 // package's own 405.
@@ -226,19 +284,39 @@ func ExampleService_UpdateEmailHandler() {
 	mux.Handle("/identity/send-code", svc.SendCodeHandler())
 }
 
-// lastMail keeps the last code mailed.
+// lastMail keeps the last code and the last notice mailed.
 type lastMail struct {
-	mu   sync.Mutex
-	last string
+	mu      sync.Mutex
+	last    string
+	notices chan selfservice.Message
 }
 
 func (m *lastMail) Send(_ context.Context, msg selfservice.Message) error {
 	m.mu.Lock()
 	defer m.mu.Unlock()
-	if msg.Kind == selfservice.MailCode {
+	switch msg.Kind {
+	case selfservice.MailCode:
 		m.last = msg.Code
+	case selfservice.MailEmailChanged:
+		if m.notices == nil {
+			m.notices = make(chan selfservice.Message, 16)
+		}
+		m.notices <- msg
 	}
 	return nil
+}
+
+// notice waits for the courier's next notice.
+func (m *lastMail) notice() selfservice.Message {
+	for {
+		m.mu.Lock()
+		ch := m.notices
+		m.mu.Unlock()
+		if ch != nil {
+			return <-ch
+		}
+		time.Sleep(time.Millisecond)
+	}
 }
 
 func (m *lastMail) code() string {

@@ -43,7 +43,9 @@ type pageText struct {
 	UserHeading, UserID, CurrentEmail   string
 	Step1, NewEmail, SendCode, MailHint string
 	Step2, Code, CodeHint, Change       string
+	Step3, UndoToken, UndoHint, Undo    string
 	Sending, Sent, Changing, Changed    string // {email} is replaced
+	Undoing, Undone                     string // {email} is replaced
 	Network, Unexpected                 string // {status} is replaced
 	OtherXL, OtherHTMLLang, OtherName   string // the link to the other language
 }
@@ -70,6 +72,12 @@ var pageTexts = map[string]pageText{
 		Sent:          "A code was sent to {email}. Look for it on the example's standard output.",
 		Changing:      "Changing your email…",
 		Changed:       "Done: your email is now {email}.",
+		Step3:         "3. Undo a change",
+		UndoToken:     "Undo token",
+		UndoHint:      `After a change, the old address is sent a notice with a link that undoes it; the development mailer prints the notice on the standard output, as a JSON line with "revert_token". Opening the link fills this in.`,
+		Undo:          "Undo the change",
+		Undoing:       "Undoing the change…",
+		Undone:        "Undone: your email is {email} again. Changes are paused for a day.",
 		Network:       "The server could not be reached.",
 		Unexpected:    "Unexpected answer from the server ({status}).",
 		OtherXL:       "zh",
@@ -96,6 +104,12 @@ var pageTexts = map[string]pageText{
 		Sent:          "验证码已发送至 {email}，请在示例程序的标准输出中查看。",
 		Changing:      "正在修改邮箱…",
 		Changed:       "修改成功：你的邮箱现在是 {email}。",
+		Step3:         "3. 撤销修改",
+		UndoToken:     "撤销令牌",
+		UndoHint:      `修改后，旧邮箱会收到一封带撤销链接的通知；开发用的邮件程序把通知以一行 JSON（含 "revert_token" 字段）打印在标准输出上。打开该链接会自动填入此处。`,
+		Undo:          "撤销修改",
+		Undoing:       "正在撤销修改…",
+		Undone:        "已撤销：你的邮箱已恢复为 {email}。一天内不能再修改邮箱。",
 		Network:       "无法连接服务器。",
 		Unexpected:    "服务器返回了意外的应答（{status}）。",
 		OtherXL:       "en",
@@ -138,9 +152,9 @@ func (d demoPage) servePage(w http.ResponseWriter, r *http.Request) {
 	xl := pageLanguage(r)
 	var buf bytes.Buffer
 	err := pageTemplate.Execute(&buf, struct {
-		T                                       pageText
-		XL, Client, Token, SendPath, UpdatePath string
-	}{pageTexts[xl], xl, d.ClientID, d.Token, selfservice.SendCodePath, selfservice.UpdateEmailPath})
+		T                                                   pageText
+		XL, Client, Token, SendPath, UpdatePath, RevertPath string
+	}{pageTexts[xl], xl, d.ClientID, d.Token, selfservice.SendCodePath, selfservice.UpdateEmailPath, selfservice.RevertEmailPath})
 	if err != nil {
 		d.Logger.Error("demo page", "error", err)
 		http.Error(w, "demo page failed", http.StatusInternalServerError)

@@ -278,8 +278,8 @@ func TestDemoPageAccessible(t *testing.T) {
 				}
 			}
 		}
-		if forms != 2 {
-			t.Errorf("%s: %d forms, want the send form and the change form", lang, forms)
+		if forms != 3 {
+			t.Errorf("%s: %d forms, want the send, change and undo forms", lang, forms)
 		}
 		status := byID(nodes, "status")
 		if status == nil {
@@ -308,6 +308,7 @@ func TestDemoPageSettings(t *testing.T) {
 		"data-token":       demoToken,
 		"data-send-path":   selfservice.SendCodePath,
 		"data-update-path": selfservice.UpdateEmailPath,
+		"data-revert-path": selfservice.RevertEmailPath,
 	} {
 		if got, _ := attr(main, key); got != want {
 			t.Errorf("%s = %q, want %q", key, got, want)

@@ -47,6 +47,7 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
+	"net/netip"
 	"os"
 	"os/signal"
 	"syscall"
@@ -149,16 +150,17 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	if err != nil {
 		return err
 	}
-	mailer, err := newMailer(f.mail, stdout)
-	if err != nil {
-		return err
-	}
-
 	ln, err := net.Listen("tcp", f.addr)
 	if err != nil {
 		return err
 	}
 	base := "http://" + ln.Addr().String()
+	// The demo page undoes a change from the link of its notice.
+	mailer, err := newMailer(f.mail, stdout, undoPage(ln.Addr()))
+	if err != nil {
+		ln.Close()
+		return err
+	}
 	mux := http.NewServeMux()
 	srv := &http.Server{
 		Handler:           mux,
@@ -214,7 +216,8 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	if f.loadTest {
 		logger.Warn("-load-test: every budget is loosened to 1,000,000 a second; never run this in production")
 		loose := []store.Limit{{N: 1_000_000, Window: time.Second}}
-		budgets = selfservice.Budgets{SendsPerEmail: loose, SendsPerIP: loose, WrongCodesPerUser: loose, WrongCodesPerIP: loose}
+		budgets = selfservice.Budgets{SendsPerEmail: loose, SendsPerIP: loose, WrongCodesPerUser: loose, WrongCodesPerIP: loose,
+			ChangesPerUser: loose, RevertsPerIP: loose}
 	}
 	svc, err := selfservice.New(selfservice.Config{
 		Users:      st.users,
@@ -288,8 +291,9 @@ func prometheusMetrics() (*sdkmetric.MeterProvider, http.Handler, error) {
 }
 
 // newMailer returns the mailer -mail names: the development LogMailer on
-// stdout, or SMTP delivery through package mail.
-func newMailer(flag string, stdout io.Writer) (selfservice.Mailer, error) {
+// stdout, or SMTP delivery through package mail, whose notices link to
+// revertURL unless the URL names another undo page (?revert_url=).
+func newMailer(flag string, stdout io.Writer, revertURL string) (selfservice.Mailer, error) {
 	if flag == "" || flag == "log" {
 		return selfservice.NewLogMailer(stdout), nil
 	}
@@ -297,7 +301,22 @@ func newMailer(flag string, stdout io.Writer) (selfservice.Mailer, error) {
 	if err != nil {
 		return nil, fmt.Errorf("-mail: %w", err)
 	}
+	if opts.RevertURL == "" {
+		opts.RevertURL = revertURL
+	}
 	return mail.New(opts)
+}
+
+// undoPage is the demo page's URL for the notices' undo links: on this
+// machine, since the example listens for development, by name when it
+// listens on every address.
+func undoPage(addr net.Addr) string {
+	ap, err := netip.ParseAddrPort(addr.String())
+	if err != nil || ap.Addr().IsUnspecified() {
+		_, port, _ := net.SplitHostPort(addr.String())
+		return "http://localhost:" + port + "/"
+	}
+	return "http://" + ap.String() + "/"
 }
 
 // codeSecret returns the key codes are hashed under: SELFSERVICE_CODE_SECRET
@@ -330,10 +349,17 @@ Ready. A demo id_token (valid 24h) for the seeded user:
 
   curl -i -X POST %s%s %s -H "Authorization: Bearer $TOKEN" -d '{"email":"new.address@example.com","verify_code":"123456"}'
 
-Errors come back as {"error_code","error_msg"}; try -H 'X-L: zh' for Chinese.
+   The old address is then sent a notice (a JSON line with "kind":"email_changed" and a "revert_token").
+
+3. Undo the change with that token, as the owner of the old address would (replace TOKEN):
+
+  curl -i -X POST %s%s %s -d '{"revert_token":"TOKEN"}'
+
+Errors come back as {"error_code","error_msg"}; replace X-L: en by X-L: zh for Chinese.
 
 Or open %s/ in a browser: a demo page runs the same flow as the demo user, in English or 中文 (?lang=zh).
 The API's OpenAPI document is at %s/openapi.yaml.
 
-`, token, base, selfservice.SendCodePath, headers, base, selfservice.UpdateEmailPath, headers, base, base)
+`, token, base, selfservice.SendCodePath, headers, base, selfservice.UpdateEmailPath, headers,
+		base, selfservice.RevertEmailPath, headers, base, base)
 }

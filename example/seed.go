@@ -12,7 +12,8 @@ import (
 )
 
 // seedData is the -seed file: {"clients":[{"client_id":"..."}],
-// "users":[{"id":"...","email":"..."}]}. A user's id is its tokens' sub.
+// "users":[{"id":"...","email":"...","language":"zh"}]}. A user's id is its
+// tokens' sub.
 type seedData struct {
 	Clients []struct {
 		ClientID string `json:"client_id"`
@@ -21,6 +22,9 @@ type seedData struct {
 	Users []struct {
 		ID    string `json:"id"`
 		Email string `json:"email"`
+		// Language (BCP 47) is the language of the user's notices; empty:
+		// every language.
+		Language string `json:"language,omitempty"`
 	} `json:"users"`
 }
 
@@ -74,7 +78,7 @@ func (s seedData) apply(ctx context.Context, users userCreator, clients clientCr
 		if u.ID == "" {
 			return errors.New("seed: a user has no id")
 		}
-		nu := store.User{ID: u.ID}
+		nu := store.User{ID: u.ID, Language: u.Language}
 		if u.Email != "" {
 			email, canonical, err := selfservice.CanonicalEmail(u.Email)
 			if err != nil {

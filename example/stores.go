@@ -24,7 +24,7 @@ import (
 // stores is what the example runs on, chosen by -store and -codes.
 type stores struct {
 	users interface {
-		store.UserStore
+		store.ChangeStore
 		userCreator
 	}
 	clients interface {

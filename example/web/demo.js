@@ -11,6 +11,8 @@
   const changeForm = document.getElementById("change-form");
   const emailInput = document.getElementById("email");
   const codeInput = document.getElementById("code");
+  const revertForm = document.getElementById("revert-form");
+  const revertInput = document.getElementById("revert-token");
   const userID = document.getElementById("user-id");
   const userEmail = document.getElementById("user-email");
 
@@ -134,6 +136,35 @@
     }
     busy(changeForm, false);
   });
+
+  revertForm.addEventListener("submit", async (ev) => {
+    ev.preventDefault();
+    busy(revertForm, true);
+    say(cfg.msgUndoing, "busy");
+    const r = await post(cfg.revertPath, { revert_token: revertInput.value.trim() }, false);
+    if (!r.ok) {
+      busy(revertForm, false);
+      sayError(r);
+      return;
+    }
+    try {
+      const u = await loadUser();
+      revertInput.value = "";
+      say(cfg.msgUndone.replace("{email}", u.email), "reverted");
+    } catch (e) {
+      say(cfg.msgUnexpected.replace("{status}", e.message), "error");
+    }
+    busy(revertForm, false);
+  });
+
+  // The undo link of a notice carries its token in the fragment, which no
+  // server sees: take it, and drop it from the address bar and history.
+  const fragment = new URLSearchParams(location.hash.slice(1));
+  if (fragment.has("revert_token")) {
+    revertInput.value = fragment.get("revert_token");
+    history.replaceState(null, "", location.pathname + location.search);
+    revertInput.focus();
+  }
 
   loadUser().catch((e) => say(cfg.msgUnexpected.replace("{status}", e.message), "error"));
 })();

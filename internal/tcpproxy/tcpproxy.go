@@ -17,6 +17,7 @@ type Proxy struct {
 
 	mu    sync.Mutex
 	cut   bool
+	hang  bool
 	conns map[net.Conn]struct{}
 	wg    sync.WaitGroup
 }
@@ -49,11 +50,28 @@ func (p *Proxy) Cut() {
 	}
 }
 
-// Restore forwards new connections again.
+// Hang closes every open connection and, until Restore, accepts new ones
+// and never answers on them: to the client the service hangs.
+func (p *Proxy) Hang() {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	p.hang = true
+	for c := range p.conns {
+		c.Close()
+	}
+}
+
+// Restore forwards new connections again; the connections held by Hang are
+// closed.
 func (p *Proxy) Restore() {
 	p.mu.Lock()
 	defer p.mu.Unlock()
-	p.cut = false
+	if p.hang {
+		for c := range p.conns {
+			c.Close()
+		}
+	}
+	p.cut, p.hang = false, false
 }
 
 func (p *Proxy) accept() {
@@ -70,7 +88,11 @@ func (p *Proxy) accept() {
 			continue
 		}
 		p.conns[c] = struct{}{}
+		hang := p.hang
 		p.mu.Unlock()
+		if hang {
+			continue // held open, unanswered, until Restore or Cut
+		}
 		p.wg.Add(1)
 		go p.forward(c)
 	}
