@@ -115,6 +115,27 @@ func (s started) mailedCode(t *testing.T, to string) string {
 	return ""
 }
 
+// revertToken waits for the notice printed for the old address to and
+// returns its undo token.
+func (s started) revertToken(t *testing.T, to string) string {
+	t.Helper()
+	deadline := time.Now().Add(10 * time.Second)
+	for time.Now().Before(deadline) {
+		for _, line := range strings.Split(strings.TrimSpace(s.stdout.String()), "\n") {
+			var m struct {
+				To, Kind    string
+				RevertToken string `json:"revert_token"`
+			}
+			if json.Unmarshal([]byte(line), &m) == nil && m.To == to && m.Kind == "email_changed" && m.RevertToken != "" {
+				return m.RevertToken
+			}
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	t.Fatalf("no notice to %s in:\n%s", to, s.stdout.String())
+	return ""
+}
+
 // TestWalkthrough does what the printed curl commands do.
 func TestWalkthrough(t *testing.T) {
 	s := start(t)
@@ -131,6 +152,15 @@ func TestWalkthrough(t *testing.T) {
 	}
 	if st, body := s.post(t, "/api/v2/sdk/profile/update-email", "", `{}`); st != 400 || !strings.Contains(body, "IDAAS.SDK.PARAM.0015") {
 		t.Fatalf("no token: %d %s", st, body)
+	}
+	// The old address is sent the notice, whose token undoes the change,
+	// once.
+	undo := s.revertToken(t, "15201657312@163.com")
+	if st, body := s.post(t, "/api/v2/sdk/profile/revert-email", "", `{"revert_token":"`+undo+`"}`); st != 200 {
+		t.Fatalf("undo: %d %s", st, body)
+	}
+	if st, body := s.post(t, "/api/v2/sdk/profile/revert-email", "", `{"revert_token":"`+undo+`"}`); st != 400 || !strings.Contains(body, "IDAAS.SDK.REVERT.9302") {
+		t.Fatalf("undo again: %d %s", st, body)
 	}
 	resp, err := http.Get(s.base + "/readyz")
 	if err != nil || resp.StatusCode != 200 {
@@ -271,6 +301,79 @@ func TestSMTPMail(t *testing.T) {
 	if st, body := s.post(t, "/api/v2/sdk/profile/update-email", s.token, `{"email":"`+to+`","verify_code":"`+code+`"}`); st != 200 {
 		t.Fatalf("update: %d %s", st, body)
 	}
+
+	// Two more changes; the notice to each old address links to the demo
+	// page with its undo token in the fragment. The first undo goes back
+	// to the address it names and voids the later one; neither works twice.
+	second, third := "2nd-"+to, "3rd-"+to
+	for _, next := range []string{second, third} {
+		if st, body := s.post(t, "/api/v2/sdk/email/send", "", `{"email":"`+next+`","type":"UPDATE_EMAIL_EMS","captcha_token":"dev"}`); st != 200 {
+			t.Fatalf("send: %d %s", st, body)
+		}
+		if st, body := s.post(t, "/api/v2/sdk/profile/update-email", s.token, `{"email":"`+next+`","verify_code":"`+mailpitCode(t, api, next)+`"}`); st != 200 {
+			t.Fatalf("update: %d %s", st, body)
+		}
+	}
+	first, later := mailpitUndoToken(t, api, to, s.base), mailpitUndoToken(t, api, second, s.base)
+	undo := func(token string) (int, string) {
+		return s.post(t, "/api/v2/sdk/profile/revert-email", "", `{"revert_token":"`+token+`"}`)
+	}
+	if st, body := undo(first); st != 200 {
+		t.Fatalf("undo: %d %s", st, body)
+	}
+	for name, token := range map[string]string{"the same token": first, "the later change's token": later} {
+		if st, body := undo(token); st != 400 || !strings.Contains(body, "IDAAS.SDK.REVERT.9302") {
+			t.Errorf("undo with %s: %d %s", name, st, body)
+		}
+	}
+}
+
+// undoLink is the link of a notice, to the demo page with the token in the
+// fragment.
+var undoLink = regexp.MustCompile(`(http://[^\s"<>]+)/#revert_token=([A-Za-z0-9_%-]+)`)
+
+// mailpitUndoToken polls Mailpit for the notice sent to addr and returns
+// the undo token of its link, which must lead to base's demo page.
+func mailpitUndoToken(t *testing.T, api, addr, base string) string {
+	t.Helper()
+	deadline := time.Now().Add(10 * time.Second)
+	for time.Now().Before(deadline) {
+		resp, err := http.Get(api + "/api/v1/search?query=" + url.QueryEscape(`to:"`+addr+`"`))
+		if err == nil {
+			var found struct {
+				Messages []struct{ ID, Subject string } `json:"messages"`
+			}
+			_ = json.NewDecoder(resp.Body).Decode(&found)
+			resp.Body.Close()
+			for _, m := range found.Messages {
+				if !strings.Contains(m.Subject, "was changed") {
+					continue
+				}
+				resp, err := http.Get(api + "/api/v1/message/" + m.ID)
+				if err != nil {
+					continue
+				}
+				var msg struct{ Text string }
+				_ = json.NewDecoder(resp.Body).Decode(&msg)
+				resp.Body.Close()
+				link := undoLink.FindStringSubmatch(msg.Text)
+				if link == nil {
+					t.Fatalf("the notice to %s has no undo link:\n%s", addr, msg.Text)
+				}
+				if link[1] != base {
+					t.Errorf("the undo link leads to %s, want the demo page at %s", link[1], base)
+				}
+				token, err := url.QueryUnescape(link[2])
+				if err != nil {
+					t.Fatal(err)
+				}
+				return token
+			}
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	t.Fatalf("no notice reached %s", addr)
+	return ""
 }
 
 // mailpitCode polls Mailpit's API for the newest mail to addr and returns
