@@ -336,6 +336,13 @@ type Limiter interface {
 type Client struct {
 	ID   string
 	Name string
+	// Issuer and JWKSURL, when set, name the OpenID provider whose
+	// id_tokens this application's users sign in with and where it
+	// publishes its keys, for a deployment whose applications sign in
+	// through different issuers (see idtoken.Issuers). Empty: the
+	// Service's one Verifier. Both or neither.
+	Issuer  string
+	JWKSURL string
 }
 
 // ClientRegistry looks up registered applications by X-client-id.
