@@ -27,9 +27,13 @@ func NewClientRegistry(clients ...store.Client) *ClientRegistry {
 	return r
 }
 
-// CreateClient registers c, or returns store.ErrAlreadyExists if its id is
-// taken.
+// CreateClient registers c, whole (Issuer and JWKSURL too), or returns
+// store.ErrAlreadyExists if its id is taken, and an error if c has an
+// Issuer without a JWKSURL or the other way round.
 func (r *ClientRegistry) CreateClient(_ context.Context, c store.Client) error {
+	if (c.Issuer == "") != (c.JWKSURL == "") {
+		return fmt.Errorf("memstore: client %q: Issuer and JWKSURL go together", c.ID)
+	}
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	if r.clients == nil {

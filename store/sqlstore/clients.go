@@ -12,7 +12,8 @@ import (
 var _ store.ClientRegistry = (*ClientRegistry)(nil)
 
 // ClientRegistry is a store.ClientRegistry over the selfservice_clients
-// table.
+// table: id, name, and the issuer and jwks_url of a client that signs in
+// through an issuer of its own (empty strings otherwise; schema version 3).
 type ClientRegistry struct {
 	db                         *sql.DB
 	selectClient, insertClient string
@@ -26,16 +27,16 @@ func NewClientRegistry(db *sql.DB, d Dialect) *ClientRegistry {
 	mustOpen("NewClientRegistry", db, d)
 	return &ClientRegistry{
 		db:           db,
-		selectClient: d.query(`SELECT name FROM selfservice_clients WHERE id = $1`),
-		insertClient: d.query(`INSERT INTO selfservice_clients (id, name)
-			VALUES ($1, $2) ON CONFLICT (id) DO NOTHING`),
+		selectClient: d.query(`SELECT name, issuer, jwks_url FROM selfservice_clients WHERE id = $1`),
+		insertClient: d.query(`INSERT INTO selfservice_clients (id, name, issuer, jwks_url)
+			VALUES ($1, $2, $3, $4) ON CONFLICT (id) DO NOTHING`),
 	}
 }
 
 // Client implements store.ClientRegistry.
 func (r *ClientRegistry) Client(ctx context.Context, id string) (store.Client, error) {
 	c := store.Client{ID: id}
-	err := r.db.QueryRowContext(ctx, r.selectClient, id).Scan(&c.Name)
+	err := r.db.QueryRowContext(ctx, r.selectClient, id).Scan(&c.Name, &c.Issuer, &c.JWKSURL)
 	if errors.Is(err, sql.ErrNoRows) {
 		return store.Client{}, fmt.Errorf("sqlstore: client %q: %w", id, store.ErrNotFound)
 	}
@@ -46,9 +47,14 @@ func (r *ClientRegistry) Client(ctx context.Context, id string) (store.Client, e
 }
 
 // CreateClient registers c. It returns an error wrapping
-// store.ErrAlreadyExists if the id is taken, changing nothing.
+// store.ErrAlreadyExists if the id is taken, changing nothing, and an error
+// if c has an Issuer without a JWKSURL or the other way round (the table's
+// CHECK refuses such a row too).
 func (r *ClientRegistry) CreateClient(ctx context.Context, c store.Client) error {
-	res, err := r.db.ExecContext(ctx, r.insertClient, c.ID, c.Name)
+	if (c.Issuer == "") != (c.JWKSURL == "") {
+		return fmt.Errorf("sqlstore: create client %q: Issuer and JWKSURL go together", c.ID)
+	}
+	res, err := r.db.ExecContext(ctx, r.insertClient, c.ID, c.Name, c.Issuer, c.JWKSURL)
 	if err != nil {
 		return fmt.Errorf("sqlstore: create client %q: %w", c.ID, err)
 	}

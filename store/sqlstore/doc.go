@@ -43,7 +43,10 @@
 //     records, so that an undo voids those made after it.
 //   - selfservice_change_locks (user_id, locked_until): the cool-off an
 //     undo sets on a user's changes.
-//   - selfservice_clients (id, name): the registered applications.
+//   - selfservice_clients (id, name, issuer, jwks_url): the registered
+//     applications; issuer and jwks_url name the OpenID provider of a
+//     client that signs in through one of its own (both or neither, a
+//     CHECK), empty for the Service's one Verifier.
 //   - selfservice_schema_version (version, applied_at): the schema files
 //     applied.
 //
@@ -63,8 +66,9 @@
 //   - Or run the plain files in order with your own tooling, e.g.
 //     psql --single-transaction -f schema/postgres/0001_init.sql. Each file
 //     records its version, so Migrate agrees afterwards. The PostgreSQL
-//     files are idempotent; on SQLite, 0002_owner_alarm.sql adds a column,
-//     which SQLite cannot do idempotently, so run it exactly once.
+//     files are idempotent; on SQLite, 0002_owner_alarm.sql and
+//     0003_client_issuers.sql add columns, which SQLite cannot do
+//     idempotently, so run each exactly once.
 //
 // # The owner's alarm
 //
