@@ -4,7 +4,6 @@ import (
 	"context"
 	"crypto/sha256"
 	"crypto/subtle"
-	"fmt"
 	"sync"
 	"time"
 
@@ -12,8 +11,17 @@ import (
 )
 
 // CodeStore is an in-memory store.CodeStore holding at most
-// Options.MaxEntries codes (see Options for what happens when it is full).
-// The zero value is ready to use, with the default Options.
+// Options.MaxEntries codes. The zero value is ready to use, with the
+// default Options.
+//
+// When it is full, a Put for a new key evicts the code that expires
+// soonest. Soonest rather than at random, so that a code outlives at least
+// MaxEntries puts of other codes: with random eviction a flood of any size
+// would kill some honest codes within seconds, while here the attacker must
+// outpace the whole store (the package doc gives the price). Soonest rather
+// than the code with the most wrong tries, which would let a guesser
+// choose the victim. An evicted code is gone: Verify refuses it, and only a
+// new Put, a new code, starts new tries.
 //
 // A code is kept under the SHA-256 of its key, and as the SHA-256 of the
 // caller's hash, which compares equal exactly when the hashes do: 88 bytes
@@ -54,10 +62,10 @@ func (s *CodeStore) lock() {
 }
 
 // Put implements store.CodeStore. A Put for a key without a live code when
-// the store is full returns an error wrapping store.ErrFull and changes
-// nothing; replacing a key's code always works. A code whose expiresAt has
-// passed by Options.Now is never stored: Put deletes the key's code
-// instead, which is what a Verify after expiresAt would see.
+// the store is full evicts the code that expires soonest; it never fails. A
+// code whose expiresAt has passed by Options.Now is never stored: Put
+// deletes the key's code instead, which is what a Verify after expiresAt
+// would see.
 func (s *CodeStore) Put(_ context.Context, key store.CodeKey, hash []byte, expiresAt time.Time) error {
 	k, h := codeDigest(key), sha256.Sum256(hash)
 	s.lock()
@@ -72,10 +80,11 @@ func (s *CodeStore) Put(_ context.Context, key store.CodeKey, hash []byte, expir
 		}
 		return nil
 	case c == nil:
-		var err error
-		if _, c, err = s.codes.insert(k, exp, now); err != nil {
-			return fmt.Errorf("memstore: put code: %d codes held: %w", s.codes.len(), err)
+		if s.codes.full() {
+			first, _ := s.codes.first()
+			s.codes.remove(first)
 		}
+		_, c = s.codes.insert(k, exp)
 	default:
 		s.codes.setExpiry(n, exp)
 	}

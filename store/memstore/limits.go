@@ -4,7 +4,9 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"hash/maphash"
 	"math"
+	"math/bits"
 	"strconv"
 	"sync"
 	"time"
@@ -12,24 +14,93 @@ import (
 	"github.com/ciamkit/selfservice/store"
 )
 
-// Limiter is an in-memory store.Limiter holding budgets for at most
-// Options.MaxEntries keys (see Options for what happens when it is full).
-// The zero value is ready to use, with the default Options.
+// Limiter is an in-memory store.Limiter whose memory is bounded whatever
+// the traffic (see Options.MaxEntries). The zero value is ready to use, with
+// the default Options.
 //
-// Each key keeps a log of its events, oldest first: those within the
-// longest Window of its limits, and of them at most the largest N, 16 bytes
-// each, besides some 100 bytes for the key, which is kept as a digest, not
-// in clear. For each limit Reserve looks at the Nth newest event only, so a
-// call costs O(limits) plus the events it forgets. A key leaves the Limiter
-// once its newest event is older than its longest window (and a minute's
-// grace for callers whose clocks disagree), or when Cancel takes its last
-// event.
+// # Exact while it has room
+//
+// Up to Options.MaxEntries keys keep an exact log of their events, oldest
+// first: those within the longest Window of their limits, and of them at
+// most the largest N, 16 bytes each, besides some 110 bytes for the key,
+// which is kept as a digest, not in clear. For each limit Reserve looks at
+// the Nth newest event only, so a call costs O(limits) plus the events it
+// forgets. A key leaves the Limiter once its newest event is older than its
+// longest window (and a minute's grace for callers whose clocks disagree),
+// or when Cancel takes its last event. While the keys fit, and their logs
+// hold no more than 8 events a key on average, the Limiter is exact:
+// refusals, RetryAfter to the nanosecond, Cancel.
+//
+// # A sketch for the rest
+//
+// When a new key finds no room, the key that expires soonest (for keys
+// with the same limits, the one used longest ago) moves into a count-min
+// sketch of fixed size, and so do the keys that expire soonest while the
+// logs hold more than 8 events a key. The sketch has two rows of w cells,
+// w the power of two at or above 4×MaxEntries (2^19 at the default); a key
+// counts in one cell of each row, chosen by a hash with a secret seed, so
+// that nobody can aim at another key's cells. A cell keeps up to four
+// entries (time, count), times rounded up to the second; a fifth merges
+// the two entries closest in time into the later. Entries leave once they
+// are older than the longest window, plus the minute's grace, of any key
+// moved in. A key that comes back, or a new one, starts its log with what
+// its cells may hold for it: in every window, as many events as the fewer
+// of its two cells counts there (its own events, if it moved in, are in
+// both), at the entries' times.
+//
+// Nothing in this fails open: rounding up, merging into the later entry and
+// adding other keys' events only ever make a key's count larger in every
+// window, and its RetryAfter longer. A refused call records nothing and
+// changes nothing, not even which keys are held. What the sketch costs:
+//
+//   - A key new to the Limiter may be refused early, when both of its
+//     cells hold events of other keys: under a limit of N per W, when both
+//     hold N or more of the last W. With m events moved into the sketch in
+//     the last W, spread at random, that happens with probability
+//     P[Poisson(λ) ≥ N]², λ = m/w; merged entries add up to 25% at λ ≤ 2
+//     and up to 4 times more at λ ≈ 4 (TestSketchFalseRefusals). The
+//     table below is for the default size and budgets of a day.
+//   - A short window sees only the events of its last minute or hour, and
+//     keys move in least recently used first: a budget of 1 a minute is
+//     refused early only while more than MaxEntries new keys arrive within
+//     a minute, with probability (1-e^(-m/w))² for m keys moved in within
+//     the minute, and only for that minute.
+//   - Such a refusal's RetryAfter is honest for the events it counted: it
+//     is when enough of them leave, up to a second more for the rounding.
+//   - Cancel of an event whose key moved into the sketch since gives back
+//     nothing: the event counts until it leaves its windows, the safe side
+//     (a right code then keeps the wrong-code slot it reserved).
+//
+// Early refusals at the default size (w = 2^19) under budgets of N a day,
+// the smallest of the default budgets being 5 changes a user:
+//
+//	m in the last day    λ      N = 3    N = 5    N = 10
+//	  500,000            0.95   0.005    10⁻⁵     5×10⁻¹⁵
+//	1,000,000            1.9    0.09     0.002    10⁻⁹
+//	2,000,000            3.8    0.54     0.13     1.4×10⁻⁴ (measured; 3.5×10⁻⁵ by the formula)
+//
+// The attack of issue 17, 3,244 client IPs (5% of an IPv6 /48) each sending
+// all day within its budgets, moves about 550,000 keys a day into the
+// sketch (λ ≈ 1.05: 2×10⁻⁵ for N = 5). Twice that attack within one minute moves 95,000 there within a
+// minute: a fresh address's 1-a-minute budget is then refused early with
+// probability 0.027 until the minute is over (see the root package's
+// TestFloodLeavesRoomForHonestUsers).
 type Limiter struct {
-	mu     sync.Mutex
-	opts   Options // resolved on first use
-	keys   table[limitKey, budget]
-	lastID uint64
+	mu      sync.Mutex
+	opts    Options // resolved on first use
+	keys    table[limitKey, budget]
+	logged  int // events the logs have room for, over all keys
+	over    sketch
+	fresh   []event // a new key's log while Reserve decides; reused
+	lastID  uint64
+	spilled uint64 // live keys moved into the sketch
 }
+
+// eventsPerEntry bounds the events the logs have room for, as a multiple
+// of MaxEntries: a key's log holds up to the largest N of its limits (200
+// with the default budgets), and without a bound on their sum as many
+// client IPs as MaxEntries could each fill one.
+const eventsPerEntry = 8
 
 // limitKey is what a Limiter keys a budget by: the first half of the
 // SHA-256 of the caller's key. Two keys that collided would share one
@@ -44,10 +115,13 @@ func limiterKey(key string) limitKey {
 
 // budget is the log of one key.
 type budget struct {
-	events []event // oldest first
-	// latest is the latest now a Reserve for the key has passed. An
-	// earlier now counts as latest, so that the log stays in order and
-	// every limit holds however callers' nows interleave.
+	// events are oldest first. An event the key's log started with, from
+	// the sketch, has id 0: no reservation names it.
+	events []event
+	// latest is the latest now a Reserve for the key has passed, or the
+	// latest time of an event from the sketch. An earlier now counts as
+	// latest, so that the log stays in order and every limit holds however
+	// callers' nows interleave.
 	latest int64
 }
 
@@ -69,8 +143,14 @@ const clockGrace = int64(time.Minute)
 // above math.MaxInt32.
 func NewLimiter(opts ...Options) *Limiter {
 	l := &Limiter{opts: oneOptions("NewLimiter", opts)}
-	l.keys.init(l.opts.MaxEntries)
+	l.init()
 	return l
+}
+
+// init makes l empty, sized by its resolved Options.
+func (l *Limiter) init() {
+	l.keys.init(l.opts.MaxEntries)
+	l.over.init(l.opts.MaxEntries)
 }
 
 // lock takes l.mu and sets up a zero Limiter.
@@ -78,14 +158,16 @@ func (l *Limiter) lock() {
 	l.mu.Lock()
 	if l.keys.index == nil {
 		l.opts = l.opts.resolve("Limiter")
-		l.keys.init(l.opts.MaxEntries)
+		l.init()
 	}
 }
 
-// Reserve implements store.Limiter. A Reserve for a key without recorded
-// events when the Limiter is full returns an error wrapping store.ErrFull
-// and records nothing; keys already held go on working. Reservation ids are
-// decimal numbers, unique within the Limiter.
+// Reserve implements store.Limiter. Reservation ids are decimal numbers,
+// unique within the Limiter. A refused call changes nothing, not even
+// which keys the Limiter holds. Reserve fails with an error wrapping
+// store.ErrFull only if, the Limiter being full, the key to move into the
+// sketch holds an event more than 68 years after the first key moved in,
+// which no cell can count.
 func (l *Limiter) Reserve(_ context.Context, key string, limits []store.Limit, now time.Time) (string, error) {
 	longest, most, err := checkLimits(limits)
 	if err != nil {
@@ -94,44 +176,67 @@ func (l *Limiter) Reserve(_ context.Context, key string, limits []store.Limit, n
 	k, t := limiterKey(key), nanos(now)
 	l.lock()
 	defer l.mu.Unlock()
-	l.keys.dropExpired(t, dropPerWrite)
+	l.expire(t, dropPerWrite)
 	n, s := l.keys.lookup(k)
 	if s == nil {
-		n, s, err = l.keys.insert(k, math.MaxInt64, t)
-		if err != nil {
-			return "", fmt.Errorf("memstore: reserve: %d keys held: %w", l.keys.len(), err)
-		}
-		s.val.latest = t
+		return l.reserveNew(k, limits, longest, most, t)
 	}
 	b := &s.val
+	logged := cap(b.events)
 	b.latest = max(b.latest, t)
 	at := b.latest
 	b.forget(addSat(at, -longest), most)
-
-	var wait int64
-	for _, lim := range limits {
-		// The events are at or before at, so the limit is reached when the
-		// Nth newest is inside (at-Window, at]; it must leave first.
-		if k := len(b.events) - lim.N; k >= 0 {
-			if leaves := addSat(b.events[k].at, int64(lim.Window)); leaves > at {
-				wait = max(wait, leaves-at)
-			}
-		}
+	wait := b.wait(limits, at)
+	if wait == 0 {
+		l.lastID++
+		b.events = append(b.events, event{at: at, id: l.lastID})
+		l.keys.setExpiry(n, addSat(at, addSat(longest, clockGrace)))
 	}
+	l.logged += cap(b.events) - logged
 	if wait > 0 {
 		return "", &store.RateLimitError{RetryAfter: retryAfter(wait + at - t)}
 	}
+	id := l.lastID
+	l.trim(t)
+	return strconv.FormatUint(id, 10), nil
+}
+
+// reserveNew is Reserve for a key the Limiter holds no log of. The log
+// starts with what the sketch may hold for the key, and the key gets room
+// only if the event is allowed.
+func (l *Limiter) reserveNew(k limitKey, limits []store.Limit, longest int64, most int, t int64) (string, error) {
+	b := budget{events: l.fresh[:0], latest: t}
+	l.over.load(&b, k, t, most)
+	defer func() { l.fresh = b.events[:0] }()
+	at := b.latest
+	b.forget(addSat(at, -longest), most)
+	if wait := b.wait(limits, at); wait > 0 {
+		return "", &store.RateLimitError{RetryAfter: retryAfter(wait + at - t)}
+	}
+	if l.keys.full() {
+		if err := l.evictFirst(t); err != nil {
+			return "", fmt.Errorf("memstore: reserve: %d keys held: %w", l.keys.len(), err)
+		}
+	}
+	events := make([]event, len(b.events), len(b.events)+1)
+	copy(events, b.events)
 	l.lastID++
-	b.events = append(b.events, event{at: at, id: l.lastID})
-	l.keys.setExpiry(n, addSat(at, addSat(longest, clockGrace)))
-	return strconv.FormatUint(l.lastID, 10), nil
+	events = append(events, event{at: at, id: l.lastID})
+	_, s := l.keys.insert(k, addSat(at, addSat(longest, clockGrace)))
+	s.val = budget{events: events, latest: at}
+	l.logged += cap(events)
+	id := l.lastID
+	l.trim(t)
+	return strconv.FormatUint(id, 10), nil
 }
 
 // Cancel implements store.Limiter. Taking a key's last event removes the
-// key and frees its room.
+// key and frees its room. An event whose key has moved into the sketch
+// since it was reserved is forgotten as far as Cancel is concerned: it
+// gives back nothing, and the event counts until it leaves its windows.
 func (l *Limiter) Cancel(_ context.Context, key, id string) error {
 	want, err := strconv.ParseUint(id, 10, 64)
-	if err != nil {
+	if err != nil || want == 0 {
 		return nil // not an id of this Limiter: unknown
 	}
 	k := limiterKey(key)
@@ -148,6 +253,7 @@ func (l *Limiter) Cancel(_ context.Context, key, id string) error {
 		}
 		b.events = append(b.events[:i], b.events[i+1:]...)
 		if len(b.events) == 0 {
+			l.logged -= cap(b.events)
 			l.keys.remove(n)
 		}
 		// The expiry stays that of the cancelled event when it was the
@@ -156,6 +262,62 @@ func (l *Limiter) Cancel(_ context.Context, key, id string) error {
 		return nil
 	}
 	return nil
+}
+
+// expire removes up to max keys whose expiry has passed at now, soonest
+// first.
+func (l *Limiter) expire(now int64, max int) {
+	for range max {
+		n, s := l.keys.first()
+		if s == nil || s.expiry > now {
+			return
+		}
+		l.logged -= cap(s.val.events)
+		l.keys.remove(n)
+	}
+}
+
+// evictFirst removes the key that expires soonest, moving its events into
+// the sketch unless it has expired at now. l must hold a key.
+func (l *Limiter) evictFirst(now int64) error {
+	n, s := l.keys.first()
+	if s.expiry > now {
+		if err := l.over.add(s.key, &s.val, s.expiry, now); err != nil {
+			return err
+		}
+		l.spilled++
+	}
+	l.logged -= cap(s.val.events)
+	l.keys.remove(n)
+	return nil
+}
+
+// trim moves keys into the sketch, those that expire soonest first, until
+// the logs have room for no more than eventsPerEntry events a key of
+// MaxEntries. It may move the key just reserved: its event then counts in
+// the sketch.
+func (l *Limiter) trim(now int64) {
+	for l.logged > eventsPerEntry*l.keys.max && l.keys.len() > 0 {
+		if l.evictFirst(now) != nil {
+			return // beyond the cells' years: over the bound, but exact
+		}
+	}
+}
+
+// wait returns how long after at the limits let one more event through,
+// or zero if they let it through at at. The events are at or before at, so
+// a limit is reached when its Nth newest is inside (at-Window, at]; it must
+// leave first.
+func (b *budget) wait(limits []store.Limit, at int64) int64 {
+	var wait int64
+	for _, lim := range limits {
+		if k := len(b.events) - lim.N; k >= 0 {
+			if leaves := addSat(b.events[k].at, int64(lim.Window)); leaves > at {
+				wait = max(wait, leaves-at)
+			}
+		}
+	}
+	return wait
 }
 
 // forget drops the events at or before oldest, which no limit counts any
@@ -208,4 +370,297 @@ func addSat(a, b int64) int64 {
 		return math.MinInt64
 	}
 	return s
+}
+
+// sketchRows is how many cells a key of the sketch counts in, one a row:
+// two, since a key is refused early only when all its cells hold enough
+// events of others, and a third row would leave fewer cells a row for the
+// same memory.
+const sketchRows = 2
+
+// cellEntries is how many (time, count) entries a cell of the sketch
+// keeps: enough that a cell holding a day's events at the load the default
+// size is made for (one or two) merges none.
+const cellEntries = 4
+
+// cellsPerEntry sizes the sketch: each row has the power of two at or
+// above cellsPerEntry×MaxEntries cells.
+const cellsPerEntry = 4
+
+// maxCellBits bounds a row to 2^30 cells, so that the two rows' cells are
+// told by separate halves of one 64-bit hash.
+const maxCellBits = 30
+
+// sketch is the count-min sketch a Limiter moves keys into when their logs
+// find no room (see Limiter). Its cells are kept in chunks like a table's,
+// each allocated when first written, so that the memory grows with the
+// keys moved in, up to 24 bytes a cell.
+type sketch struct {
+	cells [][]cell // row r's cell i is cell r<<bits|i
+	bits  uint     // log2 of the cells a row
+	seed  maphash.Seed
+	// epoch is the Unix nanosecond of second 0 of the cells' times, set
+	// when the first key moves in: 2^31 seconds before then, so that the
+	// cells count 68 years either side.
+	epoch int64
+	// keep is how long an entry counts after its time: the longest of
+	// the keys' longest windows plus clockGrace, over the keys moved in.
+	keep int64
+}
+
+// cell counts events of the keys whose hash names it. Entry i says that
+// n[i] events happened at or before second at[i] after the sketch's epoch.
+// The used entries come first, in ascending at; an unused one has n 0.
+// A count of math.MaxUint16 stands for as many events as any limit allows.
+type cell struct {
+	at [cellEntries]uint32
+	n  [cellEntries]uint16
+}
+
+// saturated is what a count of math.MaxUint16 counts as: more than any
+// limit allows, and small enough that a sum of a few does not overflow.
+const saturated = math.MaxInt32
+
+// init sizes s for a Limiter of maxEntries keys.
+func (s *sketch) init(maxEntries int) {
+	s.bits = min(max(uint(bits.Len(uint(cellsPerEntry*maxEntries-1))), 1), maxCellBits)
+	s.seed = maphash.MakeSeed()
+}
+
+// columns returns the cell of k in each row.
+func (s *sketch) columns(k *limitKey) [sketchRows]uint64 {
+	h, mask := maphash.Bytes(s.seed, k[:]), uint64(1)<<s.bits-1
+	return [sketchRows]uint64{h & mask, h >> 32 & mask}
+}
+
+// cell returns cell i of row r, or nil when its chunk was never written and
+// alloc is false.
+func (s *sketch) cell(r int, i uint64, alloc bool) *cell {
+	n := uint64(r)<<s.bits | i
+	chunk := &s.cells[n>>chunkBits]
+	if *chunk == nil {
+		if !alloc {
+			return nil
+		}
+		*chunk = make([]cell, min(1<<chunkBits, sketchRows<<s.bits))
+	}
+	return &(*chunk)[n&chunkMask]
+}
+
+// second returns the cell time of t, Unix nanoseconds: the second after the
+// epoch it falls in, rounded up, and at least 1. ok is false past the last
+// second a cell can hold.
+func (s *sketch) second(t int64) (sec uint32, ok bool) {
+	if t <= s.epoch {
+		return 1, true
+	}
+	d := (uint64(t-s.epoch) + 1e9 - 1) / 1e9
+	if d > math.MaxUint32 {
+		return 0, false
+	}
+	return uint32(max(d, 1)), true
+}
+
+// time returns cell time sec as Unix nanoseconds.
+func (s *sketch) time(sec uint32) int64 { return addSat(s.epoch, int64(sec)*1e9) }
+
+// cut returns the latest cell time whose entries count no more at now.
+func (s *sketch) cut(now int64) uint32 {
+	end := addSat(now, -s.keep)
+	if end <= s.epoch {
+		return 0
+	}
+	return uint32(min(uint64(end-s.epoch)/1e9, math.MaxUint32))
+}
+
+// add moves the events of b, the log of key k, into the sketch at now;
+// expiry is the key's, which tells how long its events must count. Events
+// from the sketch (id 0) are in it still, and are not added again. add
+// fails, changing nothing, if an event is past the last second a cell can
+// hold.
+func (s *sketch) add(k limitKey, b *budget, expiry, now int64) error {
+	last := len(b.events) - 1
+	for last >= 0 && b.events[last].id == 0 {
+		last--
+	}
+	if last < 0 {
+		return nil
+	}
+	if s.cells == nil {
+		s.cells = make([][]cell, max(sketchRows<<s.bits>>chunkBits, 1))
+		s.epoch = addSat(now, -(1<<31)*1e9)
+	}
+	if _, ok := s.second(b.events[last].at); !ok {
+		return store.ErrFull
+	}
+	// The expiry is the newest event's time plus the longest window and
+	// the grace, or later.
+	s.keep = max(s.keep, addSat(expiry, -b.events[len(b.events)-1].at))
+	cut, cols := s.cut(now), s.columns(&k)
+	for r, i := range cols {
+		c := s.cell(r, i, true)
+		c.forget(cut)
+		var sec uint32
+		run := 0 // events at sec, not yet added
+		for _, e := range b.events[:last+1] {
+			if e.id == 0 {
+				continue
+			}
+			if a, _ := s.second(e.at); a != sec {
+				if run > 0 {
+					c.add(sec, run)
+				}
+				sec, run = a, 0
+			}
+			run++
+		}
+		c.add(sec, run)
+	}
+	return nil
+}
+
+// load starts b, the log of key k that the Limiter holds no log of, with
+// the events the sketch may hold for k at now: in every window, as many as
+// the fewer of its cells counts there, at the times of the entries. k's own
+// events, if it was moved in, are in every cell of k, so no window of b
+// counts fewer of them than happened. Of those events b gets the newest
+// most at most, all that its limits look at.
+func (s *sketch) load(b *budget, k limitKey, now int64, most int) {
+	if s.cells == nil {
+		return
+	}
+	cut, cols := s.cut(now), s.columns(&k)
+	var cs [sketchRows]*cell
+	for r, i := range cols {
+		c := s.cell(r, i, false)
+		if c == nil {
+			return
+		}
+		if c.forget(cut); c.n[0] == 0 {
+			return
+		}
+		cs[r] = c
+	}
+	// Walk both cells' entries newest first. Once past time a, a window
+	// holds at least the events at or after a of every cell (their
+	// entries' times are upper bounds), so it gets the fewest of them.
+	var (
+		next  [sketchRows]int // each cell's newest entry not yet walked
+		since [sketchRows]int // each cell's events at or after a
+		times [sketchRows * cellEntries]uint32
+		runs  [sketchRows * cellEntries]int
+		m     int // entries of times and runs used
+		got   int // events given to b
+	)
+	for r, c := range cs {
+		next[r] = c.used() - 1
+	}
+	for got < most {
+		var a uint32
+		for r, c := range cs {
+			if next[r] >= 0 {
+				a = max(a, c.at[next[r]])
+			}
+		}
+		if a == 0 {
+			break
+		}
+		fewest := saturated
+		for r, c := range cs {
+			for ; next[r] >= 0 && c.at[next[r]] == a; next[r]-- {
+				since[r] = min(since[r]+c.count(next[r]), saturated)
+			}
+			fewest = min(fewest, since[r])
+		}
+		if d := min(fewest, most) - got; d > 0 {
+			times[m], runs[m] = a, d
+			m++
+			got += d
+		}
+	}
+	for m--; m >= 0; m-- {
+		t := s.time(times[m])
+		for range runs[m] {
+			b.events = append(b.events, event{at: t})
+		}
+		b.latest = max(b.latest, t)
+	}
+}
+
+// used returns how many entries of c are used.
+func (c *cell) used() int {
+	n := 0
+	for n < cellEntries && c.n[n] != 0 {
+		n++
+	}
+	return n
+}
+
+// count returns the events of entry i.
+func (c *cell) count(i int) int {
+	if c.n[i] == math.MaxUint16 {
+		return saturated
+	}
+	return int(c.n[i])
+}
+
+// forget drops the entries at or before second cut, which count no more.
+func (c *cell) forget(cut uint32) {
+	k := 0
+	for k < cellEntries && c.n[k] != 0 && c.at[k] <= cut {
+		k++
+	}
+	if k == 0 {
+		return
+	}
+	copy(c.at[:], c.at[k:])
+	copy(c.n[:], c.n[k:])
+	for i := cellEntries - k; i < cellEntries; i++ {
+		c.at[i], c.n[i] = 0, 0
+	}
+}
+
+// add counts n more events at second a (at least 1). A cell with no entry
+// free merges the two entries closest in time, the oldest two of equals,
+// into the later one: their events then count as late as the later, which
+// only ever counts them in more windows, never fewer.
+func (c *cell) add(a uint32, n int) {
+	var (
+		at    [cellEntries + 1]uint32
+		count [cellEntries + 1]int
+	)
+	m := c.used()
+	for i := range m {
+		at[i], count[i] = c.at[i], c.count(i)
+	}
+	i := 0
+	for i < m && at[i] < a {
+		i++
+	}
+	if i < m && at[i] == a {
+		count[i] = min(count[i]+n, saturated)
+	} else {
+		copy(at[i+1:m+1], at[i:m])
+		copy(count[i+1:m+1], count[i:m])
+		at[i], count[i] = a, min(n, saturated)
+		m++
+	}
+	if m > cellEntries {
+		j := 0
+		for i := 1; i < m-1; i++ {
+			if at[i+1]-at[i] < at[j+1]-at[j] {
+				j = i
+			}
+		}
+		count[j+1] = min(count[j]+count[j+1], saturated)
+		copy(at[j:m-1], at[j+1:m])
+		copy(count[j:m-1], count[j+1:m])
+		m--
+	}
+	for i := range cellEntries {
+		c.at[i], c.n[i] = 0, 0
+		if i < m {
+			c.at[i], c.n[i] = at[i], uint16(min(count[i], math.MaxUint16))
+		}
+	}
 }

@@ -3,14 +3,40 @@
 // restart. Each store is safe for concurrent use and gives the atomicity a
 // database would: every method runs under one lock.
 //
+// # Bounded memory under a flood
+//
 // The stores an attacker can fill from the network, CodeStore (one code per
-// address asked for) and Limiter (one budget per address or client), hold
-// at most Options.MaxEntries entries. Expired entries leave a few at a time
-// on every write, in order of expiry, so that no call sweeps the whole
-// store; when the store holds MaxEntries live entries, a write that needs a
-// new one fails with an error wrapping store.ErrFull and the handlers answer
-// an internal failure. They fail closed: a live code or a live budget is
-// never dropped to make room.
+// address asked for) and Limiter (one budget per address, client IP or
+// user), hold at most Options.MaxEntries entries, and no traffic makes them
+// refuse everyone: budgets cap what one client IP can do, not how many
+// client IPs there are, and an IPv6 /48 holds 65,536 of them. Expired
+// entries leave a few at a time on every write, in order of expiry, so that
+// no call sweeps the whole store. When the store is full of live entries:
+//
+//   - A CodeStore evicts the code that expires soonest (with one CodeTTL,
+//     the one put longest ago) to make room for a new one. An evicted code
+//     is gone, as if used: Verify refuses it, right or wrong, and the user
+//     asks for a new one, which is a new code with a new value and fresh
+//     tries. Nothing else ever resets a code's tries. To push out one code
+//     in its 10 minutes, an attacker must have MaxEntries other codes put
+//     after it within them: at the default size 100,000 sends, the hourly
+//     send budgets of 3,334 client IPs; to push out every code all day,
+//     14.4 million sends a day, the daily budgets of 72,000.
+//   - A Limiter moves the budget that expires soonest (the one whose key
+//     was used longest ago) into a count-min sketch of fixed size, where
+//     it keeps counting. Budgets never fail open: the sketch only
+//     over-counts, so a key whose events are in it may be refused early,
+//     never late; Limiter says how likely that is.
+//
+// Why this way: refusing new entries (what these stores did before) fails
+// closed for everyone; dropping a live budget fails open for its key; a
+// sketch alone would refuse honest keys early under any load, and cannot
+// give back one event (Cancel) or say to the nanosecond when a limit frees
+// (RetryAfter). So the Limiter is exact while its keys fit, which is all
+// the time but under a flood, and the sketch takes only what does not fit,
+// oldest first, whose events are the least likely to matter. Memory is
+// bounded whatever the traffic, at 64 MiB for both stores at the default
+// size; Options.MaxEntries has the figures.
 //
 // # Quick start
 //
@@ -39,19 +65,23 @@ var (
 )
 
 // DefaultMaxEntries is the cap on entries of a CodeStore or a Limiter whose
-// Options.MaxEntries is zero. A hundred thousand codes, or budgets of a
-// few events each, take about 15 MiB.
+// Options.MaxEntries is zero.
 const DefaultMaxEntries = 100_000
 
 // Options configures a CodeStore or a Limiter. The zero value is ready to
 // use.
 type Options struct {
 	// MaxEntries caps the entries the store holds: codes for a CodeStore,
-	// keys with recorded events for a Limiter. When it holds MaxEntries
-	// live ones and none has expired, a call that needs a new entry (a Put
-	// for a new key, a Reserve for a new key) writes nothing and returns
-	// an error wrapping store.ErrFull, while calls on the entries held go
-	// on working. Memory grows with the entries up to the cap and is not
+	// keys with exact logs for a Limiter. Past it a CodeStore evicts the
+	// code that expires soonest and a Limiter moves the key that expires
+	// soonest into its sketch (see the package doc); neither refuses a
+	// call for want of room. Memory is bounded whatever the traffic: a
+	// CodeStore takes about 145 bytes a code (14 MiB at the default); a
+	// Limiter about 110 bytes a key, 16 bytes an event logged (at most 8
+	// a key on average) and its sketch, two rows of 4 to 8 cells an entry
+	// at 24 bytes a cell (24 MiB at the default, allocated as it fills):
+	// 39 MiB at the default under a flood of keys of one event each, 50
+	// MiB at most. Memory grows with the entries up to the cap and is not
 	// given back below the peak. Default: DefaultMaxEntries.
 	MaxEntries int
 
@@ -141,7 +171,8 @@ const dropPerWrite = 2
 
 // table maps keys to values that expire, bounded by a cap. A binary
 // min-heap of slot numbers orders the entries by expiry, so that expired
-// ones leave a few per write in O(log n) each, never in a sweep. Slots are
+// ones leave a few per write in O(log n) each, never in a sweep, and the
+// entry that expires soonest is the one a full store gives up. Slots are
 // addressed by int32 and, like the heap, kept in fixed-size chunks; free
 // slots form a list threaded through them. With keys and values free of
 // pointers (digests, times, counts), a table holds nothing the garbage
@@ -192,13 +223,25 @@ func (t *table[K, V]) lookup(key K) (int32, *slot[K, V]) {
 	return n, t.at(n)
 }
 
+// full reports whether t holds as many entries as its cap allows.
+func (t *table[K, V]) full() bool { return len(t.index) >= t.max }
+
+// first returns the entry that expires soonest, or -1 and nil when t is
+// empty.
+func (t *table[K, V]) first() (int32, *slot[K, V]) {
+	if len(t.index) == 0 {
+		return -1, nil
+	}
+	n := *t.heapSlot(0)
+	return n, t.at(n)
+}
+
 // insert adds key, which t must not hold, with the given expiry and a zero
-// value, and returns its slot. If t is at its cap it first drops one
-// expired entry (by now); if none has expired it returns store.ErrFull and
-// changes nothing.
-func (t *table[K, V]) insert(key K, expiry, now int64) (int32, *slot[K, V], error) {
-	if len(t.index) >= t.max && t.dropExpired(now, 1) == 0 {
-		return -1, nil, store.ErrFull
+// value, and returns its slot. The caller makes room first: inserting into
+// a full table panics, since the cap is the memory bound.
+func (t *table[K, V]) insert(key K, expiry int64) (int32, *slot[K, V]) {
+	if t.full() {
+		panic("memstore: insert into a full table")
 	}
 	n := t.free
 	if n >= 0 {
@@ -219,7 +262,7 @@ func (t *table[K, V]) insert(key K, expiry, now int64) (int32, *slot[K, V], erro
 	t.index[key] = n
 	*t.heapSlot(i) = n
 	t.up(i)
-	return n, s, nil
+	return n, s
 }
 
 // setExpiry moves the entry in slot n to its place for a new expiry.
@@ -253,9 +296,9 @@ func (t *table[K, V]) remove(n int32) {
 // soonest first, and returns how many it removed.
 func (t *table[K, V]) dropExpired(now int64, max int) int {
 	k := 0
-	for ; k < max && len(t.index) > 0; k++ {
-		n := *t.heapSlot(0)
-		if t.at(n).expiry > now {
+	for ; k < max; k++ {
+		n, s := t.first()
+		if s == nil || s.expiry > now {
 			break
 		}
 		t.remove(n)

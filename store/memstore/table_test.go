@@ -1,11 +1,8 @@
 package memstore
 
 import (
-	"errors"
 	"math/rand/v2"
 	"testing"
-
-	"github.com/ciamkit/selfservice/store"
 )
 
 // checkTable reports unless t's index, slots and heap agree with each other
@@ -81,30 +78,37 @@ func TestTableAgainstModel(t *testing.T) {
 			want[key] = exp
 		default:
 			exp := now + 1 + int64(rng.IntN(100))
-			_, s, err := tab.insert(key, exp, now)
-			if err != nil {
-				if !errors.Is(err, store.ErrFull) || len(want) < max {
-					t.Fatalf("step %d: insert with %d keys: %v", step, len(want), err)
-				}
-				for _, e := range want {
-					if e <= now {
-						t.Fatalf("step %d: insert refused with key expired at %d <= now %d", step, e, now)
-					}
-				}
-				break
-			}
-			if len(want) >= max { // insert made room by dropping one expired key
+			if tab.full() {
+				// What a full store does: give up the entry that expires
+				// soonest, live or not.
+				n, s := tab.first()
 				for k, e := range want {
-					if _, s := tab.lookup(k); s == nil && e <= now {
-						delete(want, k)
+					if e < s.expiry {
+						t.Fatalf("step %d: first() expires at %d, but key %d at %d", step, s.expiry, k, e)
 					}
 				}
+				delete(want, s.key)
+				tab.remove(n)
 			}
+			_, s := tab.insert(key, exp)
 			s.val = key
 			want[key] = exp
 		}
 		checkTable(t, &tab, want)
 	}
+}
+
+func TestTableInsertWhenFullPanics(t *testing.T) {
+	t.Parallel()
+	var tab table[int, int]
+	tab.init(1)
+	tab.insert(1, 10)
+	defer func() {
+		if recover() == nil {
+			t.Error("insert into a full table did not panic")
+		}
+	}()
+	tab.insert(2, 10)
 }
 
 func TestDefaults(t *testing.T) {
