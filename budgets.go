@@ -4,7 +4,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"net/netip"
 	"time"
 
 	"github.com/ciamkit/selfservice/i18n"
@@ -164,8 +163,18 @@ func sendsPerEmailKey(purpose, canonical string) string {
 	return "sends-email\x00" + purpose + "\x00" + canonical
 }
 
-func sendsPerIPKey(ip netip.Addr) string      { return "sends-ip\x00" + ipKey(ip) }
+func sendsPerIPKey(c caller) string           { return "sends-ip\x00" + c.unit() }
 func wrongPerUserKey(subject string) string   { return "wrong-user\x00" + subject }
-func wrongPerIPKey(ip netip.Addr) string      { return "wrong-ip\x00" + ipKey(ip) }
+func wrongPerIPKey(c caller) string           { return "wrong-ip\x00" + c.unit() }
 func changesPerUserKey(subject string) string { return "changes-user\x00" + subject }
-func revertsPerIPKey(ip netip.Addr) string    { return "reverts-ip\x00" + ipKey(ip) }
+func revertsPerIPKey(c caller) string         { return "reverts-ip\x00" + c.unit() }
+
+// unit is what c's IP budgets count: its client address, or, for a
+// Backend call without one, the Backend. The prefix keeps a backend's name
+// from ever naming an address.
+func (c caller) unit() string {
+	if !c.ip.IsValid() && c.backend != "" {
+		return "backend\x00" + c.backend
+	}
+	return ipKey(c.ip)
+}

@@ -100,12 +100,22 @@ type Config struct {
 	// the cache off.
 	ClientCacheTTL time.Duration
 	// Verifier checks the bearer token of update-email (an
-	// *idtoken.Verifier for OpenID Connect id_tokens). Without one, the
-	// application authenticates users itself and puts the user in the
-	// request context with middleware.WithIdentity before the handlers (or
-	// passes UpdateEmailRequest.Identity to the Go API); a request without
-	// a user is answered IDAAS.SDK.PARAM.0015.
-	Verifier middleware.TokenVerifier
+	// *idtoken.Verifier for OpenID Connect id_tokens, or idtoken.Issuers
+	// for applications of several issuers); a request without a token is
+	// answered IDAAS.SDK.PARAM.0015, a refused one PARAM.0016, a sign-in
+	// older than MaxAuthAge PARAM.9204 with an RFC 9470 challenge.
+	Verifier TokenVerifier
+	// Identify, for an application that signs its users in itself
+	// (sessions, its own OIDC middleware) instead of a Verifier, returns
+	// the user an update-email request acts for: ErrNotSignedIn (or an
+	// empty Subject) when there is none, answered IDAAS.SDK.USER.9207;
+	// Identity.AuthTime feeds MaxAuthAge, a sign-in too old being
+	// IDAAS.SDK.USER.9208. Both are 403 with neutral words: there is no
+	// token to speak of and no Bearer challenge to send. Any other error
+	// is an internal failure (logged). Without Identify or a Verifier the
+	// user comes from middleware.WithIdentity, with the same answers.
+	// Setting both Identify and Verifier is a configuration error.
+	Identify func(*http.Request) (Identity, error)
 	Mailer   Mailer
 	// MailTimeout bounds how long send-code waits for the Mailer to take
 	// a code mail; past it the send answers IDAAS.SDK.CAPTCHA.0006.
@@ -249,6 +259,9 @@ func newService(cfg Config, timing courierTiming) (*Service, error) {
 	keys, err := newSecretKeys(cfg.CodeSecret, cfg.PreviousCodeSecrets)
 	if err != nil {
 		return nil, err
+	}
+	if cfg.Verifier != nil && cfg.Identify != nil {
+		return nil, fmt.Errorf("%w: set Verifier (bearer tokens) or Identify (your own sign-in), not both", ErrConfig)
 	}
 	if cfg.CodeTTL == 0 {
 		cfg.CodeTTL = 10 * time.Minute
@@ -425,12 +438,20 @@ func (s *Service) serveSendCode(w http.ResponseWriter, r *http.Request) {
 
 func (s *Service) serveUpdateEmail(w http.ResponseWriter, r *http.Request) {
 	ctx := r.Context()
-	id, ok := middleware.IdentityFromContext(ctx)
-	var err error
-	switch {
-	case !ok || id.Subject == "":
-		err = i18n.CodeTokenEmpty
-	default:
+	var (
+		id  Identity
+		err error
+	)
+	if s.cfg.Verifier != nil {
+		// RequireBearer, in the chain, put the token's user there.
+		var ok bool
+		if id, ok = middleware.IdentityFromContext(ctx); !ok || id.Subject == "" {
+			err = i18n.CodeTokenEmpty
+		}
+	} else {
+		id, err = s.identify(r)
+	}
+	if err == nil {
 		err = s.checkAuthAge(id)
 	}
 	var email, code string

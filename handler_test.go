@@ -43,6 +43,8 @@ var messages = map[string][2]string{ // code -> {en, zh}
 	"IDAAS.SDK.CAPTCHA.9205": {"Too many incorrect verification codes, please try again later", "验证码错误次数过多,请稍后重试"},
 	"IDAAS.SDK.REQ.9105":     {"A request header that may appear only once is repeated", "请求头重复,该请求头只能出现一次"},
 	"IDAAS.SDK.USER.9206":    {"Too many email changes, please try again later", "邮箱修改过于频繁,请稍后重试"},
+	"IDAAS.SDK.USER.9207":    {"Please sign in first", "请先登录"},
+	"IDAAS.SDK.USER.9208":    {"Please sign in again to change your email", "请重新登录后再修改邮箱"},
 	"IDAAS.SDK.REVERT.9301":  {"revert_token cannot be empty", "撤销令牌不能为空"},
 	"IDAAS.SDK.REVERT.9302":  {"The undo link is invalid, expired or already used", "撤销链接无效、已过期或已被使用"},
 	"IDAAS.SDK.REVERT.9303":  {"The previous email address now belongs to another account, please contact support", "原邮箱已被其他账号使用,请联系客服"},
@@ -89,6 +91,21 @@ func del(names ...string) func(http.Header) {
 
 func set(name, value string) func(http.Header) {
 	return func(h http.Header) { h.Set(name, value) }
+}
+
+// ownSignIn makes the fixture an application that signs users in itself:
+// no Verifier, and an Identify that says user signed in an hour ago (none
+// when user is empty).
+func ownSignIn(user string) func(*selfservice.Config) {
+	return func(c *selfservice.Config) {
+		c.Verifier = nil
+		c.Identify = func(*http.Request) (selfservice.Identity, error) {
+			if user == "" {
+				return selfservice.Identity{}, selfservice.ErrNotSignedIn
+			}
+			return selfservice.Identity{Subject: user, AuthTime: time.Now().Add(-time.Hour)}, nil
+		}
+	}
 }
 
 // stepUp requires a sign-in of at most ten minutes for the change.
@@ -162,6 +179,11 @@ func TestSpec(t *testing.T) {
 		{name: "own email again", header: auth(good), body: update(" ALICE@example.com ", "999999"), status: 200},
 		{name: "sign-in too old for the change", config: stepUp, header: auth(signedInAt(t, time.Now().Add(-time.Hour))), body: update("new@example.com", "123456"), status: 401, code: "IDAAS.SDK.PARAM.9204"},
 		{name: "no auth_time where one is required", config: stepUp, header: auth(good), body: update("new@example.com", "123456"), status: 401, code: "IDAAS.SDK.PARAM.9204"},
+		// An application that signs users in itself.
+		{name: "own sign-in: nobody signed in", config: ownSignIn(""), body: update("new@example.com", "123456"), status: 403, code: "IDAAS.SDK.USER.9207"},
+		{name: "own sign-in: a stray token", config: ownSignIn(""), header: auth(good), body: update("new@example.com", "123456"), status: 403, code: "IDAAS.SDK.USER.9207"},
+		{name: "own sign-in: session too old", config: func(c *selfservice.Config) { ownSignIn("alice")(c); stepUp(c) }, body: update("new@example.com", "123456"), status: 403, code: "IDAAS.SDK.USER.9208"},
+		{name: "own sign-in: signed in", config: ownSignIn("alice"), body: update(" ALICE@example.com ", "999999"), status: 200},
 		{name: "recent sign-in", config: stepUp, header: auth(signedInAt(t, time.Now().Add(-time.Minute))), body: update(" ALICE@example.com ", "999999"), status: 200},
 		{name: "wrong-code budget spent", setup: func(t *testing.T, f *fixture) {
 			for range 10 {

@@ -159,7 +159,7 @@ func TestOpenAPIDocumentsCatalog(t *testing.T) {
 			t.Errorf("%s: language %q is neither en nor zh", where, ex.Language)
 			continue
 		}
-		if want := loc.Message(ex.Code); ex.Message != want {
+		if want := loc.Message(i18n.Code(ex.Code)); ex.Message != want {
 			t.Errorf("%s: message %q, the catalog says %q", where, ex.Message, want)
 		}
 	}

@@ -25,11 +25,19 @@ type Caller struct {
 	// ClientID is the registered application (X-client-id).
 	ClientID string
 	// Device is what the client says about itself (the device headers);
-	// OSVersion, Fingerprint and Agent are required (Device.Valid).
-	Device middleware.Device
+	// OSVersion, Fingerprint and Agent are required (Device.Valid),
+	// unless Backend is set.
+	Device Device
+	// Backend, when set, names a front the application trusts that acts
+	// without a device to describe: a CLI, an admin tool, a service of the
+	// application's own. Device may then be empty (it is still checked
+	// when given). An explicit choice: calls made for a device's user
+	// leave it empty and pass the device.
+	Backend string
 	// IP is the client's address, which the IP budgets count (see
-	// Config.ClientIP). The zero Addr is one address shared by every call
-	// that gives none: give the real one.
+	// Config.ClientIP). A call without one (the zero Addr) is counted
+	// under Backend when set, else under one address shared by every
+	// such call: give the real one when there is one.
 	IP netip.Addr
 	// Language is the language of the mails. Default: the bundle's.
 	Language language.Tag
@@ -54,8 +62,10 @@ type UpdateEmailRequest struct {
 	Caller
 	// Identity is the signed-in user, when the application authenticated
 	// them itself; else IDToken is verified with Config.Verifier.
-	Identity middleware.Identity
-	// IDToken is the bearer id_token, used when Identity.Subject is empty.
+	Identity Identity
+	// IDToken is the bearer id_token, used when Identity.Subject is empty
+	// and Config.Verifier is set; without a Verifier it is not looked at,
+	// as the HTTP endpoint does not look at a stray Authorization header.
 	IDToken string
 	// Email is the new address, as the user typed it.
 	Email string
@@ -91,13 +101,13 @@ func (s *Service) UpdateEmail(ctx context.Context, req UpdateEmailRequest) (err 
 		return err
 	}
 	id := req.Identity
-	if id.Subject == "" {
-		if strings.TrimSpace(req.IDToken) == "" {
-			return i18n.CodeTokenEmpty
-		}
-		if s.cfg.Verifier == nil {
-			return i18n.Wrap(i18n.CodeInternal, errors.New("selfservice: an IDToken, but no Config.Verifier"))
-		}
+	switch {
+	case id.Subject != "":
+	case s.cfg.Verifier == nil:
+		return i18n.CodeNotSignedIn
+	case strings.TrimSpace(req.IDToken) == "":
+		return i18n.CodeTokenEmpty
+	default:
 		if id, err = s.cfg.Verifier.VerifyToken(ctx, strings.TrimSpace(req.IDToken), c.clientID); err != nil {
 			return err
 		}
@@ -111,8 +121,9 @@ func (s *Service) UpdateEmail(ctx context.Context, req UpdateEmailRequest) (err 
 // caller is a Caller that passed checkCaller: the client is registered.
 type caller struct {
 	clientID string
-	device   middleware.Device
+	device   Device
 	ip       netip.Addr
+	backend  string
 	language language.Tag
 }
 
@@ -121,7 +132,7 @@ type caller struct {
 func (s *Service) checkCaller(ctx context.Context, c Caller) (caller, error) {
 	d := &c.Device
 	d.OSVersion, d.Fingerprint, d.Agent = strings.TrimSpace(d.OSVersion), strings.TrimSpace(d.Fingerprint), strings.TrimSpace(d.Agent)
-	if !d.Valid() {
+	if c.Backend = strings.TrimSpace(c.Backend); !d.Valid() && (c.Backend == "" || *d != Device{}) {
 		return caller{}, i18n.CodeDeviceIncomplete
 	}
 	client, err := middleware.LookupClient(ctx, s.cfg.Clients, c.ClientID)
@@ -135,7 +146,7 @@ func (s *Service) checkCaller(ctx context.Context, c Caller) (caller, error) {
 	if lang == language.Und {
 		lang = s.cfg.Bundle.DefaultLocale().Tag()
 	}
-	return caller{clientID: client.ID, device: c.Device, ip: c.IP, language: lang}, nil
+	return caller{clientID: client.ID, device: c.Device, ip: c.IP, backend: c.Backend, language: lang}, nil
 }
 
 // checkAuthAge applies Config.MaxAuthAge: the user must have signed in
@@ -145,6 +156,9 @@ func (s *Service) checkAuthAge(id middleware.Identity) error {
 		return nil
 	}
 	if id.AuthTime.IsZero() || s.cfg.Now().Sub(id.AuthTime) > s.cfg.MaxAuthAge {
+		if s.cfg.Verifier == nil {
+			return i18n.CodeSignInAgain
+		}
 		return i18n.CodeReauthRequired
 	}
 	return nil
@@ -180,7 +194,7 @@ func (s *Service) sendCode(ctx context.Context, c caller, req SendCodeRequest) e
 	// The client's budget first: a machine that mails many addresses is
 	// stopped whatever the addresses. A refused send costs no budget.
 	taken, err := s.reserve(ctx, c, "",
-		budget{BudgetSendsPerIP, sendsPerIPKey(c.ip), s.cfg.Budgets.SendsPerIP, i18n.CodeSendLimited},
+		budget{BudgetSendsPerIP, sendsPerIPKey(c), s.cfg.Budgets.SendsPerIP, i18n.CodeSendLimited},
 		budget{BudgetSendsPerEmail, sendsPerEmailKey(req.Type, canonical), s.cfg.Budgets.SendsPerEmail, i18n.CodeSendLimited},
 	)
 	if err != nil {
@@ -243,7 +257,7 @@ func (s *Service) updateEmail(ctx context.Context, c caller, id middleware.Ident
 	// refuses even the right code, and no code is evaluated or spent.
 	taken, err := s.reserve(ctx, c, user.ID,
 		budget{BudgetWrongCodesPerUser, wrongPerUserKey(user.ID), s.cfg.Budgets.WrongCodesPerUser, i18n.CodeWrongCodesLimited},
-		budget{BudgetWrongCodesPerIP, wrongPerIPKey(c.ip), s.cfg.Budgets.WrongCodesPerIP, i18n.CodeWrongCodesLimited},
+		budget{BudgetWrongCodesPerIP, wrongPerIPKey(c), s.cfg.Budgets.WrongCodesPerIP, i18n.CodeWrongCodesLimited},
 		budget{BudgetChangesPerUser, changesPerUserKey(user.ID), s.cfg.Budgets.ChangesPerUser, i18n.CodeChangesLimited},
 	)
 	if err != nil {

@@ -97,9 +97,23 @@ func TestGoAPIUpdateEmail(t *testing.T) {
 		{"expired token", func(t *testing.T, g *goAPI, r *selfservice.UpdateEmailRequest) {
 			r.Identity, r.IDToken = middleware.Identity{}, g.iss.Token(t, "alice", selfservicetest.WithClaim("exp", time.Now().Add(-time.Hour).Unix()))
 		}, nil, i18n.CodeTokenInvalid},
+		// Without a Verifier a token is not looked at, as over HTTP.
 		{"a token but no Verifier", func(t *testing.T, g *goAPI, r *selfservice.UpdateEmailRequest) {
 			r.Identity, r.IDToken = middleware.Identity{}, g.iss.Token(t, "alice")
-		}, func(c *selfservice.Config) { c.Verifier = nil }, i18n.CodeInternal},
+		}, func(c *selfservice.Config) { c.Verifier = nil }, i18n.CodeNotSignedIn},
+		{"no user and no Verifier", func(t *testing.T, g *goAPI, r *selfservice.UpdateEmailRequest) {
+			r.Identity = middleware.Identity{}
+		}, func(c *selfservice.Config) { c.Verifier = nil }, i18n.CodeNotSignedIn},
+		{"sign-in too old, no Verifier", func(t *testing.T, g *goAPI, r *selfservice.UpdateEmailRequest) {
+			r.Identity.AuthTime = time.Now().Add(-time.Hour)
+		}, func(c *selfservice.Config) { c.Verifier, c.MaxAuthAge = nil, time.Minute }, i18n.CodeSignInAgain},
+		{"a trusted backend without a device", func(t *testing.T, g *goAPI, r *selfservice.UpdateEmailRequest) {
+			r.Device, r.Backend = selfservice.Device{}, "support-cli"
+			r.VerifyCode = g.sent(t, r.Email)
+		}, nil, ""},
+		{"a trusted backend with half a device", func(t *testing.T, g *goAPI, r *selfservice.UpdateEmailRequest) {
+			r.Device, r.Backend = selfservice.Device{Agent: "cli"}, "support-cli"
+		}, nil, i18n.CodeDeviceIncomplete},
 		{"sign-in too old before an empty code", func(t *testing.T, g *goAPI, r *selfservice.UpdateEmailRequest) {
 			r.Identity.AuthTime, r.VerifyCode = time.Now().Add(-time.Hour), ""
 		}, func(c *selfservice.Config) { c.MaxAuthAge = time.Minute }, i18n.CodeReauthRequired},
@@ -252,8 +266,11 @@ func TestOwnAuthenticationOverHTTP(t *testing.T) {
 	srv := httptest.NewServer(appAuth(svc.Handler()))
 	defer srv.Close()
 
+	// Neutral words for an application without tokens, and a stray token
+	// is not looked at.
 	stranger := selfservicetest.NewClient(srv.URL, iss.ClientID)
-	stranger.UpdateEmail(t, "", "new@example.com", "123456").Expect(t, http.StatusBadRequest, "IDAAS.SDK.PARAM.0015")
+	stranger.UpdateEmail(t, "", "new@example.com", "123456").Expect(t, http.StatusForbidden, "IDAAS.SDK.USER.9207")
+	stranger.UpdateEmail(t, iss.Token(t, "u-1001"), "new@example.com", "123456").Expect(t, http.StatusForbidden, "IDAAS.SDK.USER.9207")
 	signedIn := selfservicetest.NewClient(srv.URL, iss.ClientID)
 	signedIn.Header = http.Header{"Cookie": {"session=s3cr3t"}}
 	signedIn.SendCode(t, "new@example.com").Expect(t, http.StatusOK, "")

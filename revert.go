@@ -71,7 +71,7 @@ func (s *Service) revertEmail(ctx context.Context, c caller, token string) error
 	// The slot is taken before the token is looked at, so that concurrent
 	// guesses cannot overdraw the budget; a token that works gives it back.
 	taken, err := s.reserve(ctx, c, "",
-		budget{BudgetRevertsPerIP, revertsPerIPKey(c.ip), s.cfg.Budgets.RevertsPerIP, i18n.CodeRevertLimited})
+		budget{BudgetRevertsPerIP, revertsPerIPKey(c), s.cfg.Budgets.RevertsPerIP, i18n.CodeRevertLimited})
 	if err != nil {
 		return err
 	}

@@ -175,10 +175,11 @@ func renderBody(code Code, msg string) []byte {
 	return append(body, '\n')
 }
 
-// Message returns the text of message id in this language, or "" when there
-// is none.
-func (l *Locale) Message(id string) string {
-	s, err := l.localizer.Localize(&goi18n.LocalizeConfig{MessageID: id})
+// Message returns the message of code in this language, or "" when there
+// is none. The bundle's other messages (the mails', the integrator's own)
+// are the Localizer's.
+func (l *Locale) Message(code Code) string {
+	s, err := l.localizer.Localize(&goi18n.LocalizeConfig{MessageID: string(code)})
 	if err != nil {
 		return ""
 	}
@@ -194,7 +195,7 @@ func (l *Locale) ErrorBody(code Code) []byte {
 	if b, ok := l.bodies[code]; ok {
 		return b
 	}
-	msg := l.Message(string(code))
+	msg := l.Message(code)
 	if msg == "" {
 		msg = string(code)
 	}

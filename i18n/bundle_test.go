@@ -326,7 +326,7 @@ func TestErrorBodyEveryCode(t *testing.T) {
 	for _, loc := range i18n.Default().Locales() {
 		for _, c := range i18n.Codes() {
 			body := loc.ErrorBody(c)
-			msg := loc.Message(string(c))
+			msg := loc.Message(c)
 			if msg == "" || msg == string(c) {
 				t.Errorf("%v %s: no message", loc.Tag(), c)
 			}

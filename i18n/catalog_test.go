@@ -235,10 +235,10 @@ func TestSeedMessages(t *testing.T) {
 			if got := zhFile[s.code]; got != s.zh {
 				t.Errorf("active.zh.json = %q, want %q", got, s.zh)
 			}
-			if got := en.Message(s.code); got != s.en {
+			if got := en.Message(i18n.Code(s.code)); got != s.en {
 				t.Errorf("English bundle message = %q, want %q", got, s.en)
 			}
-			if got := zh.Message(s.code); got != s.zh {
+			if got := zh.Message(i18n.Code(s.code)); got != s.zh {
 				t.Errorf("Chinese bundle message = %q, want %q", got, s.zh)
 			}
 		})

@@ -55,6 +55,10 @@ const (
 	CodeReauthRequired      Code = "IDAAS.SDK.PARAM.9204"
 	CodeWrongCodesLimited   Code = "IDAAS.SDK.CAPTCHA.9205"
 	CodeChangesLimited      Code = "IDAAS.SDK.USER.9206"
+	// For applications that sign their users in themselves (no id_token):
+	// neutral words, and 403 rather than a 401 without a Bearer challenge.
+	CodeNotSignedIn Code = "IDAAS.SDK.USER.9207"
+	CodeSignInAgain Code = "IDAAS.SDK.USER.9208"
 
 	// The undo of a change (revert-email) has a range of its own, 93xx.
 	CodeRevertTokenEmpty   Code = "IDAAS.SDK.REVERT.9301"
@@ -89,6 +93,8 @@ var statuses = map[Code]int{
 	CodeReauthRequired:      http.StatusUnauthorized,
 	CodeWrongCodesLimited:   http.StatusTooManyRequests,
 	CodeChangesLimited:      http.StatusTooManyRequests,
+	CodeNotSignedIn:         http.StatusForbidden,
+	CodeSignInAgain:         http.StatusForbidden,
 	CodeRevertTokenEmpty:    http.StatusBadRequest,
 	CodeRevertTokenInvalid:  http.StatusBadRequest,
 	CodeRevertEmailTaken:    http.StatusConflict,
@@ -104,7 +110,7 @@ func Codes() []Code {
 		CodeEmailExists, CodeUserNotFound, CodeSendFailed, CodeInternal,
 		CodeMethodNotAllowed, CodeContentType, CodeBodyTooLarge, CodeBodyMalformed,
 		CodeHeaderRepeated, CodeSendLimited, CodeCaptchaFailed, CodeTypeUnsupported,
-		CodeReauthRequired, CodeWrongCodesLimited, CodeChangesLimited,
+		CodeReauthRequired, CodeWrongCodesLimited, CodeChangesLimited, CodeNotSignedIn, CodeSignInAgain,
 		CodeRevertTokenEmpty, CodeRevertTokenInvalid, CodeRevertEmailTaken, CodeRevertLimited, CodeChangeLocked,
 	}
 }
@@ -206,6 +212,8 @@ func Messages() []*goi18n.Message {
 		{ID: "IDAAS.SDK.PARAM.9204", Description: "the sign-in (auth_time) is older than the change allows", Other: "Please sign in again to change your email"},
 		{ID: "IDAAS.SDK.CAPTCHA.9205", Description: "a budget of wrong verification codes (per user or per client IP) is spent", Other: "Too many incorrect verification codes, please try again later"},
 		{ID: "IDAAS.SDK.USER.9206", Description: "the budget of email changes per user is spent", Other: "Too many email changes, please try again later"},
+		{ID: "IDAAS.SDK.USER.9207", Description: "no signed-in user (an application that signs users in itself)", Other: "Please sign in first"},
+		{ID: "IDAAS.SDK.USER.9208", Description: "the sign-in is older than the change allows (an application that signs users in itself)", Other: "Please sign in again to change your email"},
 		{ID: "IDAAS.SDK.REVERT.9301", Description: "revert_token is missing or empty", Other: "revert_token cannot be empty"},
 		{ID: "IDAAS.SDK.REVERT.9302", Description: "the undo token is unknown, expired, used or voided by an earlier undo", Other: "The undo link is invalid, expired or already used"},
 		{ID: "IDAAS.SDK.REVERT.9303", Description: "another account holds the address the undo would restore", Other: "The previous email address now belongs to another account, please contact support"},

@@ -36,7 +36,7 @@ func ExampleNewBundle() {
 		fmt.Println(err)
 		return
 	}
-	fmt.Println(b.DefaultLocale().Tag(), b.Match("zh", "").Message(string(i18n.CodeEmailExists)))
+	fmt.Println(b.DefaultLocale().Tag(), b.Match("zh", "").Message(i18n.CodeEmailExists))
 	// Output:
 	// en 邮箱已存在
 }

@@ -192,6 +192,11 @@ func (m *Mailer) Notice(t testing.TB, email string) selfservice.Message {
 // users (their canonical addresses computed) and iss's client, iss's
 // Verifier, mailer, selfservice.AllowAllCaptcha, a random CodeSecret and a
 // Logger that drops everything. Change its fields before selfservice.New.
+//
+// With a nil iss it is the Config of an application that signs its users
+// in itself: no Verifier, DefaultClientID registered, and Identify reading
+// the session cookie a Client with SignedIn set sends (SessionCookie,
+// whose value is the user id).
 func Config(t testing.TB, iss *Issuer, mailer selfservice.Mailer, users ...store.User) selfservice.Config {
 	t.Helper()
 	secret := make([]byte, selfservice.MinCodeSecretLen)
@@ -202,17 +207,36 @@ func Config(t testing.TB, iss *Issuer, mailer selfservice.Mailer, users ...store
 			t.Fatalf("selfservicetest: user %q: %v", u.ID, err)
 		}
 	}
-	return selfservice.Config{
+	cfg := selfservice.Config{
 		Users:      us,
 		Codes:      memstore.NewCodeStore(),
 		Limiter:    memstore.NewLimiter(),
-		Clients:    memstore.NewClientRegistry(store.Client{ID: iss.ClientID}),
-		Verifier:   iss.Verifier(t),
 		Mailer:     mailer,
 		Captcha:    selfservice.AllowAllCaptcha{},
 		CodeSecret: secret,
 		Logger:     slog.New(slog.DiscardHandler),
 	}
+	if iss == nil {
+		cfg.Clients = memstore.NewClientRegistry(store.Client{ID: DefaultClientID})
+		cfg.Identify = Identify
+		return cfg
+	}
+	cfg.Clients = memstore.NewClientRegistry(store.Client{ID: iss.ClientID})
+	cfg.Verifier = iss.Verifier(t)
+	return cfg
+}
+
+// SessionCookie is the cookie of the test sign-in Identify reads.
+const SessionCookie = "selfservicetest_session"
+
+// Identify is the Config.Identify of Config without an issuer: the user
+// named by the SessionCookie, signed in just now.
+func Identify(r *http.Request) (selfservice.Identity, error) {
+	c, err := r.Cookie(SessionCookie)
+	if err != nil || c.Value == "" {
+		return selfservice.Identity{}, selfservice.ErrNotSignedIn
+	}
+	return selfservice.Identity{Subject: c.Value, AuthTime: time.Now()}, nil
 }
 
 // Headers returns the headers a client of the API sends: Content-Type, the
@@ -242,6 +266,10 @@ type Client struct {
 	Lang string
 	// Header, when set, is added to every request's headers.
 	Header http.Header
+	// SignedIn, when set, is sent as the SessionCookie: the user an
+	// application signing users in itself (Config without an issuer)
+	// knows the client as.
+	SignedIn string
 	// HTTP sends the requests. Default: http.DefaultClient.
 	HTTP *http.Client
 }
@@ -287,6 +315,9 @@ func (c *Client) Do(t testing.TB, method, path, token, body string) *Reply {
 	}
 	req.Header = Headers(c.ClientID, c.Lang)
 	maps.Copy(req.Header, c.Header)
+	if c.SignedIn != "" {
+		req.AddCookie(&http.Cookie{Name: SessionCookie, Value: c.SignedIn})
+	}
 	if token != "" {
 		req.Header.Set("Authorization", "Bearer "+token)
 	}

@@ -74,3 +74,22 @@ func TestHelpers(t *testing.T) {
 		t.Errorf("%d mails kept, want 2: the code and the notice", n)
 	}
 }
+
+// TestOwnSignIn: an application that signs users in itself mounts the
+// Service in one line; the helpers serve it without an issuer.
+func TestOwnSignIn(t *testing.T) {
+	t.Parallel()
+	mail := &selfservicetest.Mailer{}
+	svc, err := selfservice.New(selfservicetest.Config(t, nil, mail, store.User{ID: "alice", Email: "alice@example.com"}))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer svc.Shutdown(t.Context())
+	srv := httptest.NewServer(svc.Handler())
+	defer srv.Close()
+	c := selfservicetest.NewClient(srv.URL, selfservicetest.DefaultClientID)
+	c.UpdateEmail(t, "", "new@example.com", "123456").Expect(t, http.StatusForbidden, "IDAAS.SDK.USER.9207")
+	c.SignedIn = "alice"
+	c.SendCode(t, "new@example.com").Expect(t, http.StatusOK, "")
+	c.UpdateEmail(t, "", "new@example.com", mail.Code(t, "new@example.com")).Expect(t, http.StatusOK, "")
+}
