@@ -114,35 +114,67 @@ type budget struct {
 	refused i18n.Code
 }
 
-// reservation is a slot taken in a budget, which cancel gives back.
-type reservation struct {
-	key, id string
+// reservation is a slot taken in a budget, which cancel gives back; an
+// empty id is a slot already given back.
+type reservation = store.Reservation
+
+// requests returns the Limiter's requests for bs.
+func requests(bs []budget) []store.LimitRequest {
+	reqs := make([]store.LimitRequest, len(bs))
+	for i, b := range bs {
+		reqs[i] = store.LimitRequest{Key: b.key, Limits: b.limits}
+	}
+	return reqs
 }
 
-// reserve takes one slot in each budget, in order, or none: when one
-// refuses, the slots already taken are given back and the refusal is
-// returned as the budget's code (with its Retry-After) after an
-// EventRateLimited for userID (empty for sends). A store failure is an
-// internal error.
+// reserve takes one slot in each budget, all or none: in one call when the
+// Limiter is a store.BatchLimiter, else one by one, giving back the slots
+// taken when one refuses. A refusal is returned as the refusing budget's
+// code (with its Retry-After) after an EventRateLimited for userID (empty
+// for sends). A store failure is an internal error.
 func (s *Service) reserve(ctx context.Context, c caller, userID string, bs ...budget) ([]reservation, error) {
-	taken := make([]reservation, 0, len(bs))
 	now := s.cfg.Now()
+	taken := make([]reservation, 0, len(bs))
+	if s.batch != nil {
+		ids, err := s.batch.ReserveAll(ctx, requests(bs), now)
+		if err != nil {
+			return nil, s.refusal(ctx, c, userID, bs, err)
+		}
+		for i, b := range bs {
+			taken = append(taken, reservation{Key: b.key, ID: ids[i]})
+		}
+		return taken, nil
+	}
 	for _, b := range bs {
 		id, err := s.cfg.Limiter.Reserve(ctx, b.key, b.limits, now)
-		if err == nil {
-			taken = append(taken, reservation{b.key, id})
-			continue
+		if err != nil {
+			s.cancel(ctx, taken)
+			var rl *store.RateLimitError
+			if errors.As(err, &rl) && rl.Key == "" {
+				rl.Key = b.key
+			}
+			return nil, s.refusal(ctx, c, userID, bs, err)
 		}
-		s.cancel(ctx, taken)
-		var rl *store.RateLimitError
-		if errors.As(err, &rl) {
-			s.tel.refused(ctx, b.name)
-			s.rateLimited(ctx, c, userID, b.name)
-			return nil, &i18n.Error{Code: b.refused, RetryAfter: rl.RetryAfter, Err: fmt.Errorf("budget %s: %w", b.name, err)}
-		}
-		return nil, i18n.Wrap(i18n.CodeInternal, err)
+		taken = append(taken, reservation{Key: b.key, ID: id})
 	}
 	return taken, nil
+}
+
+// refusal answers err, a Limiter's failure to reserve bs: a refusal as the
+// refusing budget's code, reported; anything else as an internal error.
+func (s *Service) refusal(ctx context.Context, c caller, userID string, bs []budget, err error) error {
+	var rl *store.RateLimitError
+	if !errors.As(err, &rl) {
+		return i18n.Wrap(i18n.CodeInternal, err)
+	}
+	for _, b := range bs {
+		if b.key == rl.Key {
+			s.tel.refused(ctx, b.name)
+			s.rateLimited(ctx, c, userID, b.name)
+			return &i18n.Error{Code: b.refused, RetryAfter: rl.RetryAfter, Err: fmt.Errorf("budget %s: %w", b.name, err)}
+		}
+	}
+	return i18n.Wrap(i18n.CodeInternal, fmt.Errorf("the Limiter refused a key it was not asked for: %w", err))
 }
 
 // cancel gives slots back. It runs even if the request was cancelled, and a
@@ -150,11 +182,78 @@ func (s *Service) reserve(ctx context.Context, c caller, userID string, bs ...bu
 // so it is logged and not answered.
 func (s *Service) cancel(ctx context.Context, taken []reservation) {
 	ctx = context.WithoutCancel(ctx)
+	live := taken[:0:0]
 	for _, r := range taken {
-		if err := s.cfg.Limiter.Cancel(ctx, r.key, r.id); err != nil {
+		if r.ID != "" {
+			live = append(live, r)
+		}
+	}
+	if len(live) == 0 {
+		return
+	}
+	if s.batch != nil {
+		if err := s.batch.CancelAll(ctx, live); err != nil {
+			s.cfg.Logger.WarnContext(ctx, "selfservice: giving back budget slots failed", "error", err)
+		}
+		return
+	}
+	for _, r := range live {
+		if err := s.cfg.Limiter.Cancel(ctx, r.Key, r.ID); err != nil {
 			s.cfg.Logger.WarnContext(ctx, "selfservice: giving back a budget slot failed", "error", err)
 		}
 	}
+}
+
+// checkCode charges the update's budgets and verifies the code: in one
+// step when the code store keeps the Limiter's budgets too (a
+// store.CodeChecker), else as reserve, Verify and cancel. The slots kept
+// come back in the order of bs, "" for those given back; keepOn says on
+// which outcome each budget keeps its slot. Its error wraps
+// store.ErrCodeInvalid for a wrong code, and is otherwise an i18n error: a
+// budget's refusal, or an internal failure (which keeps every slot: the
+// code may have been evaluated before the answer was lost).
+func (s *Service) checkCode(ctx context.Context, c caller, userID string, key store.CodeKey, hashes [][]byte, bs []budget, keepOn []store.Outcome) ([]reservation, error) {
+	if s.checker != nil {
+		charges := make([]store.Charge, len(bs))
+		for i, r := range requests(bs) {
+			charges[i] = store.Charge{LimitRequest: r, KeepOn: keepOn[i]}
+		}
+		ids, err := s.checker.CheckCode(ctx, store.CodeCheck{Key: key, Hashes: hashes, MaxTries: s.cfg.MaxTries, Now: s.cfg.Now(), Charges: charges})
+		switch {
+		case errors.Is(err, store.ErrRateLimited):
+			return nil, s.refusal(ctx, c, userID, bs, err)
+		case err != nil && !errors.Is(err, store.ErrCodeInvalid):
+			return nil, i18n.Wrap(i18n.CodeInternal, err)
+		}
+		kept := make([]reservation, len(bs))
+		for i, b := range bs {
+			if i < len(ids) {
+				kept[i] = reservation{Key: b.key, ID: ids[i]}
+			}
+		}
+		return kept, err
+	}
+	taken, err := s.reserve(ctx, c, userID, bs...)
+	if err != nil {
+		return nil, err
+	}
+	err = s.cfg.Codes.Verify(ctx, key, hashes, s.cfg.MaxTries, s.cfg.Now())
+	if err != nil && !errors.Is(err, store.ErrCodeInvalid) {
+		return nil, i18n.Wrap(i18n.CodeInternal, err)
+	}
+	outcome := store.OnMatch
+	if err != nil {
+		outcome = store.OnMismatch
+	}
+	var back []reservation
+	for i := range taken {
+		if keepOn[i] != outcome {
+			back = append(back, taken[i])
+			taken[i].ID = ""
+		}
+	}
+	s.cancel(ctx, back)
+	return taken, err
 }
 
 // Budget keys. Each kind has a prefix of its own, so that no user id, IP or

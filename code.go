@@ -81,6 +81,34 @@ func newCodeHasher(secret []byte) *codeHasher {
 	}}}
 }
 
+// codeHashers hash under the current code secret first, then under the
+// previous ones.
+type codeHashers []*codeHasher
+
+func newCodeHashers(current []byte, previous [][]byte) codeHashers {
+	hs := codeHashers{newCodeHasher(current)}
+	for _, p := range previous {
+		hs = append(hs, newCodeHasher(p))
+	}
+	return hs
+}
+
+// hash is what a new code is stored as: its hash under the current secret.
+func (hs codeHashers) hash(purpose, canonical, code string) []byte {
+	return hs[0].hash(purpose, canonical, code)
+}
+
+// candidates are what a submitted code is checked against: its hash under
+// every accepted secret, so that a code stored before a rotation still
+// verifies after it.
+func (hs codeHashers) candidates(purpose, canonical, code string) [][]byte {
+	out := make([][]byte, len(hs))
+	for i, h := range hs {
+		out[i] = h.hash(purpose, canonical, code)
+	}
+	return out
+}
+
 func (h *codeHasher) hash(purpose, canonical, code string) []byte {
 	m := h.macs.Get().(*codeMAC)
 	defer h.macs.Put(m)

@@ -222,8 +222,10 @@ type Config struct {
 // Service serves the two endpoints. It is safe for concurrent use.
 type Service struct {
 	cfg     Config
+	batch   store.BatchLimiter // cfg.Limiter, when it reserves in batches
+	checker store.CodeChecker  // cfg.Codes, when it keeps cfg.Limiter's budgets
 	mail    *mailGuard
-	codes   *codeHasher
+	codes   codeHashers
 	keys    secretKeys // of CodeSecret, then PreviousCodeSecrets
 	courier *courier
 	tel     *telemetry
@@ -319,10 +321,20 @@ func newService(cfg Config, timing courierTiming) (*Service, error) {
 	if cfg.Budgets, err = cfg.Budgets.withDefaults(); err != nil {
 		return nil, err
 	}
+	// Whether the code store shares storage with the Limiter is asked of
+	// the stores as given, before they are instrumented.
+	shared := false
+	if cc, ok := cfg.Codes.(store.CodeChecker); ok {
+		shared = cc.SharesBudgets(cfg.Limiter)
+	}
 	tel := newTelemetry(cfg.MeterProvider, cfg.TracerProvider)
 	tel.instrument(&cfg)
 	cfg.Clients = newClientCache(cfg.Clients, cfg.ClientCacheTTL, cfg.Now)
-	s := &Service{cfg: cfg, mail: newMailGuard(&cfg), codes: newCodeHasher(cfg.CodeSecret), keys: keys, tel: tel}
+	s := &Service{cfg: cfg, mail: newMailGuard(&cfg), codes: newCodeHashers(cfg.CodeSecret, cfg.PreviousCodeSecrets), keys: keys, tel: tel}
+	s.batch, _ = cfg.Limiter.(store.BatchLimiter)
+	if shared {
+		s.checker = cfg.Codes.(store.CodeChecker)
+	}
 	chain := middleware.ChainOptions{
 		Bundle: cfg.Bundle, Methods: []string{http.MethodPost}, Clients: cfg.Clients, Logger: cfg.Logger,
 	}

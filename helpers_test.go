@@ -62,7 +62,7 @@ func (c *countingCodes) Put(ctx context.Context, k store.CodeKey, h []byte, exp 
 	return c.CodeStore.Put(ctx, k, h, exp)
 }
 
-func (c *countingCodes) Verify(ctx context.Context, k store.CodeKey, h []byte, max int, now time.Time) error {
+func (c *countingCodes) Verify(ctx context.Context, k store.CodeKey, h [][]byte, max int, now time.Time) error {
 	c.mu.Lock()
 	c.verifys++
 	err := c.err

@@ -255,29 +255,21 @@ func (s *Service) updateEmail(ctx context.Context, c caller, id middleware.Ident
 	// concurrent guesses cannot overdraw them: a right code gives the
 	// wrong-code slots back, a wrong one the change's. A spent budget
 	// refuses even the right code, and no code is evaluated or spent.
-	taken, err := s.reserve(ctx, c, user.ID,
-		budget{BudgetWrongCodesPerUser, wrongPerUserKey(user.ID), s.cfg.Budgets.WrongCodesPerUser, i18n.CodeWrongCodesLimited},
-		budget{BudgetWrongCodesPerIP, wrongPerIPKey(c), s.cfg.Budgets.WrongCodesPerIP, i18n.CodeWrongCodesLimited},
-		budget{BudgetChangesPerUser, changesPerUserKey(user.ID), s.cfg.Budgets.ChangesPerUser, i18n.CodeChangesLimited},
-	)
+	key := store.CodeKey{Purpose: PurposeUpdateEmail, Email: canonical}
+	kept, err := s.checkCode(ctx, c, user.ID, key, s.codes.candidates(key.Purpose, key.Email, code), []budget{
+		{BudgetWrongCodesPerUser, wrongPerUserKey(user.ID), s.cfg.Budgets.WrongCodesPerUser, i18n.CodeWrongCodesLimited},
+		{BudgetWrongCodesPerIP, wrongPerIPKey(c), s.cfg.Budgets.WrongCodesPerIP, i18n.CodeWrongCodesLimited},
+		{BudgetChangesPerUser, changesPerUserKey(user.ID), s.cfg.Budgets.ChangesPerUser, i18n.CodeChangesLimited},
+	}, []store.Outcome{store.OnMismatch, store.OnMismatch, store.OnMatch})
+	if errors.Is(err, store.ErrCodeInvalid) {
+		s.tel.codeRejected(ctx)
+		s.event(ctx, c, EventCodeRejected, user.ID, email, "")
+		return i18n.CodeVerifyCodeIncorrect
+	}
 	if err != nil {
 		return err
 	}
-	wrongCodes, change := taken[:2], taken[2:]
-	key := store.CodeKey{Purpose: PurposeUpdateEmail, Email: canonical}
-	hash := s.codes.hash(key.Purpose, key.Email, code)
-	if err := s.cfg.Codes.Verify(ctx, key, hash, s.cfg.MaxTries, s.cfg.Now()); err != nil {
-		// A store failure keeps the slots too: the code may have been
-		// evaluated before the answer was lost.
-		if errors.Is(err, store.ErrCodeInvalid) {
-			s.cancel(ctx, change)
-			s.tel.codeRejected(ctx)
-			s.event(ctx, c, EventCodeRejected, user.ID, email, "")
-			return i18n.CodeVerifyCodeIncorrect
-		}
-		return i18n.Wrap(i18n.CodeInternal, err)
-	}
-	s.cancel(ctx, wrongCodes)
+	change := kept[2:]
 	if err := s.change(ctx, user, email, canonical); err != nil {
 		if !errors.Is(err, i18n.CodeInternal) {
 			s.cancel(ctx, change)

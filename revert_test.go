@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"net/http"
+	"net/http/httptest"
 	"strings"
 	"sync"
 	"testing"
@@ -197,5 +198,47 @@ func TestRevertBudgetCountsFailures(t *testing.T) {
 	r := f.revert(t, "guess-3")
 	if r.Status != http.StatusTooManyRequests || r.Code != string(i18n.CodeRevertLimited) || r.Header.Get("Retry-After") == "" {
 		t.Errorf("fourth failure: %d %s (Retry-After %q), want 429 %s", r.Status, r.Raw, r.Header.Get("Retry-After"), i18n.CodeRevertLimited)
+	}
+}
+
+// TestCodeSecretRotation rotates the code secret across two replicas that
+// share their stores, with codes in flight: first every replica accepts the
+// new secret (CodeSecret old, PreviousCodeSecrets new), then each in turn
+// stores under it (CodeSecret new, PreviousCodeSecrets old). While the
+// replicas disagree, a code mailed by either verifies on the other, and so
+// does the undo token of a change made by either: none is voided.
+func TestCodeSecretRotation(t *testing.T) {
+	t.Parallel()
+	oldSecret, newSecret := []byte(strings.Repeat("o", selfservice.MinCodeSecretLen)), []byte(strings.Repeat("n", selfservice.MinCodeSecretLen))
+	var users []store.User
+	for i := range 4 {
+		users = append(users, mustUser(t, fmt.Sprintf("u%d", i), fmt.Sprintf("old%d@example.com", i)))
+	}
+	// Replica a is still at the first step, replica b at the second.
+	a := newFixtureWith(t, func(c *selfservice.Config) {
+		c.CodeSecret, c.PreviousCodeSecrets = oldSecret, [][]byte{newSecret}
+	}, users...)
+	cfg := a.cfg
+	cfg.CodeSecret, cfg.PreviousCodeSecrets = newSecret, [][]byte{oldSecret}
+	bsvc, err := selfservice.NewWithFastCourier(cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer bsvc.Shutdown(context.Background())
+	b := &fixture{cfg: cfg, svc: bsvc, users: a.users, fusers: a.fusers, codes: a.codes, mail: a.mail, captcha: a.captcha}
+	b.srv = httptest.NewServer(bsvc.Handler())
+	defer b.srv.Close()
+
+	for i, pair := range [][2]*fixture{{a, b}, {b, a}, {a, a}, {b, b}} {
+		mailer, checker := pair[0], pair[1]
+		to := fmt.Sprintf("new%d@example.com", i)
+		code := mailer.sendCode(t, to)
+		if r := checker.update(t, token(t, fmt.Sprintf("u%d", i), nil), "en", to, code); r.Status != http.StatusOK {
+			t.Fatalf("pair %d: a code of one replica on the other: %d %s", i, r.Status, r.Raw)
+		}
+		undo := checker.revertToken(t, fmt.Sprintf("old%d@example.com", i))
+		if r := mailer.revert(t, undo); r.Status != http.StatusOK {
+			t.Fatalf("pair %d: an undo token of one replica on the other: %d %s", i, r.Status, r.Raw)
+		}
 	}
 }

@@ -90,8 +90,8 @@ type telemetry struct {
 	outbox struct {
 		lease, retry, delete, backlog *dependencyCall
 	}
-	codes   struct{ put, verify *dependencyCall }
-	limiter struct{ reserve, cancel *dependencyCall }
+	codes   struct{ put, verify, check *dependencyCall }
+	limiter struct{ reserve, cancel, reserveAll, cancelAll *dependencyCall }
 	clients struct{ client *dependencyCall }
 	mailer  struct{ send *dependencyCall }
 	captcha struct{ verify *dependencyCall }
@@ -184,6 +184,9 @@ func newTelemetry(mp metric.MeterProvider, tp trace.TracerProvider) *telemetry {
 	t.codes.verify = newDependencyCall("codes", "Verify", store.ErrCodeInvalid)
 	t.limiter.reserve = newDependencyCall("limiter", "Reserve", store.ErrRateLimited)
 	t.limiter.cancel = newDependencyCall("limiter", "Cancel")
+	t.limiter.reserveAll = newDependencyCall("limiter", "ReserveAll", store.ErrRateLimited)
+	t.limiter.cancelAll = newDependencyCall("limiter", "CancelAll")
+	t.codes.check = newDependencyCall("codes", "CheckCode", store.ErrCodeInvalid, store.ErrRateLimited)
 	t.clients.client = newDependencyCall("clients", "Client", store.ErrNotFound)
 	t.mailer.send = newDependencyCall("mailer", "Send")
 	t.captcha.verify = newDependencyCall("captcha", "VerifyCaptcha", ErrCaptchaRejected)
@@ -520,11 +523,26 @@ func (s *instrumentedCodes) Put(ctx context.Context, key store.CodeKey, hash []b
 	return err
 }
 
-func (s *instrumentedCodes) Verify(ctx context.Context, key store.CodeKey, hash []byte, maxTries int, now time.Time) error {
+func (s *instrumentedCodes) Verify(ctx context.Context, key store.CodeKey, hashes [][]byte, maxTries int, now time.Time) error {
 	c := s.t.begin(ctx, s.t.codes.verify)
-	err := s.next.Verify(c.ctx, key, hash, maxTries, now)
+	err := s.next.Verify(c.ctx, key, hashes, maxTries, now)
 	s.t.end(c, err)
 	return err
+}
+
+// instrumentedChecker is instrumentedCodes of a store.CodeChecker.
+type instrumentedChecker struct {
+	instrumentedCodes
+	checker store.CodeChecker
+}
+
+func (s *instrumentedChecker) SharesBudgets(l store.Limiter) bool { return s.checker.SharesBudgets(l) }
+
+func (s *instrumentedChecker) CheckCode(ctx context.Context, cc store.CodeCheck) ([]string, error) {
+	c := s.t.begin(ctx, s.t.codes.check)
+	kept, err := s.checker.CheckCode(c.ctx, cc)
+	s.t.end(c, err)
+	return kept, err
 }
 
 type instrumentedLimiter struct {
@@ -542,6 +560,26 @@ func (l *instrumentedLimiter) Reserve(ctx context.Context, key string, limits []
 func (l *instrumentedLimiter) Cancel(ctx context.Context, key, id string) error {
 	c := l.t.begin(ctx, l.t.limiter.cancel)
 	err := l.next.Cancel(c.ctx, key, id)
+	l.t.end(c, err)
+	return err
+}
+
+// instrumentedBatch is instrumentedLimiter of a store.BatchLimiter.
+type instrumentedBatch struct {
+	instrumentedLimiter
+	batch store.BatchLimiter
+}
+
+func (l *instrumentedBatch) ReserveAll(ctx context.Context, reqs []store.LimitRequest, now time.Time) ([]string, error) {
+	c := l.t.begin(ctx, l.t.limiter.reserveAll)
+	ids, err := l.batch.ReserveAll(c.ctx, reqs, now)
+	l.t.end(c, err)
+	return ids, err
+}
+
+func (l *instrumentedBatch) CancelAll(ctx context.Context, rs []store.Reservation) error {
+	c := l.t.begin(ctx, l.t.limiter.cancelAll)
+	err := l.batch.CancelAll(c.ctx, rs)
 	l.t.end(c, err)
 	return err
 }
@@ -586,6 +624,8 @@ var (
 	_ store.ChangeStore    = (*instrumentedUsers)(nil)
 	_ store.CodeStore      = (*instrumentedCodes)(nil)
 	_ store.Limiter        = (*instrumentedLimiter)(nil)
+	_ store.BatchLimiter   = (*instrumentedBatch)(nil)
+	_ store.CodeChecker    = (*instrumentedChecker)(nil)
 	_ store.ClientRegistry = (*instrumentedClients)(nil)
 	_ Mailer               = (*instrumentedMailer)(nil)
 	_ CaptchaVerifier      = (*instrumentedCaptcha)(nil)
@@ -598,8 +638,16 @@ func (t *telemetry) instrument(cfg *Config) {
 		return
 	}
 	cfg.Users = &instrumentedUsers{cfg.Users, t}
-	cfg.Codes = &instrumentedCodes{cfg.Codes, t}
-	cfg.Limiter = &instrumentedLimiter{cfg.Limiter, t}
+	if cc, ok := cfg.Codes.(store.CodeChecker); ok {
+		cfg.Codes = &instrumentedChecker{instrumentedCodes{cfg.Codes, t}, cc}
+	} else {
+		cfg.Codes = &instrumentedCodes{cfg.Codes, t}
+	}
+	if bl, ok := cfg.Limiter.(store.BatchLimiter); ok {
+		cfg.Limiter = &instrumentedBatch{instrumentedLimiter{cfg.Limiter, t}, bl}
+	} else {
+		cfg.Limiter = &instrumentedLimiter{cfg.Limiter, t}
+	}
 	cfg.Clients = &instrumentedClients{cfg.Clients, t}
 	cfg.Mailer = &instrumentedMailer{cfg.Mailer, t}
 	cfg.Captcha = &instrumentedCaptcha{cfg.Captcha, t}

@@ -16,6 +16,9 @@
 //	                  never overwrites
 //	-issuer URL       trust this external issuer instead of the built-in one
 //	-jwks-url URL     the external issuer's JWKS (required with -issuer)
+//	-second-issuer    also serve a second built-in issuer under
+//	                  /second-issuer, with an application bound to it
+//	                  (idtoken.Issuers), and print a token of it
 //	-store S          users and clients: memory (default), sqlite:PATH or postgres://...
 //	-codes C          codes and send limits: memory (default) or redis://...
 //	-mail M           log (default: each mail as a JSON line on stdout),
@@ -31,9 +34,11 @@
 //	                  exporter (in production, serve it where only the
 //	                  scraper reaches)
 //
-// Codes are hashed under SELFSERVICE_CODE_SECRET (hex, at least 32 bytes)
-// when it is set, else under a random secret of this process, which voids
-// the codes in a shared store on restart.
+// Codes and undo tokens are hashed under SELFSERVICE_CODE_SECRET (hex, at
+// least 32 bytes; several comma-separated during a rotation: the first is
+// stored under, the others still accepted) when it is set, else under a
+// random secret of this process, which voids the codes in a shared store
+// and the undo links of notices still waiting on restart.
 package main
 
 import (
@@ -50,6 +55,7 @@ import (
 	"net/netip"
 	"os"
 	"os/signal"
+	"strings"
 	"syscall"
 	"time"
 
@@ -65,6 +71,7 @@ import (
 	"github.com/ciamkit/selfservice/idtoken"
 	"github.com/ciamkit/selfservice/internal/devissuer"
 	"github.com/ciamkit/selfservice/mail"
+	"github.com/ciamkit/selfservice/middleware"
 	"github.com/ciamkit/selfservice/store"
 )
 
@@ -85,7 +92,7 @@ func main() {
 
 type flags struct {
 	addr, seed, issuer, jwksURL, store, codes, mail string
-	loadTest, metrics                               bool
+	loadTest, metrics, secondIssuer                 bool
 	dbConns                                         int
 }
 
@@ -103,6 +110,7 @@ func parseFlags(args []string, stderr io.Writer) (flags, error) {
 	fs.IntVar(&f.dbConns, "db-conns", 16, "SQL connections kept open and idle (sqlite: and postgres:// stores)")
 	fs.BoolVar(&f.loadTest, "load-test", false, "loosen every budget to 1,000,000 a second for load generators (never in production)")
 	fs.BoolVar(&f.metrics, "metrics", false, "serve GET /metrics: OpenTelemetry metrics in Prometheus format")
+	fs.BoolVar(&f.secondIssuer, "second-issuer", false, "also serve a second built-in issuer with an application bound to it")
 	if err := fs.Parse(args); err != nil {
 		return f, err
 	}
@@ -146,7 +154,7 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 			return err
 		}
 	}
-	secret, err := codeSecret()
+	secret, previous, err := codeSecrets()
 	if err != nil {
 		return err
 	}
@@ -211,6 +219,16 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 		return err
 	}
 	defer verifier.Close()
+	var clients store.ClientRegistry = st.clients
+	var tokens middleware.TokenVerifier = verifier
+	var second *secondIssuer
+	if f.secondIssuer {
+		if second, err = newSecondIssuer(mux, base, st.clients, verifier, logger, meters); err != nil {
+			return err
+		}
+		defer second.tokens.Close()
+		clients, tokens = second.clients, second.tokens
+	}
 
 	var budgets selfservice.Budgets
 	if f.loadTest {
@@ -223,13 +241,15 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 		Users:      st.users,
 		Codes:      st.codes,
 		Limiter:    st.limiter,
-		Clients:    st.clients,
-		Verifier:   verifier,
+		Clients:    clients,
+		Verifier:   tokens,
 		Mailer:     mailer,
 		Captcha:    selfservice.AllowAllCaptcha{},
 		CodeSecret: secret,
-		Budgets:    budgets,
-		Logger:     logger,
+		// A rotation in progress: still accepted, no longer stored under.
+		PreviousCodeSecrets: previous,
+		Budgets:             budgets,
+		Logger:              logger,
 		// nil without -metrics: the global provider, a no-op here.
 		MeterProvider: meters,
 	})
@@ -254,6 +274,11 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 		}
 		mountDemo(mux, demoPage{Users: st.users, UserID: seed.Users[0].ID, ClientID: seed.Clients[0].ClientID, Token: token, Logger: logger})
 		printWalkthrough(stderr, base, seed.Clients[0].ClientID, token)
+	}
+	if second != nil && len(seed.Users) > 0 {
+		if err := second.print(stderr, base, seed.Users[0].ID); err != nil {
+			return err
+		}
 	}
 
 	select {
@@ -319,19 +344,29 @@ func undoPage(addr net.Addr) string {
 	return "http://" + ap.String() + "/"
 }
 
-// codeSecret returns the key codes are hashed under: SELFSERVICE_CODE_SECRET
-// (hex) when set, so that replicas and restarts share it, else random.
-func codeSecret() ([]byte, error) {
-	if h := os.Getenv("SELFSERVICE_CODE_SECRET"); h != "" {
-		b, err := hex.DecodeString(h)
-		if err != nil || len(b) < selfservice.MinCodeSecretLen {
-			return nil, fmt.Errorf("SELFSERVICE_CODE_SECRET must be at least %d bytes in hex", selfservice.MinCodeSecretLen)
-		}
-		return b, nil
+// codeSecrets returns the keys codes and undo tokens are hashed under:
+// SELFSERVICE_CODE_SECRET, comma-separated hex secrets, the first stored
+// under and the others still accepted (a rotation in progress), so that
+// replicas and restarts share them; else one random secret.
+func codeSecrets() (current []byte, previous [][]byte, err error) {
+	h := os.Getenv("SELFSERVICE_CODE_SECRET")
+	if h == "" {
+		current = make([]byte, selfservice.MinCodeSecretLen)
+		_, _ = rand.Read(current)
+		return current, nil, nil
 	}
-	b := make([]byte, selfservice.MinCodeSecretLen)
-	_, _ = rand.Read(b)
-	return b, nil
+	for i, part := range strings.Split(h, ",") {
+		b, err := hex.DecodeString(strings.TrimSpace(part))
+		if err != nil || len(b) < selfservice.MinCodeSecretLen {
+			return nil, nil, fmt.Errorf("SELFSERVICE_CODE_SECRET: secret %d must be at least %d bytes in hex", i+1, selfservice.MinCodeSecretLen)
+		}
+		if i == 0 {
+			current = b
+		} else {
+			previous = append(previous, b)
+		}
+	}
+	return current, previous, nil
 }
 
 func printWalkthrough(w io.Writer, base, clientID, token string) {

@@ -260,15 +260,18 @@ type CodeStore interface {
 	// any previous code for key and resetting its tries.
 	Put(ctx context.Context, key CodeKey, hash []byte, expiresAt time.Time) error
 
-	// Verify checks hash against the live code for key in one atomic step.
-	// On a match it deletes the code (single use) and returns nil. On a
-	// mismatch it counts a failed try and returns ErrCodeInvalid; the try
-	// that reaches maxTries deletes the code. With no live code (never put,
+	// Verify checks the live code for key against hashes in one atomic
+	// step: the keyed hashes of the one code submitted, under each code
+	// secret the caller accepts (one, or a few while a secret is being
+	// rotated; at least one). On a match of any it deletes the code (single
+	// use) and returns nil. Otherwise it counts ONE failed try, however
+	// many hashes were given, and returns ErrCodeInvalid; the try that
+	// reaches maxTries deletes the code. With no live code (never put,
 	// expired at now, consumed or dead) it returns ErrCodeInvalid. Of
-	// concurrent calls with the matching hash at most one returns nil, and
-	// no more than maxTries mismatches are ever evaluated against one code.
+	// concurrent calls with a matching hash at most one returns nil, and no
+	// more than maxTries submissions are ever evaluated against one code.
 	// Hashes are compared in constant time where the engine allows.
-	Verify(ctx context.Context, key CodeKey, hash []byte, maxTries int, now time.Time) error
+	Verify(ctx context.Context, key CodeKey, hashes [][]byte, maxTries int, now time.Time) error
 }
 
 // Limit allows at most N events in any window of length Window: an event
@@ -285,6 +288,9 @@ type RateLimitError struct {
 	// would be allowed, as far as the events recorded so far tell; at
 	// least one millisecond.
 	RetryAfter time.Duration
+	// Key is the key whose limits refused, for a call that reserves under
+	// several (BatchLimiter, CodeChecker); empty from Reserve.
+	Key string
 }
 
 // Error describes the refusal.
@@ -330,6 +336,91 @@ type Limiter interface {
 	// it reserved when the code turns out right. An id that is unknown,
 	// already cancelled or forgotten is not an error.
 	Cancel(ctx context.Context, key, id string) error
+}
+
+// LimitRequest asks for one event under Key, held to Limits.
+type LimitRequest struct {
+	Key    string
+	Limits []Limit
+}
+
+// Reservation is one event a Limiter recorded: its key and the id Reserve
+// returned.
+type Reservation struct {
+	Key, ID string
+}
+
+// BatchLimiter is a Limiter that reserves under several keys in one atomic
+// step (one lock, one round trip), for a caller that charges several
+// budgets for one request.
+//
+// Implementations must be safe for concurrent use.
+type BatchLimiter interface {
+	Limiter
+
+	// ReserveAll records one event at now under each request's key, all
+	// or none, as Reserve would each: when a limit of any request refuses,
+	// nothing is recorded and the error is a *RateLimitError whose Key
+	// names the first refusing request (in order) and whose RetryAfter is
+	// that request's. On success it returns one id per request, in order.
+	// Requests name distinct keys; a mistake in the limits is refused as
+	// Reserve refuses it.
+	ReserveAll(ctx context.Context, reqs []LimitRequest, now time.Time) (ids []string, err error)
+
+	// CancelAll removes the events rs name, as Cancel does each.
+	CancelAll(ctx context.Context, rs []Reservation) error
+}
+
+// Outcome is what a verification found, for CodeCheck's charges.
+type Outcome int
+
+// The outcomes a Charge is kept on.
+const (
+	// OnMismatch: the code was not accepted (a wrong-code budget).
+	OnMismatch Outcome = iota + 1
+	// OnMatch: the code was accepted (a budget of changes).
+	OnMatch
+)
+
+// Charge is an event reserved around a verification and kept only on one
+// outcome: given back on the other.
+type Charge struct {
+	LimitRequest
+	KeepOn Outcome
+}
+
+// CodeCheck is a verification with budgets charged around it (see
+// CodeChecker).
+type CodeCheck struct {
+	Key      CodeKey
+	Hashes   [][]byte
+	MaxTries int
+	Now      time.Time
+	Charges  []Charge
+}
+
+// CodeChecker is a CodeStore that charges the budgets of a Limiter it
+// shares storage with around a verification, in one atomic step: store/
+// redisstore's, when codes and budgets live in one Redis (one round trip
+// instead of three).
+//
+// Implementations must be safe for concurrent use.
+type CodeChecker interface {
+	CodeStore
+
+	// SharesBudgets reports whether l keeps its budgets where this store
+	// keeps codes, so that CheckCode's charges count in l's budgets.
+	SharesBudgets(l Limiter) bool
+
+	// CheckCode reserves c.Charges at c.Now as BatchLimiter.ReserveAll
+	// would, then, unless they are refused, verifies the code as Verify
+	// would, then gives back the charges not kept on the outcome, all in
+	// one atomic step. It returns the ids of the charges kept, in order
+	// ("" for one given back), with nil on a match, and with an error
+	// wrapping ErrCodeInvalid on a mismatch. On a refusal it records
+	// nothing, evaluates no code and returns a *RateLimitError as
+	// ReserveAll does.
+	CheckCode(ctx context.Context, c CodeCheck) (kept []string, err error)
 }
 
 // Client is a registered application.

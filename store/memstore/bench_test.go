@@ -133,7 +133,7 @@ func BenchmarkPutVerify(b *testing.B) {
 		if err := s.Put(b.Context(), key, hash, now.Add(10*time.Minute)); err != nil {
 			b.Fatal(err)
 		}
-		if err := s.Verify(b.Context(), key, hash, 5, now); err != nil {
+		if err := s.Verify(b.Context(), key, [][]byte{hash}, 5, now); err != nil {
 			b.Fatal(err)
 		}
 	}

@@ -93,8 +93,12 @@ func (s *CodeStore) Put(_ context.Context, key store.CodeKey, hash []byte, expir
 }
 
 // Verify implements store.CodeStore.
-func (s *CodeStore) Verify(_ context.Context, key store.CodeKey, hash []byte, maxTries int, now time.Time) error {
-	k, h := codeDigest(key), sha256.Sum256(hash)
+func (s *CodeStore) Verify(_ context.Context, key store.CodeKey, hashes [][]byte, maxTries int, now time.Time) error {
+	k := codeDigest(key)
+	digests := make([][sha256.Size]byte, len(hashes))
+	for i, h := range hashes {
+		digests[i] = sha256.Sum256(h)
+	}
 	s.lock()
 	defer s.mu.Unlock()
 	s.codes.dropExpired(nanos(s.opts.Now()), dropPerWrite)
@@ -106,7 +110,11 @@ func (s *CodeStore) Verify(_ context.Context, key store.CodeKey, hash []byte, ma
 		s.codes.remove(n)
 		return store.ErrCodeInvalid
 	}
-	if subtle.ConstantTimeCompare(c.val.hash[:], h[:]) == 1 {
+	match := 0
+	for _, h := range digests {
+		match |= subtle.ConstantTimeCompare(c.val.hash[:], h[:])
+	}
+	if match == 1 {
 		s.codes.remove(n)
 		return nil
 	}

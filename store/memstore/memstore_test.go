@@ -70,7 +70,7 @@ func TestCodeStoreFullEvictsSoonestToExpire(t *testing.T) {
 	}
 	verify := func(what string, i int, h []byte, want error) {
 		t.Helper()
-		check(t, fmt.Sprintf("%s: Verify(%d)", what, i), s.Verify(ctx, codeKey(i), h, 5, now), want)
+		check(t, fmt.Sprintf("%s: Verify(%d)", what, i), s.Verify(ctx, codeKey(i), [][]byte{h}, 5, now), want)
 	}
 	for i := range 3 {
 		put(i, now.Add(life+time.Duration(i)*time.Second))
@@ -104,25 +104,25 @@ func TestCodeStoreEvictionKeepsTries(t *testing.T) {
 	check(t, "Put(victim)", s.Put(ctx, victim, right, exp), nil)
 	check(t, "Put(other)", s.Put(ctx, other, right, exp.Add(time.Minute)), nil)
 	for i := range maxTries - 1 {
-		check(t, fmt.Sprintf("wrong try %d on victim", i+1), s.Verify(ctx, victim, wrong, maxTries, now), store.ErrCodeInvalid)
-		check(t, fmt.Sprintf("wrong try %d on other", i+1), s.Verify(ctx, other, wrong, maxTries, now), store.ErrCodeInvalid)
+		check(t, fmt.Sprintf("wrong try %d on victim", i+1), s.Verify(ctx, victim, [][]byte{wrong}, maxTries, now), store.ErrCodeInvalid)
+		check(t, fmt.Sprintf("wrong try %d on other", i+1), s.Verify(ctx, other, [][]byte{wrong}, maxTries, now), store.ErrCodeInvalid)
 	}
 	// Fill the store and put one more: the victim's room goes, other's
 	// stays.
 	for i := range max - 1 {
 		check(t, fmt.Sprintf("flood Put %d", i), s.Put(ctx, codeKey(i), right, exp.Add(time.Minute)), nil)
 	}
-	check(t, "Verify(victim, right) once evicted", s.Verify(ctx, victim, right, maxTries, now), store.ErrCodeInvalid)
-	check(t, "Verify(victim, wrong) once evicted", s.Verify(ctx, victim, wrong, maxTries, now), store.ErrCodeInvalid)
-	check(t, "the fifth wrong try on other", s.Verify(ctx, other, wrong, maxTries, now), store.ErrCodeInvalid)
-	check(t, "Verify(other, right) after five wrong tries", s.Verify(ctx, other, right, maxTries, now), store.ErrCodeInvalid)
+	check(t, "Verify(victim, right) once evicted", s.Verify(ctx, victim, [][]byte{right}, maxTries, now), store.ErrCodeInvalid)
+	check(t, "Verify(victim, wrong) once evicted", s.Verify(ctx, victim, [][]byte{wrong}, maxTries, now), store.ErrCodeInvalid)
+	check(t, "the fifth wrong try on other", s.Verify(ctx, other, [][]byte{wrong}, maxTries, now), store.ErrCodeInvalid)
+	check(t, "Verify(other, right) after five wrong tries", s.Verify(ctx, other, [][]byte{right}, maxTries, now), store.ErrCodeInvalid)
 
 	check(t, "Put(victim) again: a new code", s.Put(ctx, victim, fresh, exp), nil)
-	check(t, "Verify(victim, old code)", s.Verify(ctx, victim, right, maxTries, now), store.ErrCodeInvalid)
+	check(t, "Verify(victim, old code)", s.Verify(ctx, victim, [][]byte{right}, maxTries, now), store.ErrCodeInvalid)
 	for i := range maxTries - 2 {
-		check(t, fmt.Sprintf("wrong try %d on the new code", i+2), s.Verify(ctx, victim, wrong, maxTries, now), store.ErrCodeInvalid)
+		check(t, fmt.Sprintf("wrong try %d on the new code", i+2), s.Verify(ctx, victim, [][]byte{wrong}, maxTries, now), store.ErrCodeInvalid)
 	}
-	check(t, "Verify(victim, new code)", s.Verify(ctx, victim, fresh, maxTries, now), nil)
+	check(t, "Verify(victim, new code)", s.Verify(ctx, victim, [][]byte{fresh}, maxTries, now), nil)
 }
 
 // The price of pushing a code out: a code outlives MaxEntries-1 puts of
@@ -140,8 +140,8 @@ func TestCodeStoreEvictionPrice(t *testing.T) {
 		check(t, fmt.Sprintf("Put(%d)", i), s.Put(ctx, codeKey(i), right, exp.Add(time.Duration(i+2))), nil)
 	}
 	now := time.Now()
-	check(t, "Verify(first), MaxEntries puts after it", s.Verify(ctx, first, right, 5, now), store.ErrCodeInvalid)
-	check(t, "Verify(second), MaxEntries-1 puts after it", s.Verify(ctx, second, right, 5, now), nil)
+	check(t, "Verify(first), MaxEntries puts after it", s.Verify(ctx, first, [][]byte{right}, 5, now), store.ErrCodeInvalid)
+	check(t, "Verify(second), MaxEntries-1 puts after it", s.Verify(ctx, second, [][]byte{right}, 5, now), nil)
 }
 
 // A full Limiter moves the key that expires soonest into its sketch and
@@ -320,7 +320,7 @@ func TestZeroValues(t *testing.T) {
 	var s memstore.CodeStore
 	key := codeKey(0)
 	check(t, "Put", s.Put(ctx, key, []byte("h"), time.Now().Add(time.Minute)), nil)
-	check(t, "Verify", s.Verify(ctx, key, []byte("h"), 5, time.Now()), nil)
+	check(t, "Verify", s.Verify(ctx, key, [][]byte{[]byte("h")}, 5, time.Now()), nil)
 
 	var l memstore.Limiter
 	limits := []store.Limit{{N: 1, Window: time.Minute}}

@@ -52,7 +52,7 @@ func BenchmarkVerify(b *testing.B) {
 			}
 			b.ReportAllocs()
 			for b.Loop() {
-				if err := codes.Verify(b.Context(), codeKey, []byte("wrong"), 1<<30, time.Now()); err != store.ErrCodeInvalid {
+				if err := codes.Verify(b.Context(), codeKey, [][]byte{[]byte("wrong")}, 1<<30, time.Now()); err != store.ErrCodeInvalid {
 					b.Fatal(err)
 				}
 			}

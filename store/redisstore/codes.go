@@ -2,6 +2,7 @@ package redisstore
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"strconv"
 	"time"
@@ -96,9 +97,10 @@ func queuedError(err error, cmds []redis.Cmder) error {
 // verifyScript is Verify in one atomic step.
 //
 //	KEYS[1]  the code's hash key
-//	ARGV[1]  the hash to check
-//	ARGV[2]  maxTries
-//	ARGV[3]  now, Unix milliseconds
+//	ARGV[1]  maxTries
+//	ARGV[2]  now, Unix milliseconds
+//	ARGV[3], ARGV[4], ...  the hashes to check: the submitted code's under
+//	         each accepted code secret; one try for all of them
 //
 // It returns 1 for a match and 0 otherwise, and deletes the code when it is
 // used, expired or dead. HINCRBY and the check of tries run in the same
@@ -116,15 +118,17 @@ local code = redis.call('HMGET', KEYS[1], 'hash', 'expires', 'tries')
 if not code[1] then
 	return 0
 end
-local maxTries = tonumber(ARGV[2])
-if tonumber(ARGV[3]) >= tonumber(code[2]) or tonumber(code[3]) >= maxTries then
+local maxTries = tonumber(ARGV[1])
+if tonumber(ARGV[2]) >= tonumber(code[2]) or tonumber(code[3]) >= maxTries then
 	redis.call('DEL', KEYS[1])
 	return 0
 end
 local tries = redis.call('HINCRBY', KEYS[1], 'tries', 1)
-if code[1] == ARGV[1] then
-	redis.call('DEL', KEYS[1])
-	return 1
+for i = 3, #ARGV do
+	if code[1] == ARGV[i] then
+		redis.call('DEL', KEYS[1])
+		return 1
+	end
 end
 if tries >= maxTries then
 	redis.call('DEL', KEYS[1])
@@ -144,11 +148,19 @@ return 0
 // most how many leading bytes of two unpredictable MACs agree, and that
 // does not help to find a code whose MAC matches. The expiry check uses
 // now; the key's TTL removes the code by the server's clock as well.
-func (s *CodeStore) Verify(ctx context.Context, key store.CodeKey, hash []byte, maxTries int, now time.Time) error {
+func (s *CodeStore) Verify(ctx context.Context, key store.CodeKey, hashes [][]byte, maxTries int, now time.Time) error {
 	if err := s.policy.admit(ctx); err != nil {
 		return fmt.Errorf("redisstore: verify code: %w", err)
 	}
-	res, replicated := s.run.run(ctx, verifyScript, s.key(key), hash, strconv.Itoa(maxTries), millis(now))
+	if len(hashes) == 0 {
+		return errors.New("redisstore: verify code: no hash")
+	}
+	args := make([]any, 0, 2+len(hashes))
+	args = append(args, strconv.Itoa(maxTries), millis(now))
+	for _, h := range hashes {
+		args = append(args, h)
+	}
+	res, replicated := s.run.run(ctx, verifyScript, s.key(key), args...)
 	ok, err := res.Int()
 	if err == nil {
 		err = replicated

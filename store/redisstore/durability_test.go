@@ -99,14 +99,14 @@ func TestFailoverWithoutReplicasLosesWrites(t *testing.T) {
 	pr.sync(t)
 
 	pr.link.Cut()
-	if err := old.codes.Verify(ctx, codeKey, right, 5, time.Now()); err != nil {
+	if err := old.codes.Verify(ctx, codeKey, [][]byte{right}, 5, time.Now()); err != nil {
 		t.Fatalf("Verify on the old primary: %v", err)
 	}
 	spend(t, old.limiter, "the old primary", failoverLimits[0].N)
 
 	pr.promote(t)
 	promoted := newStores(pr.replica, redisstore.Options{})
-	if err := promoted.codes.Verify(ctx, codeKey, right, 5, time.Now()); err != nil {
+	if err := promoted.codes.Verify(ctx, codeKey, [][]byte{right}, 5, time.Now()); err != nil {
 		t.Errorf("Verify of the consumed code on the promoted replica: %v; the window was expected to replay it", err)
 	}
 	if n := admitted(t, promoted.limiter, failoverLimits[0].N+1); n != failoverLimits[0].N {
@@ -130,7 +130,7 @@ func TestFailoverWithReplicas(t *testing.T) {
 	if err := old.codes.Put(ctx, codeKey, right, time.Now().Add(time.Hour)); err != nil {
 		t.Fatal(err)
 	}
-	if err := old.codes.Verify(ctx, codeKey, wrong, 2, time.Now()); !errors.Is(err, store.ErrCodeInvalid) {
+	if err := old.codes.Verify(ctx, codeKey, [][]byte{wrong}, 2, time.Now()); !errors.Is(err, store.ErrCodeInvalid) {
 		t.Fatalf("a wrong try, replicated: %v, want ErrCodeInvalid", err)
 	}
 	if got := admitted(t, old.limiter, 1); got != 1 {
@@ -140,8 +140,8 @@ func TestFailoverWithReplicas(t *testing.T) {
 	pr.link.Cut()
 	start := time.Now()
 	calls := map[string]error{
-		"Verify (wrong)": old.codes.Verify(ctx, codeKey, wrong, 2, time.Now()),
-		"Verify (right)": old.codes.Verify(ctx, codeKey, right, 2, time.Now()),
+		"Verify (wrong)": old.codes.Verify(ctx, codeKey, [][]byte{wrong}, 2, time.Now()),
+		"Verify (right)": old.codes.Verify(ctx, codeKey, [][]byte{right}, 2, time.Now()),
 	}
 	for i := range failoverLimits[0].N {
 		_, calls["Reserve "+strconv.Itoa(i+1)] = old.limiter.Reserve(ctx, "k", failoverLimits, time.Now())
@@ -160,10 +160,10 @@ func TestFailoverWithReplicas(t *testing.T) {
 	promoted := newStores(pr.replica, redisstore.Options{})
 	// One wrong try was reported before the partition; maxTries 2 allows
 	// one more answer, the right code's.
-	if err := promoted.codes.Verify(ctx, codeKey, right, 2, time.Now()); err != nil {
+	if err := promoted.codes.Verify(ctx, codeKey, [][]byte{right}, 2, time.Now()); err != nil {
 		t.Errorf("the right code on the promoted replica, never accepted before: %v", err)
 	}
-	if err := promoted.codes.Verify(ctx, codeKey, right, 2, time.Now()); !errors.Is(err, store.ErrCodeInvalid) {
+	if err := promoted.codes.Verify(ctx, codeKey, [][]byte{right}, 2, time.Now()); !errors.Is(err, store.ErrCodeInvalid) {
 		t.Errorf("the right code again: %v, want ErrCodeInvalid", err)
 	}
 	if n := admitted(t, promoted.limiter, failoverLimits[0].N); n != failoverLimits[0].N-1 {
@@ -217,7 +217,7 @@ func crashAndRestart(t *testing.T, srv *redistest.Server) survival {
 	s = newStores(srv.Client(t), redisstore.Options{})
 	return survival{
 		budget: admitted(t, s.limiter, 1) == 0,
-		code:   s.codes.Verify(ctx, codeKey, right, 5, time.Now()) == nil,
+		code:   s.codes.Verify(ctx, codeKey, [][]byte{right}, 5, time.Now()) == nil,
 	}
 }
 

@@ -43,7 +43,7 @@ func (s stores) calls(ctx context.Context) map[string]error {
 		"Reserve": reserve,
 		"Cancel":  s.limiter.Cancel(ctx, "wrong-user\x00alice", "no-such-id"),
 		"Put":     s.codes.Put(ctx, codeKey, []byte("h"), now.Add(time.Minute)),
-		"Verify":  s.codes.Verify(ctx, codeKey, []byte("h"), 5, now),
+		"Verify":  s.codes.Verify(ctx, codeKey, [][]byte{[]byte("h")}, 5, now),
 	}
 }
 
@@ -335,11 +335,11 @@ func TestNoevictionFull(t *testing.T) {
 		t.Errorf("Reserve of a new budget: %v, want an OOM error", err)
 	}
 	for i := range 10 {
-		if err := s.codes.Verify(ctx, codeKey, wrong, 5, time.Now()); !isOOM(err) {
+		if err := s.codes.Verify(ctx, codeKey, [][]byte{wrong}, 5, time.Now()); !isOOM(err) {
 			t.Errorf("wrong guess %d: %v, want an OOM error", i+1, err)
 		}
 	}
-	if err := s.codes.Verify(ctx, codeKey, right, 5, time.Now()); !isOOM(err) {
+	if err := s.codes.Verify(ctx, codeKey, [][]byte{right}, 5, time.Now()); !isOOM(err) {
 		t.Errorf("the right code: %v, want an OOM error", err)
 	}
 	if err := s.codes.Put(ctx, store.CodeKey{Purpose: "P", Email: "bob@example.com"}, right, time.Now().Add(time.Hour)); !isOOM(err) {
@@ -349,7 +349,7 @@ func TestNoevictionFull(t *testing.T) {
 	if err := rdb.ConfigSet(ctx, "maxmemory", "0").Err(); err != nil {
 		t.Fatal(err)
 	}
-	if err := s.codes.Verify(ctx, codeKey, right, 5, time.Now()); err != nil {
+	if err := s.codes.Verify(ctx, codeKey, [][]byte{right}, 5, time.Now()); err != nil {
 		t.Errorf("the right code once memory is free: %v", err)
 	}
 }

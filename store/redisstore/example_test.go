@@ -25,7 +25,7 @@ func ExampleNewCodeStore() {
 	if err := codes.Put(ctx, key, hash, time.Now().Add(10*time.Minute)); err != nil {
 		log.Fatal(err)
 	}
-	err := codes.Verify(ctx, key, hash, 5, time.Now())
+	err := codes.Verify(ctx, key, [][]byte{hash}, 5, time.Now())
 	fmt.Println(err == nil)
 }
 

@@ -172,7 +172,7 @@ func TestOptionsDefaultPrefix(t *testing.T) {
 	if len(keys) == 0 {
 		t.Errorf("no key under %q after Put with the zero Options", redisstore.DefaultPrefix)
 	}
-	if err := codes.Verify(ctx, key, []byte("h"), 5, time.Now()); err != nil {
+	if err := codes.Verify(ctx, key, [][]byte{[]byte("h")}, 5, time.Now()); err != nil {
 		t.Errorf("Verify: %v", err)
 	}
 }

@@ -40,7 +40,7 @@ func TestCodeStore(t *testing.T, newStore func(t *testing.T) store.CodeStore) {
 	// verify checks one Verify call against the live code for key.
 	verify := func(t *testing.T, s store.CodeStore, what string, key store.CodeKey, h []byte, want error) {
 		t.Helper()
-		checkErr(t, what, s.Verify(t.Context(), key, h, maxTries, time.Now()), want)
+		checkErr(t, what, s.Verify(t.Context(), key, [][]byte{h}, maxTries, time.Now()), want)
 	}
 
 	t.Run("Verify without a code is ErrCodeInvalid", func(t *testing.T) {
@@ -111,7 +111,7 @@ func TestCodeStore(t *testing.T, newStore func(t *testing.T) store.CodeStore) {
 		if err := s.Put(t.Context(), key, right, expiresAt); err != nil {
 			t.Fatalf("Put: %v", err)
 		}
-		err := s.Verify(t.Context(), key, right, maxTries, expiresAt)
+		err := s.Verify(t.Context(), key, [][]byte{right}, maxTries, expiresAt)
 		checkErr(t, "Verify(now = expiresAt)", err, store.ErrCodeInvalid)
 	})
 
@@ -123,6 +123,21 @@ func TestCodeStore(t *testing.T, newStore func(t *testing.T) store.CodeStore) {
 			verify(t, s, fmt.Sprintf("wrong try %d", i+1), key, wrong, store.ErrCodeInvalid)
 		}
 		verify(t, s, "right code after maxTries-1 wrong tries", key, right, nil)
+	})
+
+	t.Run("several hashes are one try and any of them matches", func(t *testing.T) {
+		t.Parallel()
+		s := newStore(t)
+		put(t, s, key, right)
+		other := hash("under a retired secret")
+		// maxTries-1 submissions of two wrong hashes each: one try each.
+		for i := range maxTries - 1 {
+			err := s.Verify(t.Context(), key, [][]byte{wrong, other}, maxTries, time.Now())
+			checkErr(t, fmt.Sprintf("two wrong hashes, submission %d", i+1), err, store.ErrCodeInvalid)
+		}
+		// The right hash second of two: a match, and the code is spent.
+		checkErr(t, "the right hash among others", s.Verify(t.Context(), key, [][]byte{other, right}, maxTries, time.Now()), nil)
+		verify(t, s, "the right hash again", key, right, store.ErrCodeInvalid)
 	})
 
 	t.Run("maxTries wrong hashes kill the code", func(t *testing.T) {
@@ -158,7 +173,7 @@ func TestCodeStore(t *testing.T, newStore func(t *testing.T) store.CodeStore) {
 		s := newStore(t)
 		put(t, s, key, right)
 		ctx, now := t.Context(), time.Now()
-		errs := race(50, func(int) error { return s.Verify(ctx, key, right, maxTries, now) })
+		errs := race(50, func(int) error { return s.Verify(ctx, key, [][]byte{right}, maxTries, now) })
 		checkRace(t, "Verify", errs, 1, store.ErrCodeInvalid)
 	})
 
@@ -167,7 +182,7 @@ func TestCodeStore(t *testing.T, newStore func(t *testing.T) store.CodeStore) {
 		s := newStore(t)
 		put(t, s, key, right)
 		ctx, now := t.Context(), time.Now()
-		errs := race(50, func(int) error { return s.Verify(ctx, key, wrong, maxTries, now) })
+		errs := race(50, func(int) error { return s.Verify(ctx, key, [][]byte{wrong}, maxTries, now) })
 		checkRace(t, "Verify(wrong)", errs, 0, store.ErrCodeInvalid)
 		// A store that loses counts under contention leaves the code alive
 		// after more than maxTries guesses.
@@ -179,7 +194,7 @@ func TestCodeStore(t *testing.T, newStore func(t *testing.T) store.CodeStore) {
 		s := newStore(t)
 		put(t, s, key, right)
 		ctx, now := t.Context(), time.Now()
-		errs := race(maxTries-1, func(int) error { return s.Verify(ctx, key, wrong, maxTries, now) })
+		errs := race(maxTries-1, func(int) error { return s.Verify(ctx, key, [][]byte{wrong}, maxTries, now) })
 		checkRace(t, "Verify(wrong)", errs, 0, store.ErrCodeInvalid)
 		verify(t, s, "right code after maxTries-1 concurrent wrong tries", key, right, nil)
 	})
