@@ -19,8 +19,11 @@ import (
 // it larger limits. SECURITY.md explains the defaults.
 //
 // "Client IP" is the address Config.ClientIP returns, IPv6 addresses
-// counted per /64 (one subscriber's usual allocation). Nothing the client
-// sends in a header counts, unless the integrator's ClientIP trusts a proxy.
+// counted per /64 (one subscriber's usual allocation) except those that
+// embed an IPv4 address (NAT64, 6to4, Teredo), counted as that IPv4
+// address; a call of a Backend without an address is counted under the
+// Backend. Nothing the client sends in a header counts, unless the
+// integrator's ClientIP trusts a proxy.
 type Budgets struct {
 	// SendsPerEmail bounds the codes mailed to one address (canonical
 	// form, per send type). Default: 1 per minute and 10 per 24 hours.

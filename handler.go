@@ -154,7 +154,8 @@ type Config struct {
 	Budgets Budgets
 	// ClientIP returns the client address the IP budgets count for a
 	// request. Default: RemoteIP, the connection's address; never a
-	// header unless the function trusts a proxy (TrustProxies).
+	// header unless the function trusts a proxy (TrustProxies, or
+	// TrustProxiesWith for RFC 7239 Forwarded or a Unix socket).
 	ClientIP func(*http.Request) netip.Addr
 	// MaxBodyBytes caps request bodies. Default: 4096.
 	MaxBodyBytes int64
