@@ -19,10 +19,12 @@ package selfservice
 //		ExposedHeaders: []string{"Retry-After", "WWW-Authenticate"},
 //		MaxAge:         600, // seconds a browser may reuse a preflight
 //	})
-//	mux := http.NewServeMux()
-//	if _, err := selfservice.Mount(mux, cfg); err != nil {
+//	svc, err := selfservice.New(cfg)
+//	if err != nil {
 //		return err
 //	}
+//	mux := http.NewServeMux()
+//	svc.Mount(mux, "")
 //	srv := &http.Server{Addr: addr, Handler: c.Handler(mux)}
 //
 // The CORS layer answers the preflight (OPTIONS) itself; the endpoints see

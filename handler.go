@@ -256,6 +256,9 @@ func newService(cfg Config, timing courierTiming) (*Service, error) {
 			missing = append(missing, f.name)
 		}
 	}
+	if cfg.CodeSecret == nil {
+		missing = append(missing, "CodeSecret")
+	}
 	if len(missing) > 0 {
 		return nil, fmt.Errorf("%w: missing %s", ErrConfig, strings.Join(missing, ", "))
 	}

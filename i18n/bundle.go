@@ -67,7 +67,7 @@ type Options struct {
 }
 
 // NewBundle loads the message files and prepares every locale. It fails,
-// with an error wrapping selfservice.configerr.Err, if a file does not parse, if
+// with an error wrapping selfservice.ErrConfig, if a file does not parse, if
 // the default language is not loaded, or if any catalog code or mail message
 // (MailMessages) lacks a message in any loaded language.
 func NewBundle(opts Options) (*Bundle, error) {

@@ -167,7 +167,7 @@ type Verifier struct {
 // New validates opts and, with JWKSURL, fetches the keys once before
 // it returns and then in the background. The first fetch is waited for at
 // most HTTPTimeout: a JWKS that refuses connections or answers an error
-// returns at once, one that hangs holds NewVerifier that long. A JWKS that
+// returns at once, one that hangs holds New that long. A JWKS that
 // cannot be reached at start is not an error: requests are answered as
 // internal failures until keys arrive, fetched again in the background
 // (KeyRetryMin, KeyRetryMax) with or without traffic; see Ready. Call Close
