@@ -14,11 +14,12 @@ import (
 	"sync"
 	"time"
 
+	"golang.org/x/text/language"
+
 	"github.com/ciamkit/selfservice"
 	"github.com/ciamkit/selfservice/i18n"
 	"github.com/ciamkit/selfservice/idtoken"
 	"github.com/ciamkit/selfservice/mail"
-	"github.com/ciamkit/selfservice/middleware"
 	"github.com/ciamkit/selfservice/store"
 	"github.com/ciamkit/selfservice/store/memstore"
 	"github.com/ciamkit/selfservice/store/redisstore"
@@ -79,25 +80,38 @@ func ExampleService_Mount() {
 }
 
 // An application that signs its users in itself leaves Config.Verifier
-// out and hands the user to the handlers with middleware.WithIdentity, from
-// its own authentication middleware.
+// out and says who the user is with Config.Identify.
 func Example_ownAuthentication() {
 	var cfg selfservice.Config // stores, mailer, captcha, secret: as for Mount; no Verifier
+	cfg.Identify = func(r *http.Request) (selfservice.Identity, error) {
+		userID, signedInAt, ok := yourSession(r) // your own check
+		if !ok {
+			return selfservice.Identity{}, selfservice.ErrNotSignedIn // 403 USER.9207
+		}
+		return selfservice.Identity{Subject: userID, AuthTime: signedInAt}, nil
+	}
 	svc, err := selfservice.New(cfg)
 	if err != nil {
 		log.Fatal(err)
 	}
-	withUser := func(next http.Handler) http.Handler {
-		return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-			userID, signedInAt, ok := yourSession(r) // your own check
-			if ok {
-				id := middleware.Identity{Subject: userID, AuthTime: signedInAt}
-				r = r.WithContext(middleware.WithIdentity(r.Context(), id))
-			}
-			next.ServeHTTP(w, r) // without a user, update-email answers PARAM.0015
-		})
+	svc.Mount(http.DefaultServeMux, "")
+}
+
+// A command-line tool of the support team changes a user's address through
+// the Go API: a trusted backend, with no device and no HTTP.
+func ExampleService_UpdateEmail_backend() {
+	var svc *selfservice.Service // from selfservice.New
+	userID, newEmail, code := "u-1001", "new@example.com", "123456"
+	ctx := context.Background()
+
+	err := svc.UpdateEmail(ctx, selfservice.UpdateEmailRequest{
+		Caller:   selfservice.Caller{ClientID: "support-cli", Backend: "support-cli"},
+		Identity: selfservice.Identity{Subject: userID},
+		Email:    newEmail, VerifyCode: code,
+	})
+	if f := svc.Failure(err, language.English); f.Code != "" {
+		log.Fatalf("%s (%s, HTTP %d)", f.Message, f.Code, f.Status)
 	}
-	http.Handle("/", withUser(svc.Handler()))
 }
 
 // yourSession stands for the application's own authentication.
@@ -191,7 +205,7 @@ func ExampleService_UpdateEmail() {
 	ctx := context.Background()
 	caller := selfservice.Caller{
 		ClientID: "my-app",
-		Device:   middleware.Device{OSVersion: "ios17", Fingerprint: "fp-1", Agent: "app/1.0"},
+		Device:   selfservice.Device{OSVersion: "ios17", Fingerprint: "fp-1", Agent: "app/1.0"},
 	}
 
 	err = svc.SendCode(ctx, selfservice.SendCodeRequest{
@@ -199,7 +213,7 @@ func ExampleService_UpdateEmail() {
 	})
 	fmt.Println("send:", err)
 
-	me := middleware.Identity{Subject: "u-1001"} // as your authentication established it
+	me := selfservice.Identity{Subject: "u-1001"} // as your authentication established it
 	err = svc.UpdateEmail(ctx, selfservice.UpdateEmailRequest{
 		Caller: caller, Identity: me, Email: "new@example.com", VerifyCode: "000000",
 	})
@@ -243,9 +257,9 @@ func ExampleService_RevertEmail() {
 	ctx := context.Background()
 	caller := selfservice.Caller{
 		ClientID: "my-app",
-		Device:   middleware.Device{OSVersion: "ios17", Fingerprint: "fp-1", Agent: "app/1.0"},
+		Device:   selfservice.Device{OSVersion: "ios17", Fingerprint: "fp-1", Agent: "app/1.0"},
 	}
-	thief := middleware.Identity{Subject: "u-1001"} // a stolen session
+	thief := selfservice.Identity{Subject: "u-1001"} // a stolen session
 	_ = svc.SendCode(ctx, selfservice.SendCodeRequest{Caller: caller, Email: "thief@example.net", Type: selfservice.PurposeUpdateEmail, CaptchaToken: "t"})
 	err = svc.UpdateEmail(ctx, selfservice.UpdateEmailRequest{Caller: caller, Identity: thief, Email: "thief@example.net", VerifyCode: mail.code()})
 	fmt.Println("takeover:", err)
