@@ -14,6 +14,8 @@ import (
 
 	"github.com/MicahParks/jwkset"
 	"github.com/golang-jwt/jwt/v5"
+	sdkmetric "go.opentelemetry.io/otel/sdk/metric"
+	"go.opentelemetry.io/otel/sdk/metric/metricdata"
 	"go.uber.org/goleak"
 
 	"github.com/ciamkit/selfservice"
@@ -649,4 +651,47 @@ func TestIssuersClose(t *testing.T) {
 	}
 	transport.CloseIdleConnections()
 	goleak.VerifyNone(t, before)
+}
+
+// TestIssuersTelemetry: every issuer's Verifier records its JWKS fetches
+// in the template's MeterProvider, under the same attributes as a single
+// Verifier's: no issuer in them, so the number of series does not grow
+// with the registry.
+func TestIssuersTelemetry(t *testing.T) {
+	t.Parallel()
+	reader := sdkmetric.NewManualReader()
+	mp := sdkmetric.NewMeterProvider(sdkmetric.WithReader(reader))
+	t.Cleanup(func() { _ = mp.Shutdown(context.Background()) })
+	a, b := newTenant(t, "a"), newTenant(t, "b")
+	b.srv.status.Store(http.StatusServiceUnavailable)
+	reg := memstore.NewClientRegistry(a.client("a1"), b.client("b1"))
+	is := newIssuers(t, reg, nil, func(o *idtoken.IssuersOptions) {
+		o.Options.MeterProvider = mp
+		o.Options.KeyRetryMin, o.Options.KeyRetryMax = time.Hour, time.Hour
+	})
+	if _, err := is.VerifyToken(t.Context(), a.token(t, a.signer(), "a1"), "a1"); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := is.VerifyToken(t.Context(), b.token(t, b.signer(), "b1"), "b1"); !errors.Is(err, idtoken.ErrKeysUnavailable) {
+		t.Fatalf("issuer down: %v", err)
+	}
+	// jwksSamples fails on any attribute but dependency, operation and
+	// error having other values; check that there are no others at all.
+	ok, failed := jwksSamples(t, reader)
+	var rm metricdata.ResourceMetrics
+	if err := reader.Collect(context.Background(), &rm); err != nil {
+		t.Fatal(err)
+	}
+	for _, sm := range rm.ScopeMetrics {
+		for _, m := range sm.Metrics {
+			for _, dp := range m.Data.(metricdata.Histogram[float64]).DataPoints {
+				if dp.Attributes.Len() != 3 {
+					t.Errorf("attributes %v, want dependency, operation and error only", dp.Attributes.ToSlice())
+				}
+			}
+		}
+	}
+	if ok != uint64(a.fetches()) || failed != uint64(b.fetches()) || ok == 0 || failed == 0 {
+		t.Errorf("%d fetches recorded ok and %d failed, want %d of a and %d of b", ok, failed, a.fetches(), b.fetches())
+	}
 }
