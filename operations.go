@@ -108,7 +108,10 @@ func (s *Service) UpdateEmail(ctx context.Context, req UpdateEmailRequest) (err 
 	case strings.TrimSpace(req.IDToken) == "":
 		return i18n.CodeTokenEmpty
 	default:
-		if id, err = s.cfg.Verifier.VerifyToken(ctx, strings.TrimSpace(req.IDToken), c.clientID); err != nil {
+		// The client the caller's check found: a Verifier that picks keys
+		// by client needs no second lookup.
+		vctx := middleware.WithClient(ctx, c.client)
+		if id, err = s.cfg.Verifier.VerifyToken(vctx, strings.TrimSpace(req.IDToken), c.clientID); err != nil {
 			return err
 		}
 	}
@@ -121,6 +124,7 @@ func (s *Service) UpdateEmail(ctx context.Context, req UpdateEmailRequest) (err 
 // caller is a Caller that passed checkCaller: the client is registered.
 type caller struct {
 	clientID string
+	client   store.Client
 	device   Device
 	ip       netip.Addr
 	backend  string
@@ -146,7 +150,7 @@ func (s *Service) checkCaller(ctx context.Context, c Caller) (caller, error) {
 	if lang == language.Und {
 		lang = s.cfg.Bundle.DefaultLocale().Tag()
 	}
-	return caller{clientID: client.ID, device: c.Device, ip: c.IP, backend: c.Backend, language: lang}, nil
+	return caller{clientID: client.ID, client: client, device: c.Device, ip: c.IP, backend: c.Backend, language: lang}, nil
 }
 
 // checkAuthAge applies Config.MaxAuthAge: the user must have signed in

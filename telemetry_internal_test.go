@@ -152,8 +152,8 @@ func TestTelemetryGlobalProviders(t *testing.T) {
 	send("after@example.com")
 
 	// The client's registration is cached since the first send.
-	if n := len(spans.Ended()); n != 5 {
-		t.Errorf("%d spans after the SDK was installed, want 5 (captcha, 2 reserves, put, send)", n)
+	if n := len(spans.Ended()); n != 4 {
+		t.Errorf("%d spans after the SDK was installed, want 4 (captcha, one reservation of both budgets, put, send)", n)
 	}
 	for _, s := range spans.Ended() {
 		if s.Parent().SpanID() != sc.SpanID() {

@@ -240,17 +240,18 @@ func TestTelemetryFlow(t *testing.T) {
 		"error_code=IDAAS.SDK.PARAM.0015,operation=update_email,status_class=4xx":   1,
 	})
 	// The client is looked up once (then cached); both sends pass the
-	// captcha and reserve twice, the refused one gives its first slot back;
-	// each update reserves three budgets, the wrong code gives the change's
-	// back, the right one both wrong-code slots. The courier's polls of the
-	// outbox depend on timing and are left out.
+	// captcha and reserve both budgets in one call, the refused one
+	// recording nothing; each update reserves three budgets in one call,
+	// the wrong code gives the change's back, the right one both wrong-code
+	// slots, in one call each. The courier's polls of the outbox depend on
+	// timing and are left out.
 	deps := counts(t, got["selfservice.dependency.duration"])
 	maps.DeleteFunc(deps, func(k string, _ uint64) bool { return strings.HasPrefix(k, "dependency=outbox,") })
 	assertEqualMap(t, "selfservice.dependency.duration", deps, map[string]uint64{
 		"dependency=clients,error=false,operation=Client":        1,
 		"dependency=captcha,error=false,operation=VerifyCaptcha": 2,
-		"dependency=limiter,error=false,operation=Reserve":       10,
-		"dependency=limiter,error=false,operation=Cancel":        4,
+		"dependency=limiter,error=false,operation=ReserveAll":    4,
+		"dependency=limiter,error=false,operation=CancelAll":     2,
 		"dependency=codes,error=false,operation=Put":             1,
 		"dependency=codes,error=false,operation=Verify":          2,
 		"dependency=users,error=false,operation=User":            2,
@@ -294,12 +295,12 @@ func TestTelemetryFlow(t *testing.T) {
 		}
 	}
 	for i, want := range [][]string{
-		{"clients.Client", "captcha.VerifyCaptcha", "limiter.Reserve", "limiter.Reserve", "codes.Put", "mailer.Send"},
-		{"captcha.VerifyCaptcha", "limiter.Reserve", "limiter.Reserve", "limiter.Cancel"},
-		{"users.User", "limiter.Reserve", "limiter.Reserve", "limiter.Reserve", "codes.Verify", "limiter.Cancel"},
+		{"clients.Client", "captcha.VerifyCaptcha", "limiter.ReserveAll", "codes.Put", "mailer.Send"},
+		{"captcha.VerifyCaptcha", "limiter.ReserveAll"},
+		{"users.User", "limiter.ReserveAll", "codes.Verify", "limiter.CancelAll"},
 		nil,
 		// The notice is the courier's, outside the request (and its trace).
-		{"users.User", "limiter.Reserve", "limiter.Reserve", "limiter.Reserve", "codes.Verify", "limiter.Cancel", "limiter.Cancel", "users.ChangeEmail"},
+		{"users.User", "limiter.ReserveAll", "codes.Verify", "limiter.CancelAll", "users.ChangeEmail"},
 	} {
 		slices.Sort(want)
 		slices.Sort(perRequest[i])
@@ -388,8 +389,8 @@ func TestTelemetryGoAPI(t *testing.T) {
 			t.Errorf("span %s is not a child of the caller's", s.Name())
 		}
 	}
-	if n != 6 {
-		t.Errorf("%d dependency spans, want 6 (client, captcha, 2 reserves, put, send)", n)
+	if n != 5 {
+		t.Errorf("%d dependency spans, want 5 (client, captcha, one reservation of both budgets, put, send)", n)
 	}
 }
 

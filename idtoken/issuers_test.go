@@ -383,7 +383,7 @@ func TestIssuersRefusals(t *testing.T) {
 		{name: "no issuer, no Default", reg: reg, client: "plain", token: d.token(t, d.signer(), "plain"),
 			want: []error{i18n.CodeTokenInvalid, idtoken.ErrClientNoIssuer}, logged: "selfservice: id_token refused"},
 		{name: "no issuer, token of another issuer", reg: reg, def: true, client: "plain", token: a.token(t, a.signer(), "plain"),
-			want: []error{i18n.CodeTokenInvalid, jwt.ErrTokenSignatureInvalid}},
+			want: []error{i18n.CodeTokenInvalid, jwt.ErrTokenInvalidIssuer}}, // refused before any key work
 		{name: "issuer without JWKS URL", reg: half(store.Client{ID: "c", Issuer: a.iss}), client: "c", token: a.token(t, a.signer(), "c"),
 			want: []error{i18n.CodeInternal, idtoken.ErrClientIssuer}, logged: "selfservice: client's issuer registration is unusable"},
 		{name: "JWKS URL without issuer", reg: half(store.Client{ID: "c", JWKSURL: a.srv.URL}), def: true, client: "c", token: a.token(t, a.signer(), "c"),

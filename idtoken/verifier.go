@@ -407,6 +407,13 @@ func (v *Verifier) verify(ctx context.Context, raw, clientID string) (*Claims, t
 		if err := checkHeader(tok.Header); err != nil {
 			return nil, err
 		}
+		// Cheap claim checks before key work: a token of another issuer
+		// (a tenant's, with idtoken.Issuers) costs no key lookup, and no
+		// JWKS fetch for a kid this issuer never had. The signature is
+		// still checked, and iss again, for a token that passes.
+		if t.Issuer != v.opts.Issuer {
+			return nil, jwt.ErrTokenInvalidIssuer
+		}
 		return keyfunc(tok)
 	})
 	var hdr tokenHeader

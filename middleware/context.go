@@ -167,6 +167,16 @@ func WithIdentity(ctx context.Context, id Identity) context.Context {
 	return ctx
 }
 
+// WithClient returns a copy of ctx carrying c as the application
+// RequireClientID would have found, for a caller that looked the client
+// up itself (the root package's Go API does): a TokenVerifier that picks
+// keys by client (idtoken.Issuers) then needs no second lookup.
+func WithClient(ctx context.Context, c store.Client) context.Context {
+	ctx, st := withStateContext(ctx)
+	st.client, st.hasClient = c, true
+	return ctx
+}
+
 var (
 	jsonContentType = []string{"application/json"}
 	noStore         = []string{"no-store"}
