@@ -36,10 +36,12 @@ const (
 	ErrCodeInvalid sentinel = "store: verification code invalid"
 	// ErrRateLimited: a limit for the key is reached (see RateLimitError).
 	ErrRateLimited sentinel = "store: rate limited"
-	// ErrFull: a store with a hard cap on its entries (store/memstore)
-	// holds as many live entries as it may; nothing was written. The
-	// handlers answer it as an internal failure: they fail closed rather
-	// than drop live codes or budgets.
+	// ErrFull: a store with a hard cap on its entries can make no room for
+	// a new one; nothing was written. The handlers answer it as an
+	// internal failure. store/memstore makes room instead (it evicts the
+	// code that expires soonest, and moves budgets into a sketch that only
+	// over-counts), and returns it only when a budget it would move holds
+	// an event beyond the sketch's 68 years.
 	ErrFull sentinel = "store: full"
 	// ErrInvalidUser: a user handed to a store's create method (seeding)
 	// whose Email is not a valid address, or whose CanonicalEmail is set
@@ -308,6 +310,13 @@ func (e *RateLimitError) Unwrap() error { return ErrRateLimited }
 //
 // Callers use one list of limits per key; an implementation may forget
 // events older than the longest window of that list.
+//
+// An implementation may count more events than were recorded for a key
+// (an approximation that bounds its memory, as store/memstore's sketch),
+// never fewer: it then refuses early, never late, and its doc says how
+// likely that is under what load; RetryAfter, measured on the events it
+// counts, is then the same or longer. One that can no longer tell an event
+// apart gives it back on Cancel as nothing, never as another event.
 //
 // Implementations must be safe for concurrent use.
 type Limiter interface {
