@@ -76,7 +76,7 @@ func ExampleService_Mount() {
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
 	_ = srv.Shutdown(ctx)
-	_ = svc.Shutdown(ctx) // waits for notices to old addresses still being mailed
+	_ = svc.Shutdown(ctx) // stops the courier; notices not yet mailed stay recorded
 }
 
 // An application that signs its users in itself leaves Config.Verifier
@@ -84,10 +84,7 @@ func ExampleService_Mount() {
 func Example_ownAuthentication() {
 	var cfg selfservice.Config // stores, mailer, captcha, secret: as for Mount; no Verifier
 	cfg.Identify = func(r *http.Request) (selfservice.Identity, error) {
-		userID, signedInAt, ok := yourSession(r) // your own check
-		if !ok {
-			return selfservice.Identity{}, selfservice.ErrNotSignedIn // 403 USER.9207
-		}
+		userID, signedInAt, _ := yourSession(r) // your own check; no user: 403 USER.9207
 		return selfservice.Identity{Subject: userID, AuthTime: signedInAt}, nil
 	}
 	svc, err := selfservice.New(cfg)
