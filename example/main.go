@@ -55,6 +55,8 @@ import (
 	"net/netip"
 	"os"
 	"os/signal"
+	"runtime"
+	rtmetrics "runtime/metrics"
 	"strings"
 	"syscall"
 	"time"
@@ -312,7 +314,32 @@ func prometheusMetrics() (*sdkmetric.MeterProvider, http.Handler, error) {
 		sdkmetric.WithReader(exporter),
 		sdkmetric.WithResource(resource.NewSchemaless(attribute.String("service.name", "selfservice-example"))),
 	)
+	if err := observeRuntime(mp.Meter("selfservice-example")); err != nil {
+		return nil, nil, err
+	}
 	return mp, promhttp.HandlerFor(reg, promhttp.HandlerOpts{}), nil
+}
+
+// observeRuntime adds the process's goroutines and heap to the metrics:
+// what a hung dependency or a flood shows first.
+func observeRuntime(m metric.Meter) error {
+	goroutines, err := m.Int64ObservableGauge("process.runtime.go.goroutines", metric.WithDescription("Goroutines that exist."))
+	if err != nil {
+		return err
+	}
+	heap, err := m.Int64ObservableGauge("process.runtime.go.heap.in_use", metric.WithUnit("By"),
+		metric.WithDescription("Bytes of heap spans in use (runtime/metrics /memory/classes/heap/objects:bytes)."))
+	if err != nil {
+		return err
+	}
+	sample := []rtmetrics.Sample{{Name: "/memory/classes/heap/objects:bytes"}}
+	_, err = m.RegisterCallback(func(_ context.Context, o metric.Observer) error {
+		o.ObserveInt64(goroutines, int64(runtime.NumGoroutine()))
+		rtmetrics.Read(sample)
+		o.ObserveInt64(heap, int64(sample[0].Value.Uint64()))
+		return nil
+	}, goroutines, heap)
+	return err
 }
 
 // newMailer returns the mailer -mail names: the development LogMailer on

@@ -58,6 +58,8 @@ func series(t *testing.T, families map[string]*dto.MetricFamily, name string) ma
 			got[key] = m.GetCounter().GetValue()
 		case dto.MetricType_HISTOGRAM:
 			got[key] = float64(m.GetHistogram().GetSampleCount())
+		case dto.MetricType_GAUGE:
+			got[key] = m.GetGauge().GetValue()
 		default:
 			t.Fatalf("%s is a %v", name, f.GetType())
 		}
@@ -126,6 +128,20 @@ func TestMetrics(t *testing.T) {
 	}
 	if n := series(t, families, "selfservice_dependency_duration_seconds")["dependency=jwks,error=false,operation=fetch"]; n < 1 {
 		t.Errorf("%v JWKS fetches timed, want the Verifier's first one at least", n)
+	}
+	// The operational gauges: the outbox (empty once the notice is out),
+	// the mail circuit (closed), the runtime.
+	for name, ok := range map[string]func(float64) bool{
+		"selfservice_notice_backlog":            func(v float64) bool { return v == 0 },
+		"selfservice_notice_oldest_age_seconds": func(v float64) bool { return v == 0 },
+		"selfservice_mail_circuit":              func(v float64) bool { return v == 0 },
+		"process_runtime_go_goroutines":         func(v float64) bool { return v > 0 },
+		"process_runtime_go_heap_in_use_bytes":  func(v float64) bool { return v > 0 },
+	} {
+		got := series(t, families, name)
+		if len(got) != 1 || !ok(got[""]) {
+			t.Errorf("gauge %s = %v", name, got)
+		}
 	}
 
 	for _, secret := range []string{"@", "example.com", defaultSeed.Users[0].ID, s.client, s.token, code} {
