@@ -152,11 +152,16 @@ func Example_production() {
 		log.Fatal(err)
 	}
 
+	codes, limiter := redisstore.NewCodeStore(rdb, redisstore.Options{}), redisstore.NewLimiter(rdb, redisstore.Options{})
+	if err := limiter.Check(ctx); err != nil { // maxmemory-policy must be noeviction
+		log.Fatal(err)
+	}
+
 	svc, err := selfservice.New(selfservice.Config{
 		Users:      sqlstore.NewUserStore(db, sqlstore.Postgres),
 		Clients:    sqlstore.NewClientRegistry(db, sqlstore.Postgres),
-		Codes:      redisstore.NewCodeStore(rdb, redisstore.Options{}),
-		Limiter:    redisstore.NewLimiter(rdb, redisstore.Options{}),
+		Codes:      codes,
+		Limiter:    limiter,
 		Verifier:   verifier,
 		Mailer:     mailer,
 		Captcha:    yourCaptcha, // a selfservice.CaptchaVerifier over your human-check service
