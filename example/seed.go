@@ -53,9 +53,11 @@ func readSeed(path string) (seedData, error) {
 }
 
 // userCreator and clientCreator are what seeding needs from the stores:
-// their create methods, which the store interfaces leave out.
+// their create methods, which the store interfaces leave out, and reading a
+// user back (see seedUser).
 type userCreator interface {
 	CreateUser(context.Context, store.User) error
+	User(ctx context.Context, id string) (store.User, error)
 }
 
 type clientCreator interface {
@@ -63,7 +65,8 @@ type clientCreator interface {
 }
 
 // apply inserts the clients and users that are missing and leaves existing
-// ones as they are.
+// ones as they are. Replicas that start together on one database all apply
+// the same seed at once, so every insert may meet another replica's.
 func (s seedData) apply(ctx context.Context, users userCreator, clients clientCreator) error {
 	for _, c := range s.Clients {
 		if c.ClientID == "" {
@@ -86,10 +89,34 @@ func (s seedData) apply(ctx context.Context, users userCreator, clients clientCr
 			}
 			nu.Email, nu.CanonicalEmail = email, canonical
 		}
-		err := users.CreateUser(ctx, nu)
-		if err != nil && !errors.Is(err, store.ErrAlreadyExists) {
+		if err := seedUser(ctx, users, nu); err != nil {
 			return fmt.Errorf("seed user %q: %w", u.ID, err)
 		}
 	}
 	return nil
+}
+
+// seedUser creates u unless a user with its id is there already. Two
+// replicas inserting the same user at once can both find its id free, and
+// then the later insert fails on the address the earlier one just took
+// (ErrEmailExists, not ErrAlreadyExists): when the user now read back by id
+// holds that very address, it is the same user and already there. Another
+// user holding the address stays an error, as when a seed file gives two
+// users one address.
+func seedUser(ctx context.Context, users userCreator, u store.User) error {
+	err := users.CreateUser(ctx, u)
+	switch {
+	case err == nil, errors.Is(err, store.ErrAlreadyExists):
+		return nil
+	case !errors.Is(err, store.ErrEmailExists):
+		return err
+	}
+	got, rerr := users.User(ctx, u.ID)
+	switch {
+	case rerr == nil && got.CanonicalEmail == u.CanonicalEmail:
+		return nil
+	case rerr != nil && !errors.Is(rerr, store.ErrNotFound):
+		return errors.Join(err, rerr)
+	}
+	return err
 }
