@@ -32,6 +32,12 @@ func TestLimiter(t *testing.T) {
 	})
 }
 
+func TestBatchLimiter(t *testing.T) {
+	storetest.TestBatchLimiter(t, func(t *testing.T) store.BatchLimiter {
+		return memstore.NewLimiter()
+	})
+}
+
 func TestClientRegistry(t *testing.T) {
 	storetest.TestClientRegistry(t, func(t *testing.T, seed []store.Client) store.ClientRegistry {
 		return memstore.NewClientRegistry(seed...)

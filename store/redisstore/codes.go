@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"reflect"
 	"strconv"
 	"time"
 
@@ -12,7 +13,7 @@ import (
 	"github.com/ciamkit/selfservice/store"
 )
 
-var _ store.CodeStore = (*CodeStore)(nil)
+var _ store.CodeChecker = (*CodeStore)(nil)
 
 // CodeStore is a store.CodeStore on Redis. Each code is a hash under a key
 // of its own, holding the caller's keyed hash of the code, its expiry and
@@ -160,7 +161,7 @@ func (s *CodeStore) Verify(ctx context.Context, key store.CodeKey, hashes [][]by
 	for _, h := range hashes {
 		args = append(args, h)
 	}
-	res, replicated := s.run.run(ctx, verifyScript, s.key(key), args...)
+	res, replicated := s.run.run(ctx, verifyScript, []string{s.key(key)}, args...)
 	ok, err := res.Int()
 	if err == nil {
 		err = replicated
@@ -172,4 +173,98 @@ func (s *CodeStore) Verify(ctx context.Context, key store.CodeKey, hashes [][]by
 		return store.ErrCodeInvalid
 	}
 	return nil
+}
+
+// SharesBudgets implements store.CodeChecker: it reports whether l is a
+// *Limiter on the same client and prefix, so that CheckCode's charges
+// land in l's keys, on a single server (not a cluster or a ring, where a
+// code and its budgets live on different servers), and whether this
+// store's Options guard those charges as l's would guard them: it waits
+// for at least as many replicas, and serves from an evicting Redis or one
+// of unknown policy only if l does too.
+func (s *CodeStore) SharesBudgets(l store.Limiter) bool {
+	rl, ok := l.(*Limiter)
+	switch {
+	case !ok || rl == nil || sharded(s.rdb) || !sameClient(s.rdb, rl.rdb) || s.prefix != rl.prefix:
+		return false
+	case s.run.replicas < rl.run.replicas:
+		return false
+	case s.policy.allowEviction && !rl.policy.allowEviction, s.policy.allowUnknown && !rl.policy.allowUnknown:
+		return false
+	}
+	return true
+}
+
+// sameClient reports whether a and b are one client. (Clients are
+// pointers, but an application's own UniversalClient need not be
+// comparable.)
+func sameClient(a, b redis.UniversalClient) bool {
+	ta := reflect.TypeOf(a)
+	return ta == reflect.TypeOf(b) && ta.Comparable() && a == b
+}
+
+// CheckCode implements store.CodeChecker with one Lua script (checkScript)
+// over the code and the budgets, on the store's client and prefix, so
+// that a successful update-email costs one round trip, followed by WAIT
+// when Options.Replicas is set: a call whose writes too few replicas
+// acknowledged fails with ErrReplication, whatever the script found, and
+// its charges stay recorded. A refusal, which writes nothing, is answered
+// as such whatever the replicas did. The budgets are those of the Limiter
+// SharesBudgets accepts; on a cluster or a ring, which it never accepts,
+// CheckCode fails. Comparisons and expiry are Verify's; the charges are
+// judged as the Limiter's ReserveAll judges them, in whole milliseconds.
+func (s *CodeStore) CheckCode(ctx context.Context, c store.CodeCheck) ([]string, error) {
+	if len(c.Hashes) == 0 {
+		return nil, errors.New("redisstore: check code: no hash")
+	}
+	ids, names := newIDs(len(c.Charges)), make([]string, len(c.Charges))
+	args := make([]any, 0, 3+len(c.Hashes)+9*len(c.Charges))
+	args = append(args, strconv.Itoa(c.MaxTries), millis(c.Now), strconv.Itoa(len(c.Hashes)))
+	for _, h := range c.Hashes {
+		args = append(args, h)
+	}
+	for i, ch := range c.Charges {
+		names[i] = ch.Key
+		keep, ok := keepArg[ch.KeepOn]
+		if !ok {
+			return nil, fmt.Errorf("redisstore: check code: charge %d: KeepOn %d is neither OnMatch nor OnMismatch", i, ch.KeepOn)
+		}
+		var err error
+		if args, err = appendBudget(args, ids[i], keep, ch.Limits); err != nil {
+			return nil, fmt.Errorf("redisstore: check code: charge %d: %w", i, err)
+		}
+	}
+	budgets, err := budgetKeys(s.prefix, names)
+	if err != nil {
+		return nil, err
+	}
+	if sharded(s.rdb) {
+		return nil, errors.New("redisstore: check code: a cluster or a ring keeps codes and budgets on different servers")
+	}
+	if err := s.policy.admit(ctx); err != nil {
+		return nil, fmt.Errorf("redisstore: check code: %w", err)
+	}
+	keys := append([]string{s.key(c.Key)}, budgets...)
+	cmd, replicated := s.run.run(ctx, checkScript, keys, args...)
+	res, err := cmd.Int64Slice()
+	switch {
+	case err != nil:
+		return nil, fmt.Errorf("redisstore: check code: %w", err)
+	case len(res) > 0 && res[0] == 0:
+		return nil, refusal(res, names)
+	case len(res) != 2+len(c.Charges) || res[0] != 1:
+		return nil, fmt.Errorf("redisstore: check code: script returned %v", res)
+	case replicated != nil:
+		return nil, fmt.Errorf("redisstore: check code: %w", replicated)
+	}
+	kept := make([]string, len(c.Charges))
+	for i := range kept {
+		if res[2+i] == 1 {
+			kept[i] = ids[i]
+		}
+	}
+	if res[1] != 1 {
+		return kept, store.ErrCodeInvalid
+	}
+	return kept, nil
 }

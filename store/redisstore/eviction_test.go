@@ -34,17 +34,22 @@ func newStores(rdb redis.UniversalClient, opts redisstore.Options) stores {
 	return stores{redisstore.NewCodeStore(rdb, opts), redisstore.NewLimiter(rdb, opts)}
 }
 
-// calls runs each of the stores' four calls once and returns their errors
-// by name.
+// calls runs each of the stores' calls once and returns their errors by
+// name; each call that should succeed does on a Redis that serves.
 func (s stores) calls(ctx context.Context) map[string]error {
 	now := time.Now()
-	_, reserve := s.limiter.Reserve(ctx, "wrong-user\x00alice", wrongCodes, now)
-	return map[string]error{
-		"Reserve": reserve,
-		"Cancel":  s.limiter.Cancel(ctx, "wrong-user\x00alice", "no-such-id"),
-		"Put":     s.codes.Put(ctx, codeKey, []byte("h"), now.Add(time.Minute)),
-		"Verify":  s.codes.Verify(ctx, codeKey, [][]byte{[]byte("h")}, 5, now),
-	}
+	errs := map[string]error{}
+	_, errs["Reserve"] = s.limiter.Reserve(ctx, "wrong-user\x00alice", wrongCodes, now)
+	errs["Cancel"] = s.limiter.Cancel(ctx, "wrong-user\x00alice", "no-such-id")
+	batch := []store.LimitRequest{{Key: "wrong-ip\x00192.0.2.1", Limits: wrongCodes}, {Key: "changes-user\x00alice", Limits: wrongCodes}}
+	_, errs["ReserveAll"] = s.limiter.ReserveAll(ctx, batch, now)
+	errs["CancelAll"] = s.limiter.CancelAll(ctx, []store.Reservation{{Key: "wrong-user\x00alice", ID: "no-such-id"}})
+	errs["Put"] = s.codes.Put(ctx, codeKey, []byte("h"), now.Add(time.Minute))
+	_, errs["CheckCode"] = s.codes.CheckCode(ctx, store.CodeCheck{Key: codeKey, Hashes: [][]byte{[]byte("h")}, MaxTries: 5, Now: now,
+		Charges: []store.Charge{{LimitRequest: batch[0], KeepOn: store.OnMismatch}, {LimitRequest: batch[1], KeepOn: store.OnMatch}}})
+	errs["Put again"] = s.codes.Put(ctx, codeKey, []byte("h"), now.Add(time.Minute))
+	errs["Verify"] = s.codes.Verify(ctx, codeKey, [][]byte{[]byte("h")}, 5, now)
+	return errs
 }
 
 // TestEvictionPolicy: on a Redis whose maxmemory-policy may evict the

@@ -14,7 +14,7 @@ import (
 	"github.com/ciamkit/selfservice/store"
 )
 
-var _ store.Limiter = (*Limiter)(nil)
+var _ store.BatchLimiter = (*Limiter)(nil)
 
 // Limiter is a store.Limiter on Redis. Each limiter key is a sorted set
 // under a key of its own, holding the key's events within the longest
@@ -145,7 +145,7 @@ func (l *Limiter) Reserve(ctx context.Context, key string, limits []store.Limit,
 	rand.Read(idBytes[:])
 	id := hex.EncodeToString(idBytes[:])
 	args[0], args[1] = millis(now), id
-	cmd, replicated := l.run.run(ctx, reserveScript, l.key(key), args...)
+	cmd, replicated := l.run.run(ctx, reserveScript, []string{l.key(key)}, args...)
 	res, err := cmd.Int64Slice()
 	if err != nil {
 		return "", fmt.Errorf("redisstore: reserve: %w", err)
@@ -154,7 +154,7 @@ func (l *Limiter) Reserve(ctx context.Context, key string, limits []store.Limit,
 		return "", fmt.Errorf("redisstore: reserve: script returned %v", res)
 	}
 	if res[0] != 1 {
-		return "", &store.RateLimitError{RetryAfter: max(time.Duration(res[1])*time.Millisecond, time.Millisecond)}
+		return "", &store.RateLimitError{RetryAfter: retryAfter(res[1])}
 	}
 	if replicated != nil {
 		return "", fmt.Errorf("redisstore: reserve: %w", replicated)
@@ -174,6 +174,117 @@ func (l *Limiter) Cancel(ctx context.Context, key, id string) error {
 		return fmt.Errorf("redisstore: cancel: %w", err)
 	}
 	return nil
+}
+
+// ReserveAll implements store.BatchLimiter. On a single server (a
+// *redis.Client, also from redis.NewFailoverClient) it is one Lua script
+// over every key, atomic as Reserve's is for one: one round trip, and
+// WAIT when Options.Replicas is set, as for Reserve. A refusal writes
+// nothing. A full Redis (noeviction) fails the batch with nothing
+// recorded, or refuses it as a limit says.
+//
+// A cluster or a ring keeps each key where its hash says, and no script
+// reaches keys on two servers (nor, in a cluster, in two hash slots, which
+// the keys of one request's budgets almost never share). There ReserveAll
+// reserves the keys one by one, in order, each with Reserve, and cancels
+// those taken when one refuses or fails. That never admits more than a
+// key's limits: each key's check and record is still one atomic step, and
+// an event taken back was counted while it stood. What it does not give is
+// atomicity across keys: for the moment between the reservation of one
+// key and the cancel of it, a concurrent caller sees the event and may be
+// refused for it, by a batch that then admits nothing (an early refusal,
+// never a late one; its RetryAfter may be longer than the events that stay
+// would say). A cancel that fails leaves the event counted until it leaves
+// its windows, the safe side; its error is joined to the call's.
+func (l *Limiter) ReserveAll(ctx context.Context, reqs []store.LimitRequest, now time.Time) ([]string, error) {
+	if len(reqs) == 0 {
+		return nil, nil
+	}
+	ids, names := newIDs(len(reqs)), make([]string, len(reqs))
+	args := []any{millis(now)}
+	for i, r := range reqs {
+		names[i] = r.Key
+		var err error
+		if args, err = appendBudget(args, ids[i], "0", r.Limits); err != nil {
+			return nil, fmt.Errorf("request %d: %w", i, err)
+		}
+	}
+	keys, err := budgetKeys(l.prefix, names)
+	if err != nil {
+		return nil, err
+	}
+	if sharded(l.rdb) {
+		return l.reserveEach(ctx, reqs, now)
+	}
+	if err := l.policy.admit(ctx); err != nil {
+		return nil, fmt.Errorf("redisstore: reserve: %w", err)
+	}
+	cmd, replicated := l.run.run(ctx, reserveAllScript, keys, args...)
+	res, err := cmd.Int64Slice()
+	switch {
+	case err != nil:
+		return nil, fmt.Errorf("redisstore: reserve: %w", err)
+	case len(res) == 0:
+		return nil, fmt.Errorf("redisstore: reserve: script returned %v", res)
+	case res[0] != 1:
+		return nil, refusal(res, names)
+	case replicated != nil:
+		return nil, fmt.Errorf("redisstore: reserve: %w", replicated)
+	}
+	return ids, nil
+}
+
+// reserveEach is ReserveAll for a cluster or a ring: Reserve of each key
+// in order, and the cancel of those taken when one does not succeed.
+func (l *Limiter) reserveEach(ctx context.Context, reqs []store.LimitRequest, now time.Time) ([]string, error) {
+	ids := make([]string, 0, len(reqs))
+	for i, r := range reqs {
+		id, err := l.Reserve(ctx, r.Key, r.Limits, now)
+		if err == nil {
+			ids = append(ids, id)
+			continue
+		}
+		var rl *store.RateLimitError
+		if errors.As(err, &rl) {
+			rl.Key = r.Key
+		}
+		taken := make([]store.Reservation, len(ids))
+		for j, id := range ids {
+			taken[j] = store.Reservation{Key: reqs[j].Key, ID: id}
+		}
+		if cerr := l.CancelAll(context.WithoutCancel(ctx), taken); cerr != nil {
+			err = errors.Join(err, fmt.Errorf("redisstore: give back %d of %d reservations: %w", i, len(reqs), cerr))
+		}
+		return nil, err
+	}
+	return ids, nil
+}
+
+// CancelAll implements store.BatchLimiter with one ZREM a reservation, in
+// one pipeline: one round trip to a single server (a cluster or a ring
+// sends each server its own). Like Cancel it waits for no replica.
+func (l *Limiter) CancelAll(ctx context.Context, rs []store.Reservation) error {
+	if len(rs) == 0 {
+		return nil
+	}
+	if err := l.policy.admit(ctx); err != nil {
+		return fmt.Errorf("redisstore: cancel: %w", err)
+	}
+	if _, err := l.rdb.Pipelined(ctx, func(p redis.Pipeliner) error {
+		for _, r := range rs {
+			p.ZRem(ctx, l.key(r.Key), r.ID)
+		}
+		return nil
+	}); err != nil {
+		return fmt.Errorf("redisstore: cancel: %w", err)
+	}
+	return nil
+}
+
+// retryAfter returns a script's wait, in milliseconds, as a RetryAfter:
+// at least a millisecond, as the contract wants.
+func retryAfter(ms int64) time.Duration {
+	return max(time.Duration(ms)*time.Millisecond, time.Millisecond)
 }
 
 // limitArgs returns the arguments of reserveScript for limits, leaving the

@@ -42,16 +42,16 @@ func singleServer(rdb redis.UniversalClient) (func(ctx context.Context, key stri
 	return nil, false
 }
 
-// run runs script on key. res carries the script's answer or failure; a
-// non-nil replicated says the script ran but too few replicas
-// acknowledged it (ErrReplication) or the wait failed.
-func (r runner) run(ctx context.Context, script *redis.Script, key string, args ...any) (res *redis.Cmd, replicated error) {
-	keys := []string{key}
+// run runs script on keys, which live on one server. res carries the
+// script's answer or failure; a non-nil replicated says the script ran
+// but too few replicas acknowledged it (ErrReplication) or the wait
+// failed.
+func (r runner) run(ctx context.Context, script *redis.Script, keys []string, args ...any) (res *redis.Cmd, replicated error) {
 	if r.replicas == 0 {
 		return script.Run(ctx, r.rdb, keys, args...), nil
 	}
 	server, _ := singleServer(r.rdb)
-	c, err := server(ctx, key)
+	c, err := server(ctx, keys[0])
 	if err != nil {
 		res = redis.NewCmd(ctx)
 		res.SetErr(err)
