@@ -2,11 +2,13 @@ package memstore_test
 
 import (
 	"errors"
+	"fmt"
 	"runtime"
 	"strconv"
 	"testing"
 	"time"
 
+	"github.com/ciamkit/selfservice/internal/paired"
 	"github.com/ciamkit/selfservice/store"
 	"github.com/ciamkit/selfservice/store/memstore"
 )
@@ -210,4 +212,151 @@ func BenchmarkPutNewKeyWhenFull(b *testing.B) {
 		r.count(s.Put(b.Context(), store.CodeKey{Purpose: "UPDATE_EMAIL_EMS", Email: "new" + strconv.Itoa(i)}, hash, exp.Add(time.Duration(i))))
 	}
 	b.ReportMetric(float64(r.full)/float64(i), "ErrFull/op")
+}
+
+// updateBudgets returns, for each of n workers, the three budgets an
+// update-email charges (the user's wrong codes, the IP's, the user's
+// changes), under limits no benchmark reaches, each key holding one event
+// already, as a returning user's would.
+func updateBudgets(b *testing.B, l *memstore.Limiter, n int, now time.Time) [][]store.LimitRequest {
+	limits := []store.Limit{{N: 1 << 20, Window: time.Hour}}
+	reqs := make([][]store.LimitRequest, n)
+	for w := range reqs {
+		for _, kind := range []string{"wrong-user", "wrong-ip", "changes-user"} {
+			key := kind + "\x00" + strconv.Itoa(w)
+			if _, err := l.Reserve(b.Context(), key, limits, now); err != nil {
+				b.Fatal(err)
+			}
+			reqs[w] = append(reqs[w], store.LimitRequest{Key: key, Limits: limits})
+		}
+	}
+	return reqs
+}
+
+// benchWorkers are the worker counts of the paired benchmarks: one, and
+// one a core, where the workers contend for the Limiter's lock.
+func benchWorkers() []int {
+	if n := runtime.GOMAXPROCS(0); n > 1 {
+		return []int{1, n}
+	}
+	return []int{1}
+}
+
+// BenchmarkReserveAllVsReserve charges the three budgets of an
+// update-email and gives them back (which keeps the logs as they were):
+// with three Reserves and three Cancels (floor), and with one ReserveAll
+// and one CancelAll (impl), on one Limiter shared by the workers. Run it
+// as the paired package says:
+//
+//	go test -run '^$' -bench VsReserve -benchtime 100x -count 10 ./store/memstore | tee batch.txt
+//	benchstat -filter '.unit:(x-wall OR x-cpu)' batch.txt
+func BenchmarkReserveAllVsReserve(b *testing.B) {
+	for _, workers := range benchWorkers() {
+		b.Run("workers="+strconv.Itoa(workers), func(b *testing.B) {
+			ctx := b.Context()
+			now := time.Now()
+			l := memstore.NewLimiter()
+			reqs := updateBudgets(b, l, workers, now)
+			ids := make([][]store.Reservation, workers)
+			for w := range ids {
+				ids[w] = make([]store.Reservation, len(reqs[w]))
+			}
+			paired.Run(b, paired.Pair{
+				Floor: func(w int) error {
+					for i, r := range reqs[w] {
+						id, err := l.Reserve(ctx, r.Key, r.Limits, now)
+						if err != nil {
+							return err
+						}
+						ids[w][i] = store.Reservation{Key: r.Key, ID: id}
+					}
+					for _, r := range ids[w] {
+						if err := l.Cancel(ctx, r.Key, r.ID); err != nil {
+							return err
+						}
+					}
+					return nil
+				},
+				Impl: func(w int) error {
+					got, err := l.ReserveAll(ctx, reqs[w], now)
+					if err != nil {
+						return err
+					}
+					for i, id := range got {
+						ids[w][i] = store.Reservation{Key: reqs[w][i].Key, ID: id}
+					}
+					return l.CancelAll(ctx, ids[w])
+				},
+				Workers: workers,
+			})
+		})
+	}
+}
+
+// BenchmarkUpdateBudgetsVsSeparate is the store work of an update-email
+// with a wrong code in memory, as the Service does it with each Limiter:
+// three Reserves, a Verify and a Cancel of the change's slot (floor)
+// against one ReserveAll, the Verify and one CancelAll (impl). The code
+// allows more tries than the benchmark makes; the slots kept on the wrong
+// code are given back as well, on both sides, so that the logs stay as
+// they were.
+func BenchmarkUpdateBudgetsVsSeparate(b *testing.B) {
+	for _, workers := range benchWorkers() {
+		b.Run("workers="+strconv.Itoa(workers), func(b *testing.B) {
+			ctx := b.Context()
+			now := time.Now()
+			l, codes := memstore.NewLimiter(), memstore.NewCodeStore()
+			reqs := updateBudgets(b, l, workers, now)
+			keys := make([]store.CodeKey, workers)
+			ids := make([][]store.Reservation, workers)
+			right, wrong := [][]byte{make([]byte, 32)}, [][]byte{{1}}
+			for w := range keys {
+				keys[w] = store.CodeKey{Purpose: "UPDATE_EMAIL_EMS", Email: "user" + strconv.Itoa(w) + "@example.com"}
+				if err := codes.Put(ctx, keys[w], right[0], now.Add(time.Hour)); err != nil {
+					b.Fatal(err)
+				}
+				ids[w] = make([]store.Reservation, len(reqs[w]))
+			}
+			verify := func(w int) error {
+				if err := codes.Verify(ctx, keys[w], wrong, 1<<30, now); err != store.ErrCodeInvalid {
+					return fmt.Errorf("Verify(wrong): %v", err)
+				}
+				return nil
+			}
+			paired.Run(b, paired.Pair{
+				Floor: func(w int) error {
+					for i, r := range reqs[w] {
+						id, err := l.Reserve(ctx, r.Key, r.Limits, now)
+						if err != nil {
+							return err
+						}
+						ids[w][i] = store.Reservation{Key: r.Key, ID: id}
+					}
+					if err := verify(w); err != nil {
+						return err
+					}
+					for _, r := range ids[w] {
+						if err := l.Cancel(ctx, r.Key, r.ID); err != nil {
+							return err
+						}
+					}
+					return nil
+				},
+				Impl: func(w int) error {
+					got, err := l.ReserveAll(ctx, reqs[w], now)
+					if err != nil {
+						return err
+					}
+					for i, id := range got {
+						ids[w][i] = store.Reservation{Key: reqs[w][i].Key, ID: id}
+					}
+					if err := verify(w); err != nil {
+						return err
+					}
+					return l.CancelAll(ctx, ids[w])
+				},
+				Workers: workers,
+			})
+		})
+	}
 }

@@ -173,15 +173,20 @@ var keepArg = map[store.Outcome]string{store.OnMismatch: "1", store.OnMatch: "2"
 // args, or returns an error if its list of limits is empty or a limit is
 // not positive.
 func appendBudget(args []any, id, keep string, limits []store.Limit) ([]any, error) {
-	lims, err := limitArgs(limits)
+	at := len(args)
+	args, err := appendLimits(append(args, id, keep, nil, nil, strconv.Itoa(len(limits))), limits)
 	if err != nil {
 		return nil, err
 	}
-	// limitArgs leaves now and the id to its caller and then gives the
-	// longest Window, the largest N and each limit.
-	args = append(args, id, keep, lims[2], lims[3], strconv.Itoa(len(limits)))
-	return append(args, lims[4:]...), nil
+	// appendLimits ends with the longest Window and the largest N.
+	n := len(args)
+	args[at+2], args[at+3] = args[n-2], args[n-1]
+	return args[:n-2], nil
 }
+
+// budgetArgs returns how many arguments appendBudget appends, at most, for
+// a budget with limits.
+func budgetArgs(limits []store.Limit) int { return 7 + 2*len(limits) }
 
 // budgetKeys returns the limiter keys of the budgets named, or an error
 // if two name one key: a script would judge the second before the first

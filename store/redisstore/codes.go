@@ -218,7 +218,11 @@ func (s *CodeStore) CheckCode(ctx context.Context, c store.CodeCheck) ([]string,
 		return nil, errors.New("redisstore: check code: no hash")
 	}
 	ids, names := newIDs(len(c.Charges)), make([]string, len(c.Charges))
-	args := make([]any, 0, 3+len(c.Hashes)+9*len(c.Charges))
+	size := 3 + len(c.Hashes)
+	for _, ch := range c.Charges {
+		size += budgetArgs(ch.Limits)
+	}
+	args := make([]any, 0, size)
 	args = append(args, strconv.Itoa(c.MaxTries), millis(c.Now), strconv.Itoa(len(c.Hashes)))
 	for _, h := range c.Hashes {
 		args = append(args, h)

@@ -7,8 +7,22 @@
 // environment. Every Verify and every Reserve is one Lua script, which Redis
 // runs atomically, so concurrent callers in any number of processes see the
 // contract of package store: one winner per code, no more wrong tries than
-// allowed, no more events than the limits. Each script touches a single key,
-// so the stores also work on Redis Cluster.
+// allowed, no more events than the limits. Each of those scripts touches a
+// single key, so the stores also work on Redis Cluster.
+//
+// # Round trips
+//
+// The Limiter is a store.BatchLimiter and the CodeStore a
+// store.CodeChecker, which the Service uses to charge a request's budgets
+// together: ReserveAll is one script over every budget's key, and
+// CheckCode one script over the code and the budgets charged around its
+// verification, so that a send-code costs two round trips (its budgets,
+// then the code's Put) and an update-email one, where a call for each
+// budget, each slot given back and the verification cost six. Those scripts touch several keys, which Redis Cluster allows
+// only within one hash slot and a ring only on one server: there
+// ReserveAll reserves key by key (see Limiter.ReserveAll for what that
+// gives up) and CodeStore.SharesBudgets reports false, so that the
+// Service verifies and charges in separate calls.
 //
 // Entries expire through Redis TTLs: nothing needs sweeping, and how much
 // Redis may hold is Redis's maxmemory to set, with maxmemory-policy
@@ -81,12 +95,13 @@
 // reading. Check reads the policy on demand, for start-up and readiness
 // probes.
 //
-// Under noeviction a full Redis refuses writes instead: every Reserve that
-// would admit, every Verify of a live code and every Put fail with Redis's
-// OOM error, which the Service answers as an internal failure (it fails
-// closed), while Reserve still refuses what a limit refuses. The scripts
-// write first what Redis would refuse, so that none is answered from a
-// comparison whose write Redis then refused.
+// Under noeviction a full Redis refuses writes instead: every Reserve or
+// ReserveAll that would admit, every Verify or CheckCode of a live code (or
+// that would keep a charge) and every Put fail with Redis's OOM error,
+// which the Service answers as an internal failure (it fails closed), while
+// a limit still refuses what it refuses. The scripts write first what
+// Redis would refuse, so that none is answered from a comparison whose
+// write Redis then refused, and none records half of a batch.
 //
 // # Restarts and failovers
 //
@@ -96,7 +111,7 @@
 // last second or two. Replication is asynchronous: a replica promoted
 // after a failover lacks what the old primary acknowledged last, a
 // consumed code comes back and a budget's last events are forgotten.
-// Options.Replicas has each Verify and Reserve wait for replicas (WAIT) and
-// fail with ErrReplication, rather than report a write that a failover
-// could undo.
+// Options.Replicas has each Verify, Reserve, ReserveAll and CheckCode wait
+// for replicas (WAIT) and fail with ErrReplication, rather than report a
+// write that a failover could undo.
 package redisstore

@@ -201,7 +201,11 @@ func (l *Limiter) ReserveAll(ctx context.Context, reqs []store.LimitRequest, now
 		return nil, nil
 	}
 	ids, names := newIDs(len(reqs)), make([]string, len(reqs))
-	args := []any{millis(now)}
+	size := 1
+	for _, r := range reqs {
+		size += budgetArgs(r.Limits)
+	}
+	args := append(make([]any, 0, size), millis(now))
 	for i, r := range reqs {
 		names[i] = r.Key
 		var err error
@@ -291,10 +295,21 @@ func retryAfter(ms int64) time.Duration {
 // first two (now and id) to the caller, or an error if the list is empty
 // or a limit is not positive.
 func limitArgs(limits []store.Limit) ([]any, error) {
+	args, err := appendLimits(make([]any, 4, 6+2*len(limits)), limits)
+	if err != nil {
+		return nil, err
+	}
+	args[2], args[3] = args[len(args)-2], args[len(args)-1]
+	return args[:len(args)-2], nil
+}
+
+// appendLimits appends N and Window (milliseconds, rounded up) of each
+// limit to args, then the longest Window and the largest N, or returns an
+// error if the list is empty or a limit is not positive.
+func appendLimits(args []any, limits []store.Limit) ([]any, error) {
 	if len(limits) == 0 {
 		return nil, errors.New("redisstore: reserve: no limits")
 	}
-	args := make([]any, 4, 4+2*len(limits))
 	var longest int64
 	most := 0
 	for i, lim := range limits {
@@ -308,6 +323,5 @@ func limitArgs(limits []store.Limit) ([]any, error) {
 		longest, most = max(longest, window), max(most, lim.N)
 		args = append(args, strconv.Itoa(lim.N), strconv.FormatInt(window, 10))
 	}
-	args[2], args[3] = strconv.FormatInt(longest, 10), strconv.Itoa(most)
-	return args, nil
+	return append(args, strconv.FormatInt(longest, 10), strconv.Itoa(most)), nil
 }

@@ -76,8 +76,8 @@ type Options struct {
 	Logger *slog.Logger
 
 	// Replicas is how many replicas must acknowledge a code's
-	// consumption or wrong try (Verify) and a budget's new event
-	// (Reserve) before the store reports it: Redis replicates
+	// consumption or wrong try (Verify, CheckCode) and a budget's new
+	// event (Reserve, ReserveAll, CheckCode) before the store reports it: Redis replicates
 	// asynchronously, and a failover to a replica that had not received
 	// the write would bring a consumed code back or reset a budget. The
 	// store sends WAIT Replicas ReplicaTimeout on the same connection

@@ -32,7 +32,10 @@
 // wall clock, to test window edges exactly. TestChangeStore checks a
 // store.ChangeStore, the change of an address recorded with its notice and
 // its undo, and the Outbox the courier leases notices from; it never sleeps
-// either. The whole suite takes about a second per store.
+// either. TestBatchLimiter and TestCodeChecker check the optional
+// interfaces that charge several budgets in one step: all or none, and
+// the charges kept on a verification's outcome. The whole suite takes
+// about a second per store.
 package storetest
 
 import (
