@@ -2,6 +2,7 @@ package memstore
 
 import (
 	"context"
+	"encoding/binary"
 	"errors"
 	"fmt"
 	"hash/maphash"
@@ -116,15 +117,26 @@ var _ store.BatchLimiter = (*Limiter)(nil)
 // client IPs as MaxEntries could each fill one.
 const eventsPerEntry = 8
 
-// limitKey is what a Limiter keys a budget by: the first half of the
-// SHA-256 of the caller's key. Two keys that collided would share one
-// budget, which refuses more events, never fewer.
+// limitKey is what a Limiter keys a budget by: two 64-bit hashes of the
+// caller's key under secret seeds (hash/maphash), a digest that holds no
+// pointer and no address in clear, as the CodeStore's SHA-256 does. Two
+// keys that collided would share one budget, which refuses more events,
+// never fewer; with 128 bits and seeds nobody outside the process knows,
+// no one can make a key collide with another's. Not SHA-256, which costs
+// ten times more and was more than half of what the budgets of a request
+// cost (every Reserve and Cancel hashes its key).
 type limitKey [16]byte
+
+// keySeeds are the seeds of every Limiter's limitKeys, new in each
+// process.
+var keySeeds = [2]maphash.Seed{maphash.MakeSeed(), maphash.MakeSeed()}
 
 // limiterKey returns the limitKey of key.
 func limiterKey(key string) limitKey {
-	d := digest(key)
-	return limitKey(d[:16])
+	var k limitKey
+	binary.LittleEndian.PutUint64(k[:8], maphash.String(keySeeds[0], key))
+	binary.LittleEndian.PutUint64(k[8:], maphash.String(keySeeds[1], key))
+	return k
 }
 
 // budget is the log of one key.
@@ -312,6 +324,9 @@ func (l *Limiter) cancel(k limitKey, id uint64) {
 func (l *Limiter) ReserveAll(_ context.Context, reqs []store.LimitRequest, now time.Time) ([]string, error) {
 	var buf [4]pending // the handlers' batches, without allocating
 	ps := buf[:0]
+	if len(reqs) > len(buf) {
+		ps = make([]pending, 0, len(reqs))
+	}
 	for i, r := range reqs {
 		longest, most, err := checkLimits(r.Limits)
 		if err != nil {
@@ -323,7 +338,9 @@ func (l *Limiter) ReserveAll(_ context.Context, reqs []store.LimitRequest, now t
 				return nil, fmt.Errorf("memstore: reserve: requests %d and %d name one key", j, i)
 			}
 		}
-		ps = append(ps, pending{k: k, limits: r.Limits, longest: longest, most: most})
+		ps = ps[:i+1]
+		p := &ps[i]
+		p.k, p.limits, p.longest, p.most = k, r.Limits, longest, most
 	}
 	if len(ps) == 0 {
 		return nil, nil
@@ -336,7 +353,6 @@ func (l *Limiter) ReserveAll(_ context.Context, reqs []store.LimitRequest, now t
 	// the other, before any key moves into the sketch, as reserveNew
 	// loads its key's before it makes room.
 	fresh := l.fresh[:0]
-	defer func() { l.fresh = fresh[:0] }()
 	for i := range ps {
 		p := &ps[i]
 		var log budget
@@ -355,9 +371,13 @@ func (l *Limiter) ReserveAll(_ context.Context, reqs []store.LimitRequest, now t
 		// Events forget would drop are outside every window or beyond
 		// every N, so the wait is the same without dropping them.
 		if wait := log.wait(p.limits, p.at); wait > 0 {
+			l.fresh = fresh[:0]
 			return nil, &store.RateLimitError{RetryAfter: retryAfter(wait + p.at - t), Key: reqs[i].Key}
 		}
 	}
+	// The new keys' logs are copied out of fresh below, before anything
+	// else may reuse it.
+	l.fresh = fresh[:0]
 	// Record: held keys first, since making room for a new key may move
 	// any key into the sketch, and one that holds its new event counts it
 	// there.
@@ -400,11 +420,34 @@ func (l *Limiter) ReserveAll(_ context.Context, reqs []store.LimitRequest, now t
 		l.logged += cap(events)
 	}
 	l.trim(t)
-	ids := make([]string, len(ps))
-	for i := range ids {
-		ids[i] = strconv.FormatUint(first+uint64(i), 10)
+	return formatIDs(first, len(ps)), nil
+}
+
+// formatIDs returns the ids of n events from first on, as Reserve formats
+// each, cut from one string: two allocations whatever n.
+func formatIDs(first uint64, n int) []string {
+	var buf [4 * 20]byte // decimal uint64s, without allocating
+	b := buf[:0]
+	var ends [4]int
+	for i := range n {
+		b = strconv.AppendUint(b, first+uint64(i), 10)
+		if i < len(ends) {
+			ends[i] = len(b)
+		}
 	}
-	return ids, nil
+	if n > len(ends) {
+		ids := make([]string, n)
+		for i := range ids {
+			ids[i] = strconv.FormatUint(first+uint64(i), 10)
+		}
+		return ids
+	}
+	all, ids := string(b), make([]string, n)
+	start := 0
+	for i := range ids {
+		ids[i], start = all[start:ends[i]], ends[i]
+	}
+	return ids
 }
 
 // pending is a request of ReserveAll between its judgement and its
