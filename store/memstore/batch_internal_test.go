@@ -3,7 +3,9 @@ package memstore
 import (
 	"errors"
 	"fmt"
+	"math"
 	"math/rand/v2"
+	"strconv"
 	"testing"
 	"time"
 
@@ -111,5 +113,24 @@ func TestReserveAllErrFullTakesBack(t *testing.T) {
 	}
 	if err := reserve("b", at); !errors.Is(err, store.ErrRateLimited) {
 		t.Errorf("Reserve(b) once more: %v, want a refusal", err)
+	}
+}
+
+// ReserveAll's ids are Reserve's, however many: cut from one string up
+// to four, formatted one by one beyond.
+func TestFormatIDs(t *testing.T) {
+	t.Parallel()
+	for _, n := range []int{1, 3, 4, 5, 9} {
+		for _, first := range []uint64{1, 98, math.MaxUint64 - 9} {
+			ids := formatIDs(first, n)
+			if len(ids) != n {
+				t.Fatalf("formatIDs(%d, %d) = %q", first, n, ids)
+			}
+			for i, id := range ids {
+				if want := strconv.FormatUint(first+uint64(i), 10); id != want {
+					t.Errorf("formatIDs(%d, %d)[%d] = %q, want %q", first, n, i, id, want)
+				}
+			}
+		}
 	}
 }

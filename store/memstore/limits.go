@@ -424,26 +424,23 @@ func (l *Limiter) ReserveAll(_ context.Context, reqs []store.LimitRequest, now t
 }
 
 // formatIDs returns the ids of n events from first on, as Reserve formats
-// each, cut from one string: two allocations whatever n.
+// each; up to four are cut from one string, two allocations in all.
 func formatIDs(first uint64, n int) []string {
-	var buf [4 * 20]byte // decimal uint64s, without allocating
-	b := buf[:0]
+	ids := make([]string, n)
 	var ends [4]int
-	for i := range n {
-		b = strconv.AppendUint(b, first+uint64(i), 10)
-		if i < len(ends) {
-			ends[i] = len(b)
-		}
-	}
 	if n > len(ends) {
-		ids := make([]string, n)
 		for i := range ids {
 			ids[i] = strconv.FormatUint(first+uint64(i), 10)
 		}
 		return ids
 	}
-	all, ids := string(b), make([]string, n)
-	start := 0
+	var buf [4 * 20]byte // four decimal uint64s, without allocating
+	b := buf[:0]
+	for i := range n {
+		b = strconv.AppendUint(b, first+uint64(i), 10)
+		ends[i] = len(b)
+	}
+	all, start := string(b), 0
 	for i := range ids {
 		ids[i], start = all[start:ends[i]], ends[i]
 	}
