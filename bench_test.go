@@ -284,6 +284,7 @@ func newBenchEnv(b *testing.B, alg benchAlg, st benchStores, cache idtoken.Cache
 		// state small.
 		Budgets: Budgets{
 			SendsPerEmail: loose, SendsPerIP: loose, WrongCodesPerUser: loose, WrongCodesPerIP: loose,
+			ChangesPerUser: loose, RevertsPerIP: loose,
 		},
 		Logger: slog.New(slog.DiscardHandler),
 	})

@@ -3,6 +3,7 @@ package memstore
 import (
 	"bytes"
 	"cmp"
+	"container/heap"
 	"context"
 	"crypto/sha256"
 	"errors"
@@ -43,6 +44,33 @@ type queued struct {
 	notice store.Notice
 	due    time.Time
 	no     uint64 // recording order, for notices due at one instant
+	at     int    // index in the outbox's heap
+}
+
+// outbox orders the queued notices soonest due first (then by recording),
+// as a binary heap: a lease takes the few it hands out in O(log n) each,
+// however many wait, as they do behind a slow mail server.
+type outbox []*queued
+
+func (o outbox) Len() int { return len(o) }
+func (o outbox) Less(i, j int) bool {
+	return cmp.Or(o[i].due.Compare(o[j].due), cmp.Compare(o[i].no, o[j].no)) < 0
+}
+func (o outbox) Swap(i, j int) {
+	o[i], o[j] = o[j], o[i]
+	o[i].at, o[j].at = i, j
+}
+func (o *outbox) Push(x any) {
+	q := x.(*queued)
+	q.at = len(*o)
+	*o = append(*o, q)
+}
+func (o *outbox) Pop() any {
+	old := *o
+	q := old[len(old)-1]
+	old[len(old)-1] = nil
+	*o = old[:len(old)-1]
+	return q
 }
 
 // ChangeEmail implements store.ChangeStore. It judges ErrChangeLocked
@@ -83,7 +111,9 @@ func (s *UserStore) ChangeEmail(_ context.Context, c store.EmailChange) error {
 	n.ID = strconv.FormatUint(s.noticeNo, 10)
 	n.UserID, n.To, n.Language, n.Attempts = u.ID, prev.Email, prev.Language, 0
 	n.Sealed = bytes.Clone(n.Sealed)
-	s.notices[n.ID] = &queued{notice: n, due: c.Now, no: s.noticeNo}
+	q := &queued{notice: n, due: c.Now, no: s.noticeNo}
+	s.notices[n.ID] = q
+	heap.Push(&s.due, q)
 	if undo {
 		s.undos[key] = undoRecord{userID: u.ID, email: prev.Email, canonical: prev.CanonicalEmail, expiresAt: c.RevertExpiresAt}
 		if a = s.alarms[u.ID]; a == nil {
@@ -98,14 +128,20 @@ func (s *UserStore) ChangeEmail(_ context.Context, c store.EmailChange) error {
 // forget drops what is over in a, user id's alarm, at now: undo records
 // that expired, and a cool-off that ended; and the alarm itself when
 // nothing is left. The caller holds s.mu for writing.
+//
+// A user's records are in the order of its changes, and so, within the
+// callers' clocks, of their expiry: the expired ones are a prefix, and
+// forgetting costs what it forgets, not what the user keeps (a user with
+// loosened budgets may keep thousands). A record that expired behind a
+// live one, its change's clock having lagged, stays until the live one
+// goes; RevertEmail judges expiry itself.
 func (s *UserStore) forget(id string, a *alarm, now time.Time) {
-	a.undos = slices.DeleteFunc(a.undos, func(k [sha256.Size]byte) bool {
-		if s.undos[k].expiresAt.After(now) {
-			return false
-		}
-		delete(s.undos, k)
-		return true
-	})
+	n := 0
+	for n < len(a.undos) && !s.undos[a.undos[n]].expiresAt.After(now) {
+		delete(s.undos, a.undos[n])
+		n++
+	}
+	a.undos = a.undos[n:]
 	if !a.lockUntil.After(now) {
 		a.lockUntil = time.Time{}
 	}
@@ -152,22 +188,20 @@ func (s *UserStore) LeaseNotices(_ context.Context, max int, now time.Time, leas
 	}
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	var due []*queued
-	for _, q := range s.notices {
-		if !q.due.After(now) {
-			due = append(due, q)
-		}
-	}
-	slices.SortFunc(due, func(a, b *queued) int {
-		return cmp.Or(a.due.Compare(b.due), cmp.Compare(a.no, b.no))
-	})
-	due = due[:min(max, len(due))]
-	out := make([]store.Notice, len(due))
-	for i, q := range due {
+	var out []store.Notice
+	// Each leased notice goes to the back of the heap (due again at the
+	// lease's end), so the next due one is at the top.
+	for len(out) < max && len(s.due) > 0 && !s.due[0].due.After(now) {
+		q := s.due[0]
 		q.notice.Attempts++
 		q.due = now.Add(lease)
-		out[i] = q.notice
-		out[i].Sealed = bytes.Clone(q.notice.Sealed)
+		heap.Fix(&s.due, 0)
+		n := q.notice
+		n.Sealed = bytes.Clone(q.notice.Sealed)
+		out = append(out, n)
+		if s.due[0] == q {
+			break // a lease of no length: it is due again at once, but not twice here
+		}
 	}
 	return out, nil
 }
@@ -178,6 +212,7 @@ func (s *UserStore) RetryNotice(_ context.Context, id string, at time.Time) erro
 	defer s.mu.Unlock()
 	if q, ok := s.notices[id]; ok {
 		q.due = at
+		heap.Fix(&s.due, q.at)
 	}
 	return nil
 }
@@ -186,7 +221,10 @@ func (s *UserStore) RetryNotice(_ context.Context, id string, at time.Time) erro
 func (s *UserStore) DeleteNotice(_ context.Context, id string) error {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	delete(s.notices, id)
+	if q, ok := s.notices[id]; ok {
+		heap.Remove(&s.due, q.at)
+		delete(s.notices, id)
+	}
 	return nil
 }
 

@@ -27,6 +27,7 @@ type UserStore struct {
 	undos    map[[sha256.Size]byte]undoRecord // digest of the token hash -> record
 	alarms   map[string]*alarm                // user id -> its undo records and cool-off
 	notices  map[string]*queued               // notice id -> notice
+	due      outbox                           // the same notices, soonest due first
 	noticeNo uint64                           // the last notice number handed out
 }
 
