@@ -143,6 +143,9 @@ func (s *Service) reserve(ctx context.Context, c caller, userID string, bs ...bu
 		if err != nil {
 			return nil, s.refusal(ctx, c, userID, bs, err)
 		}
+		if len(ids) != len(bs) {
+			return nil, i18n.Wrap(i18n.CodeInternal, fmt.Errorf("the Limiter returned %d ids for %d budgets", len(ids), len(bs)))
+		}
 		for i, b := range bs {
 			taken = append(taken, reservation{Key: b.key, ID: ids[i]})
 		}
