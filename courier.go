@@ -186,15 +186,15 @@ func (c *courier) leaseDue(max int) []store.Notice {
 // gives it up. Store calls use a context of their own: a notice mailed while
 // Shutdown runs out of time must still be marked.
 func (c *courier) deliver(n store.Notice) {
-	// Each store call gets its own deadline: a send may have used up a
-	// minute before the notice is marked.
+	// The store's calls get a deadline of their own, taken after the send:
+	// a send may have used up half a minute before the notice is marked.
 	storeCtx := func() (context.Context, context.CancelFunc) {
 		return context.WithTimeout(context.Background(), 10*time.Second)
 	}
-	store, cancel := storeCtx()
-	defer cancel()
 	age := c.now().Sub(n.ChangedAt)
 	if age > c.maxAge {
+		store, cancel := storeCtx()
+		defer cancel()
 		if err := c.outbox.DeleteNotice(store, n.ID); err != nil {
 			c.logger.Error("selfservice: a notice past NoticeMaxAge could not be deleted", "user", n.UserID, "error", err)
 			return
@@ -229,8 +229,7 @@ func (c *courier) deliver(n store.Notice) {
 		err = c.mailer.Send(send, msg)
 		cancelSend()
 	}
-	cancel()
-	store, cancel = storeCtx()
+	store, cancel := storeCtx()
 	defer cancel()
 	if err == nil {
 		if err := c.outbox.DeleteNotice(store, n.ID); err != nil {

@@ -10,8 +10,10 @@ import (
 	"encoding/base64"
 	"errors"
 	"fmt"
+	"hash"
 	"net/http"
 	"strings"
+	"sync"
 
 	"github.com/ciamkit/selfservice/i18n"
 	"github.com/ciamkit/selfservice/store"
@@ -136,11 +138,13 @@ func wellFormedRevertToken(s string) bool {
 type secretKey struct {
 	secret []byte
 	aead   cipher.AEAD
+	macs   sync.Pool // of hash.Hash: HMAC-SHA256 keyed with secret
 }
 
 // newSecretKey derives the keys of secret, each for one purpose only.
 func newSecretKey(secret []byte) (*secretKey, error) {
 	k := &secretKey{secret: append([]byte(nil), secret...)}
+	k.macs.New = func() any { return hmac.New(sha256.New, k.secret) }
 	block, err := aes.NewCipher(k.derive("selfservice notice seal"))
 	if err != nil {
 		return nil, err
@@ -161,10 +165,12 @@ func (k *secretKey) derive(purpose string) []byte {
 // revertHash is what a store keeps of an undo token: a keyed hash, so that a
 // leaked store reveals no usable token.
 func (k *secretKey) revertHash(token string) []byte {
-	m := hmac.New(sha256.New, k.secret)
+	m := k.macs.Get().(hash.Hash)
+	defer k.macs.Put(m)
+	m.Reset()
 	m.Write([]byte("selfservice revert token\x00"))
 	m.Write([]byte(token))
-	return m.Sum(nil)
+	return m.Sum(make([]byte, 0, sha256.Size))
 }
 
 // seal encrypts token for the notice of userID's change. The notice must
