@@ -23,14 +23,29 @@
 //	if err != nil { ... }
 //	mailer, err := mail.New(opts)
 //	if err != nil { ... }
-//	_, err = selfservice.Mount(mux, selfservice.Config{
+//	svc, err := selfservice.New(selfservice.Config{
 //		Mailer: mailer,
 //		// the stores, verifier, captcha and code secret
 //	})
+//	if err != nil { ... }
+//	svc.Mount(mux, "")
+//	...
+//	// At shutdown: the service first, which sends the last notices.
+//	err = svc.Shutdown(ctx)
+//	err = mailer.Close(ctx)
+//
+// The mailer keeps a few SMTP sessions open (Options.MaxConns, 4 by
+// default), each connected, secured and logged in once, and sends each
+// mail as one transaction on an idle one, which makes a code mail cost a
+// few round trips rather than a session. It closes a session after
+// IdleTimeout without a mail and after MaxMessagesPerConn mails, and
+// replaces a session the server dropped: a mail that failed on it before
+// the server accepted DATA is sent again once on a new session, never one
+// the server may already hold.
 //
 // Addresses and names are checked before any connection: a control
 // character in one is ErrHeaderInjection, so no value can add a header.
-// Send gives up when its context ends, closing the connection, so a slow
-// server cannot hold a request (or the code) past the caller's deadline;
-// its errors never quote the code or the undo token.
+// Send gives up when its context ends, closing that session for good, so a
+// slow server cannot hold a request (or the code) past the caller's
+// deadline; its errors never quote the code or the undo token.
 package mail

@@ -149,6 +149,14 @@ func ExampleNew() {
 	if err != nil {
 		log.Fatal(err)
 	}
+	// At shutdown, after the selfservice.Service's: QUIT the sessions.
+	defer func() {
+		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		defer cancel()
+		if err := mailer.Close(ctx); err != nil {
+			log.Print(err)
+		}
+	}()
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
 	err = mailer.Send(ctx, selfservice.Message{

@@ -7,9 +7,12 @@ import (
 	"crypto/tls"
 	"crypto/x509"
 	"crypto/x509/pkix"
+	"errors"
+	"io"
 	"math/big"
 	"net"
 	"net/textproto"
+	"os"
 	"strings"
 	"sync"
 	"testing"
@@ -61,14 +64,30 @@ func serverTLS(t *testing.T) (server, client *tls.Config) {
 
 // received is one mail the fake server accepted.
 type received struct {
-	tls  bool   // the transaction ran over TLS
-	auth string // the AUTH line's argument, "" without AUTH
-	rcpt string
-	data string // the message, CRLF line ends
+	session int    // the session it came on, 1 for the first
+	tls     bool   // the transaction ran over TLS
+	auth    string // the AUTH line's argument, "" without AUTH
+	rcpt    string
+	data    string // the message, CRLF line ends
+}
+
+// action is what the fake server does instead of its usual reply.
+type action struct {
+	reply  string        // sent instead of the usual reply, if not ""
+	hangup bool          // close the connection after reply (or instead of any)
+	hang   bool          // answer nothing more: wait for the client to hang up
+	delay  time.Duration // wait before replying
+}
+
+// session is what the fake server saw of one connection.
+type session struct {
+	quit  bool // the client said QUIT
+	ended bool // the connection is closed
 }
 
 // smtpServer is a scripted SMTP server on loopback for what Mailpit cannot
-// play: TLS either way, refused recipients, authentication checks.
+// play: TLS either way, refused recipients, authentication checks, lost
+// and stalled connections, and a count of its sessions.
 type smtpServer struct {
 	host string
 	port int
@@ -77,9 +96,19 @@ type smtpServer struct {
 	starttls *tls.Config             // STARTTLS offered when set
 	auth     string                  // AUTH mechanisms offered, e.g. "PLAIN LOGIN"
 	rcpt     func(arg string) string // reply to RCPT TO; default 250
+	// idle closes a session that sent no command for that long, with
+	// "421 4.4.2 idle" first; servers do. Default: 5s.
+	idle time.Duration
+	// on, when set, may replace the reply to a command of a session
+	// (numbered from 1): the verb in capitals, or "." for the end of a
+	// message, after which the mail is received whatever on does.
+	on func(verb string, session int) action
 
-	mu    sync.Mutex
-	mails []received
+	mu       sync.Mutex
+	mails    []received
+	sessions []*session
+	open     int // sessions open now, until QUIT or the end of the connection
+	peak     int // the most open at once
 }
 
 // startSMTP serves s on addr (127.0.0.1:0 when empty) until the test ends.
@@ -87,6 +116,9 @@ func startSMTP(t *testing.T, s *smtpServer, addr string) *smtpServer {
 	t.Helper()
 	if addr == "" {
 		addr = "127.0.0.1:0"
+	}
+	if s.idle == 0 {
+		s.idle = 5 * time.Second
 	}
 	ln, err := net.Listen("tcp", addr)
 	if err != nil {
@@ -101,7 +133,13 @@ func startSMTP(t *testing.T, s *smtpServer, addr string) *smtpServer {
 			if err != nil {
 				return
 			}
-			wg.Go(func() { s.serve(conn) })
+			s.mu.Lock()
+			s.sessions = append(s.sessions, &session{})
+			n := len(s.sessions)
+			s.open++
+			s.peak = max(s.peak, s.open)
+			s.mu.Unlock()
+			wg.Go(func() { s.serve(conn, n) })
 		}
 	})
 	t.Cleanup(func() {
@@ -117,8 +155,33 @@ func (s *smtpServer) received() []received {
 	return append([]received(nil), s.mails...)
 }
 
-func (s *smtpServer) serve(conn net.Conn) {
-	defer func() { conn.Close() }()
+// seen returns a copy of the sessions so far and the most open at once.
+func (s *smtpServer) seen() (sessions []session, peak int) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	for _, ss := range s.sessions {
+		sessions = append(sessions, *ss)
+	}
+	return sessions, s.peak
+}
+
+// closeSession counts session n closed, once.
+func (s *smtpServer) closeSession(n int, quit bool) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	ss := s.sessions[n-1]
+	if !ss.quit && !ss.ended {
+		s.open--
+	}
+	ss.quit = ss.quit || quit
+	ss.ended = ss.ended || !quit
+}
+
+func (s *smtpServer) serve(conn net.Conn, n int) {
+	defer func() {
+		conn.Close()
+		s.closeSession(n, false)
+	}()
 	_ = conn.SetDeadline(time.Now().Add(5 * time.Second))
 	secure := false
 	if s.implicit != nil {
@@ -137,18 +200,48 @@ func (s *smtpServer) serve(conn net.Conn) {
 		}
 		return true
 	}
+	act := func(verb string) action {
+		if s.on == nil {
+			return action{}
+		}
+		return s.on(verb, n)
+	}
+	// play replies as a says, usual when a changes nothing; false ends
+	// the session.
+	play := func(a action, usual ...string) bool {
+		time.Sleep(a.delay)
+		switch {
+		case a.hang:
+			_ = conn.SetDeadline(time.Now().Add(5 * time.Second))
+			_, _ = io.Copy(io.Discard, conn)
+			return false
+		case a.reply != "":
+			usual = []string{a.reply}
+		case a.hangup:
+			usual = nil
+		}
+		return reply(usual...) && !a.hangup
+	}
 	if !reply("220 fake ESMTP") {
 		return
 	}
 	var r received
 	for {
+		_ = conn.SetDeadline(time.Now().Add(s.idle))
 		line, err := tp.ReadLine()
+		if errors.Is(err, os.ErrDeadlineExceeded) {
+			_ = conn.SetDeadline(time.Now().Add(time.Second))
+			reply("421 4.4.2 fake idle too long, closing")
+			return
+		}
 		if err != nil {
 			return
 		}
+		_ = conn.SetDeadline(time.Now().Add(5 * time.Second))
 		verb, arg, _ := strings.Cut(line, " ")
+		verb = strings.ToUpper(verb)
 		ok := true
-		switch strings.ToUpper(verb) {
+		switch verb {
 		case "EHLO", "HELO":
 			ext := []string{"fake", "8BITMIME"}
 			if s.starttls != nil && !secure {
@@ -179,15 +272,19 @@ func (s *smtpServer) serve(conn net.Conn) {
 			ok = reply("235 2.7.0 authenticated")
 		case "MAIL":
 			r.tls = secure
-			ok = reply("250 2.1.0 ok")
+			ok = play(act(verb), "250 2.1.0 ok")
 		case "RCPT":
 			r.rcpt = arg
 			answer := "250 2.1.5 ok"
 			if s.rcpt != nil {
 				answer = s.rcpt(arg)
 			}
-			ok = reply(answer)
+			ok = play(act(verb), answer)
 		case "DATA":
+			if a := act(verb); a.hang || a.hangup || a.reply != "" {
+				ok = play(a)
+				break
+			}
 			if !reply("354 go ahead") {
 				return
 			}
@@ -196,13 +293,15 @@ func (s *smtpServer) serve(conn net.Conn) {
 				return
 			}
 			r.data = strings.Join(lines, "\r\n")
+			r.session = n
 			s.mu.Lock()
 			s.mails = append(s.mails, r)
 			s.mu.Unlock()
-			ok = reply("250 2.0.0 queued")
+			ok = play(act("."), "250 2.0.0 queued")
 		case "RSET", "NOOP":
-			ok = reply("250 2.0.0 ok")
+			ok = play(act(verb), "250 2.0.0 ok")
 		case "QUIT":
+			s.closeSession(n, true)
 			reply("221 2.0.0 bye")
 			return
 		default:

@@ -4,13 +4,13 @@ import (
 	"context"
 	"crypto/rand"
 	"crypto/tls"
+	"errors"
 	"fmt"
 	"net"
 	netmail "net/mail"
 	"net/netip"
 	"net/url"
 	"regexp"
-	"slices"
 	"strconv"
 	"strings"
 	"time"
@@ -60,8 +60,13 @@ func (p TLSPolicy) String() string {
 	return "TLSPolicy(" + strconv.Itoa(int(p)) + ")"
 }
 
-// DefaultTimeout is the default of Options.Timeout.
-const DefaultTimeout = 10 * time.Second
+// The defaults of Options.
+const (
+	DefaultTimeout            = 10 * time.Second
+	DefaultMaxConns           = 4
+	DefaultIdleTimeout        = 30 * time.Second
+	DefaultMaxMessagesPerConn = 100
+)
 
 // Options configures New. The zero value of every field but Host and From
 // is its documented default.
@@ -100,6 +105,26 @@ type Options struct {
 	// Timeout bounds connecting and each exchange with the server. The
 	// context given to Send bounds the whole send. Default: DefaultTimeout.
 	Timeout time.Duration
+
+	// MaxConns bounds the SMTP sessions open at once, idle or busy. A
+	// session carries one mail at a time; a send that finds every session
+	// busy waits for one, until its context ends. Notices use at most
+	// MaxConns-1 of them (when MaxConns > 1), so that a code mail, which
+	// someone is waiting for, never queues behind notices alone. Default:
+	// DefaultMaxConns (4), which carries hundreds of mails a second to a
+	// nearby server.
+	MaxConns int
+	// IdleTimeout closes a session that carried no mail for that long,
+	// with a QUIT. Servers drop idle clients of their own accord (RFC
+	// 5321 lets them after 5 minutes, many do sooner); a mailer that
+	// finds its session dropped opens a new one, at the cost of a
+	// reconnect, not of a failed send. Default: DefaultIdleTimeout (30s).
+	IdleTimeout time.Duration
+	// MaxMessagesPerConn closes a session after that many mails and opens
+	// a new one: servers cap the mails of one session (some at 100) and
+	// answer the next with an error. 1 opens a session for every mail.
+	// Default: DefaultMaxMessagesPerConn (100).
+	MaxMessagesPerConn int
 	// Location is the time zone of the time shown in notices.
 	// Default: UTC.
 	Location *time.Location
@@ -121,14 +146,20 @@ type Options struct {
 	RevertURL string
 }
 
-// SMTPMailer is a selfservice.Mailer that delivers through an SMTP server,
-// one connection per message. It is safe for concurrent use.
+// SMTPMailer is a selfservice.Mailer that delivers through an SMTP server.
+// It keeps up to MaxConns sessions open, each connected, secured and
+// logged in once, and sends each mail on an idle one: a mail costs one
+// transaction (MAIL, RCPT, DATA), not a session. It is safe for concurrent
+// use. The application should Close it at shutdown, after the
+// selfservice.Service (whose Shutdown sends the last notices), so that
+// the server sees each session end with a QUIT.
 type SMTPMailer struct {
 	opts      Options
 	addr      string // host:port
 	from      *netmail.Address
 	msgDomain string          // right side of Message-IDs: From's domain
-	client    []gomail.Option // go-mail options shared by every send
+	client    []gomail.Option // go-mail options shared by every session
+	pool      *pool
 }
 
 var _ selfservice.Mailer = (*SMTPMailer)(nil)
@@ -178,6 +209,18 @@ func New(opts Options) (*SMTPMailer, error) {
 	if opts.Timeout < 0 {
 		return nil, fmt.Errorf("%w: negative Timeout", configerr.Err)
 	}
+	if opts.MaxConns == 0 {
+		opts.MaxConns = DefaultMaxConns
+	}
+	if opts.IdleTimeout == 0 {
+		opts.IdleTimeout = DefaultIdleTimeout
+	}
+	if opts.MaxMessagesPerConn == 0 {
+		opts.MaxMessagesPerConn = DefaultMaxMessagesPerConn
+	}
+	if opts.MaxConns < 0 || opts.IdleTimeout < 0 || opts.MaxMessagesPerConn < 0 {
+		return nil, fmt.Errorf("%w: negative MaxConns, IdleTimeout or MaxMessagesPerConn", configerr.Err)
+	}
 	if opts.Location == nil {
 		opts.Location = time.UTC
 	}
@@ -223,6 +266,11 @@ func New(opts Options) (*SMTPMailer, error) {
 		gomail.WithTimeout(opts.Timeout),
 		gomail.WithTLSPolicy(policy),
 		gomail.WithTLSConfig(tlsConfig),
+		// The pool checks a session that rested (see checkAfter), not
+		// every one; and a transaction that ended with 250 leaves
+		// nothing to RSET (RFC 5321, 4.1.1.4).
+		gomail.WithoutNoop(),
+		gomail.WithoutRset(),
 	}
 	if opts.Username != "" {
 		// PLAIN and LOGIN are go-mail's checked variants: they refuse a
@@ -233,6 +281,7 @@ func New(opts Options) (*SMTPMailer, error) {
 			gomail.WithOpportunisticSMTPAuth(gomail.SMTPAuthSCRAMSHA256, gomail.SMTPAuthSCRAMSHA1,
 				gomail.SMTPAuthPlain, gomail.SMTPAuthLogin))
 	}
+	m.pool = newPool(m)
 	return m, nil
 }
 
@@ -307,11 +356,16 @@ func (m *SMTPMailer) Render(msg selfservice.Message) (Content, error) {
 
 // Send renders msg (see SMTPMailer.Render) and delivers it to msg.To. It
 // refuses a recipient with a control character (ErrHeaderInjection) or one
-// that is not a bare valid address (ErrInvalidAddress) before connecting.
-// It returns when the mail is accepted by the server, when the server
-// fails, or when ctx is done, whichever comes first: the connection is
-// closed then and nothing of msg is kept. Error texts show the recipient
-// masked and never the code or the undo token.
+// that is not a bare valid address (ErrInvalidAddress) before connecting,
+// and sends nothing once the mailer is closed (ErrClosed). It returns when
+// the mail is accepted by the server, when the server fails, or when ctx
+// is done, whichever comes first: then the session is closed, never used
+// again, and nothing of msg is kept. A session that the server dropped
+// while it was idle is replaced by a new one, and the mail sent again on
+// it, only if it failed before the server accepted DATA: after that the
+// server may hold the mail, and a second attempt could deliver a code
+// twice. Error texts show the recipient masked and never the code or the
+// undo token.
 func (m *SMTPMailer) Send(ctx context.Context, msg selfservice.Message) error {
 	to, err := bareAddress(msg.To)
 	if err != nil {
@@ -338,43 +392,25 @@ func (m *SMTPMailer) Send(ctx context.Context, msg selfservice.Message) error {
 	out.SetBodyString(gomail.TypeTextPlain, content.Text)
 	out.AddAlternativeString(gomail.TypeTextHTML, content.HTML)
 
-	ctx, cancel := context.WithCancel(ctx)
-	defer cancel() // closes the connection, see dial
-	client, err := gomail.NewClient(m.opts.Host, slices.Concat(m.client,
-		[]gomail.Option{gomail.WithDialContextFunc(m.dial(ctx))})...)
-	if err != nil {
-		return fmt.Errorf("mail: %w", err)
-	}
-	if err := client.DialAndSendWithContext(ctx, out); err != nil {
+	if err := m.pool.send(ctx, out, msg.Kind == selfservice.MailCode); err != nil {
+		if errors.Is(err, ErrClosed) {
+			return err
+		}
 		return newSendError(ctx.Err(), err, msg)
 	}
 	return nil
 }
 
-// dial returns go-mail's dialer for one send. go-mail bounds each exchange
-// with Timeout but stops watching the context once connected; closing the
-// connection when the send's context ends is what keeps a slow server from
-// holding a send (and its code) past the caller's deadline.
-func (m *SMTPMailer) dial(send context.Context) gomail.DialContextFunc {
-	return func(ctx context.Context, network, _ string) (net.Conn, error) {
-		var d net.Dialer
-		conn, err := d.DialContext(ctx, network, m.addr)
-		if err != nil {
-			return nil, err
-		}
-		context.AfterFunc(send, func() { _ = conn.Close() })
-		if m.opts.TLS != TLSImplicit {
-			return conn, nil
-		}
-		// A *tls.Conn, unwrapped, tells go-mail's SMTP client that the
-		// connection is encrypted.
-		tc := tls.Client(conn, m.opts.TLSConfig)
-		if err := tc.HandshakeContext(ctx); err != nil {
-			_ = conn.Close()
-			return nil, err
-		}
-		return tc, nil
-	}
+// ErrClosed reports a Send after Close.
+const ErrClosed sentinel = "mail: mailer closed"
+
+// Close closes the idle sessions, each with a QUIT, and the busy ones as
+// their sends end; a Send after Close fails with ErrClosed. It returns
+// once every session is closed, or when ctx is done: then it closes the
+// connections still open, which fails the sends on them, and returns an
+// error wrapping ctx.Err(). Calling it again waits the same way.
+func (m *SMTPMailer) Close(ctx context.Context) error {
+	return m.pool.close(ctx)
 }
 
 // sendError is a failed delivery. Its text has the recipient masked and the

@@ -45,7 +45,21 @@ func newMailer(t *testing.T, s *smtpServer, edit func(*mail.Options)) *mail.SMTP
 	if err != nil {
 		t.Fatalf("New: %v", err)
 	}
+	closeAtEnd(t, m)
 	return m
+}
+
+// closeAtEnd closes m when the test ends, before the servers it talks to
+// (cleanups run last registered first), so that no session outlives it.
+func closeAtEnd(t *testing.T, m *mail.SMTPMailer) {
+	t.Helper()
+	t.Cleanup(func() {
+		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		defer cancel()
+		if err := m.Close(ctx); err != nil {
+			t.Errorf("Close: %v", err)
+		}
+	})
 }
 
 func TestNew(t *testing.T) {
@@ -61,7 +75,8 @@ func TestNew(t *testing.T) {
 			*o = mail.Options{Host: "smtp.example.com", Port: 2525, Username: "u", Password: "p",
 				TLS: mail.TLSImplicit, TLSConfig: &tls.Config{}, From: "no-reply@example.com",
 				FromName: "示例 Accounts", Timeout: time.Second, Location: time.Local, Bundle: i18n.Default(),
-				RevertURL: "https://app.example.com/account/undo-email"}
+				RevertURL: "https://app.example.com/account/undo-email",
+				MaxConns:  1, IdleTimeout: time.Minute, MaxMessagesPerConn: 1}
 		}, nil},
 		{"IPv6 host", func(o *mail.Options) { o.Host = "::1" }, nil},
 		{"no host", func(o *mail.Options) { o.Host = "" }, selfservice.ErrConfig},
@@ -73,6 +88,9 @@ func TestNew(t *testing.T) {
 		{"password without username", func(o *mail.Options) { o.Password = "p" }, selfservice.ErrConfig},
 		{"unknown TLS policy", func(o *mail.Options) { o.TLS = mail.TLSPolicy(42) }, selfservice.ErrConfig},
 		{"negative timeout", func(o *mail.Options) { o.Timeout = -time.Second }, selfservice.ErrConfig},
+		{"negative MaxConns", func(o *mail.Options) { o.MaxConns = -1 }, selfservice.ErrConfig},
+		{"negative IdleTimeout", func(o *mail.Options) { o.IdleTimeout = -time.Second }, selfservice.ErrConfig},
+		{"negative MaxMessagesPerConn", func(o *mail.Options) { o.MaxMessagesPerConn = -1 }, selfservice.ErrConfig},
 		{"no From", func(o *mail.Options) { o.From = "" }, mail.ErrInvalidAddress},
 		{"From not an address", func(o *mail.Options) { o.From = "no-reply" }, mail.ErrInvalidAddress},
 		{"From with a display name", func(o *mail.Options) { o.From = "Example <no-reply@example.com>" }, mail.ErrInvalidAddress},
@@ -208,6 +226,7 @@ func TestSendRefusesBeforeConnecting(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
+	closeAtEnd(t, m)
 	for _, tt := range tests {
 		msg := codeMsg(language.English)
 		msg.To = tt.to
@@ -243,11 +262,15 @@ func TestSendConnects(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
+	closeAtEnd(t, m)
 	ctx, cancel := context.WithTimeout(context.Background(), 100*time.Millisecond)
 	defer cancel()
 	if err := m.Send(ctx, codeMsg(language.English)); err == nil {
 		t.Fatal("Send to a silent server succeeded")
 	}
+	// The listener accepts on a goroutine of its own, maybe after Send
+	// gave up.
+	waitFor(t, "the connection is accepted", func() bool { return len(l.accepted()) > 0 })
 	if n := len(l.accepted()); n != 1 {
 		t.Errorf("%d connections, want 1", n)
 	}
@@ -273,6 +296,7 @@ func TestSendHonoursContext(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
+			closeAtEnd(t, m)
 			if tt.greet {
 				done := make(chan struct{})
 				defer func() { <-done }()
@@ -305,6 +329,7 @@ func TestSendHonoursContext(t *testing.T) {
 				t.Errorf("error %q shows the code or the recipient", err)
 			}
 			// The mailer hung up: the server reads EOF.
+			waitFor(t, "the connection is accepted", func() bool { return len(l.accepted()) > 0 })
 			conns := l.accepted()
 			if len(conns) != 1 {
 				t.Fatalf("%d connections, want 1", len(conns))
@@ -324,6 +349,7 @@ func TestSendContextDoneBeforeSend(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
+	closeAtEnd(t, m)
 	ctx, cancel := context.WithCancel(context.Background())
 	cancel()
 	if err := m.Send(ctx, codeMsg(language.English)); !errors.Is(err, context.Canceled) {
@@ -342,6 +368,7 @@ func TestSendTimeout(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
+	closeAtEnd(t, m)
 	start := time.Now()
 	if err := m.Send(context.Background(), codeMsg(language.English)); err == nil {
 		t.Fatal("Send succeeded against a silent server")

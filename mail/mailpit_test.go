@@ -4,6 +4,7 @@ import (
 	"context"
 	"crypto/rand"
 	"encoding/json"
+	"fmt"
 	"html"
 	"mime"
 	"net"
@@ -12,6 +13,7 @@ import (
 	"slices"
 	"strconv"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -178,6 +180,7 @@ func TestMailpitSend(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
+	closeAtEnd(t, m)
 	for _, tt := range []struct {
 		name  string
 		msg   selfservice.Message
@@ -250,6 +253,7 @@ func TestMailpitFullFlow(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
+	closeAtEnd(t, mailer)
 	every, err := mail.Render(nil, noticeMsg(language.Und))
 	if err != nil {
 		t.Fatal(err)
@@ -307,6 +311,7 @@ func TestMailpitNoticeInStoredLanguage(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
+	closeAtEnd(t, mailer)
 	old, to := uniqueAddress("old-"), uniqueAddress("n")
 	api := newAPI(t, mailer, old, "zh-CN")
 	code := changeEmail(t, mp, api, api.token(t), "en", to, "Confirm your new email address", "The code expires in 10 min.")
@@ -383,4 +388,85 @@ func checkNotice(t *testing.T, notice mpMessage, languages int, newEmail, code s
 		}
 	}
 	return token
+}
+
+// Many mails side by side over the pool, logged in, sessions renewed
+// every 25 mails: each arrives once, to its address, with its code.
+func TestMailpitPool(t *testing.T) {
+	t.Parallel()
+	mp := newMailpit(t)
+	m, err := mail.New(mail.Options{
+		Host: mp.host, Port: mp.port, TLS: mail.TLSOpportunistic,
+		Username: "mailer", Password: "s3cret",
+		From: "no-reply@example.com", FromName: "示例 Accounts",
+		MaxConns: 4, MaxMessagesPerConn: 25,
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	closeAtEnd(t, m)
+	prefix := "pool-" + strings.ToLower(rand.Text()[:12]) + "-"
+	const n, workers = 120, 8
+	codes := make(map[string]string, n) // address -> code
+	for i := range n {
+		codes[prefix+strconv.Itoa(i)+"@example.com"] = fmt.Sprintf("%06d", 100000+i)
+	}
+	jobs := make(chan string)
+	errs := make(chan error, n)
+	var wg sync.WaitGroup
+	for range workers {
+		wg.Go(func() {
+			for to := range jobs {
+				msg := codeMsg(language.English)
+				msg.To, msg.Code = to, codes[to]
+				ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+				errs <- m.Send(ctx, msg)
+				cancel()
+			}
+		})
+	}
+	for to := range codes {
+		jobs <- to
+	}
+	close(jobs)
+	wg.Wait()
+	close(errs)
+	for err := range errs {
+		if err != nil {
+			t.Fatalf("Send: %v", err)
+		}
+	}
+	if open, idle := mail.Sessions(m); open > 4 || open != idle {
+		t.Errorf("the mailer holds %d sessions, %d idle; want at most 4, all idle", open, idle)
+	}
+
+	path := "/api/v1/search?limit=500&query=" + url.QueryEscape(`to:"`+prefix+`"`)
+	type summary struct {
+		To      []mpAddress
+		Snippet string
+	}
+	var found struct{ Messages []summary }
+	for deadline := time.Now().Add(10 * time.Second); ; time.Sleep(50 * time.Millisecond) {
+		mp.get(t, path, &found)
+		if len(found.Messages) >= n || time.Now().After(deadline) {
+			break
+		}
+	}
+	arrived := make(map[string]int)
+	for _, msg := range found.Messages {
+		if len(msg.To) != 1 {
+			t.Errorf("a mail to %+v, want one recipient", msg.To)
+			continue
+		}
+		to := msg.To[0].Address
+		arrived[to]++
+		if code, ok := codes[to]; !ok || !strings.Contains(msg.Snippet, code) {
+			t.Errorf("the mail to %s reads %q, want its code %s", to, msg.Snippet, code)
+		}
+	}
+	for to := range codes {
+		if arrived[to] != 1 {
+			t.Errorf("%d mails to %s, want 1", arrived[to], to)
+		}
+	}
 }

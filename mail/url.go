@@ -24,6 +24,9 @@ import (
 //	                            tls=opportunistic: the default
 //	revert_url=https%3A%2F%2Fapp.example.com%2Fundo-email
 //	                            Options.RevertURL, URL-encoded: the undo page linked from notices
+//	max_conns=4                 Options.MaxConns, a positive integer
+//	idle_timeout=30s            Options.IdleTimeout, a positive time.ParseDuration value
+//	max_messages_per_conn=100   Options.MaxMessagesPerConn, a positive integer
 //
 // Anything else is an error. ParseURL checks the URL's form only: pass the
 // result to New, which validates it. Errors wrap selfservice.ErrConfig and
@@ -77,12 +80,26 @@ func ParseURL(raw string) (Options, error) {
 			opts.FromName = v
 		case "revert_url":
 			opts.RevertURL = v
-		case "timeout":
+		case "timeout", "idle_timeout":
 			d, err := time.ParseDuration(v)
 			if err != nil || d <= 0 {
-				return Options{}, fmt.Errorf("%w: mail URL timeout must be a positive duration such as 10s", configerr.Err)
+				return Options{}, fmt.Errorf("%w: mail URL %s must be a positive duration such as 10s", configerr.Err, key)
 			}
-			opts.Timeout = d
+			if key == "timeout" {
+				opts.Timeout = d
+			} else {
+				opts.IdleTimeout = d
+			}
+		case "max_conns", "max_messages_per_conn":
+			n, err := strconv.Atoi(v)
+			if err != nil || n <= 0 {
+				return Options{}, fmt.Errorf("%w: mail URL %s must be a positive integer", configerr.Err, key)
+			}
+			if key == "max_conns" {
+				opts.MaxConns = n
+			} else {
+				opts.MaxMessagesPerConn = n
+			}
 		case "tls":
 			switch {
 			case u.Scheme != "smtp":

@@ -31,7 +31,17 @@
 //	go run ./example/loadgen -users 200 -c 16 -d 5s -vs memory -pairs 6 -store "$PG" -codes redis://127.0.0.1:6379/15
 //
 // -vs floor compares the example with the floor; -vs memory the example on
-// -store and -codes with the example on memory stores.
+// -store and -codes with the example on memory stores; -vs log the example
+// with -mail with the example with the development mailer, on the same
+// stores.
+//
+// -mail smtp://HOST:PORT?from=... starts the example with that -mail, so
+// that its mails go over SMTP, and reads the codes from the API of the
+// Mailpit that receives them (-mailpit, http://127.0.0.1:8025 by default)
+// instead of from the example's stdout (-mail log, the default):
+//
+//	go run ./example/loadgen -rate 200 -d 15s -warmup 5s -vs log -pairs 3 \
+//		-mail 'smtp://127.0.0.1:1025?from=no-reply@example.com'
 //
 // With a postgres:// store the users go into a schema of their own, created
 // for the run and dropped after it; with a redis:// code store the keys the
@@ -56,6 +66,7 @@ import (
 	"math"
 	"net"
 	"net/http"
+	"net/url"
 	"os"
 	"os/exec"
 	"os/signal"
@@ -93,7 +104,7 @@ type config struct {
 	users, concurrency, requests, pairs int
 	duration, sample, warmup            time.Duration
 	rate                                float64
-	store, codes, vs                    string
+	store, codes, vs, mail, mailpit     string
 	jsonOut, floor                      bool
 
 	// -serve-floor: this process is the floor server of another loadgen.
@@ -112,9 +123,11 @@ func parseFlags(args []string) (config, error) {
 	fs.DurationVar(&c.sample, "sample", time.Second, "how often the server's RSS is read")
 	fs.StringVar(&c.store, "store", "memory", "the example's -store: memory, sqlite:PATH or postgres://...")
 	fs.StringVar(&c.codes, "codes", "memory", "the example's -codes: memory or redis://...")
+	fs.StringVar(&c.mail, "mail", "log", "the example's -mail: log (codes read from its stdout) or smtp://HOST:PORT?from=... (codes read from -mailpit)")
+	fs.StringVar(&c.mailpit, "mailpit", "http://127.0.0.1:8025", "`URL` of the API of the Mailpit that receives the example's mail with -mail smtp://...")
 	fs.BoolVar(&c.jsonOut, "json", false, "print the report as JSON")
 	fs.BoolVar(&c.floor, "floor", false, "drive the floor (a bare handler that only verifies the token) instead of the example")
-	fs.StringVar(&c.vs, "vs", "", "run interleaved pairs against `floor` (the bare handler) or memory (the example on memory stores)")
+	fs.StringVar(&c.vs, "vs", "", "run interleaved pairs against `floor` (the bare handler), memory (the example on memory stores) or log (the example with the development mailer)")
 	fs.IntVar(&c.pairs, "pairs", 10, "pairs of runs with -vs")
 	fs.DurationVar(&c.warmup, "warmup", 10*time.Second, "with -vs, how long each server is driven before the pairs, not counted")
 	fs.BoolVar(&c.serveFloor, "serve-floor", false, "serve the floor on -addr with the key of -jwks-url (run by -floor and -vs floor)")
@@ -133,8 +146,14 @@ func parseFlags(args []string) (config, error) {
 		return c, errors.New("want -users >= -c >= 1, and positive -d, -requests and -sample")
 	}
 	switch {
-	case c.vs != "" && c.vs != "floor" && c.vs != "memory":
-		return c, errors.New("-vs is floor or memory")
+	case c.vs != "" && c.vs != "floor" && c.vs != "memory" && c.vs != "log":
+		return c, errors.New("-vs is floor, memory or log")
+	case c.mail != "log" && !strings.HasPrefix(c.mail, "smtp://") && !strings.HasPrefix(c.mail, "smtps://"):
+		return c, errors.New("-mail is log or smtp://... (smtps://...)")
+	case c.mail != "log" && c.mailpit == "":
+		return c, errors.New("-mail smtp://... needs -mailpit, the API its codes are read from")
+	case c.vs == "log" && c.mail == "log":
+		return c, errors.New("-vs log compares -mail smtp://... with the log mailer: set -mail")
 	case c.vs != "" && c.floor:
 		return c, errors.New("-floor and -vs exclude each other")
 	case c.vs != "" && (c.pairs < 1 || c.warmup <= 0):
@@ -190,7 +209,7 @@ func run(ctx context.Context, args []string, stdout io.Writer) error {
 		return err
 	}
 
-	measured := target{name: "example", store: cfg.store, codes: cfg.codes}
+	measured := target{name: "example", store: cfg.store, codes: cfg.codes, mail: cfg.mail}
 	if cfg.floor {
 		measured = target{name: "floor", floor: true}
 	}
@@ -206,8 +225,11 @@ func run(ctx context.Context, args []string, stdout io.Writer) error {
 		return res.failure()
 	}
 	base := target{name: "floor", floor: true}
-	if cfg.vs == "memory" {
-		base = target{name: "example-memory", store: "memory", codes: "memory"}
+	switch cfg.vs {
+	case "memory":
+		base = target{name: "example-memory", store: "memory", codes: "memory", mail: cfg.mail}
+	case "log":
+		base = target{name: "example-log", store: cfg.store, codes: cfg.codes, mail: "log"}
 	}
 	cmp, err := l.compare(ctx, base, measured)
 	if err != nil {
@@ -233,27 +255,33 @@ type lab struct {
 	users              []loadgen.User
 }
 
-// target is a server to drive: the example on its stores, or the floor.
+// target is a server to drive: the example on its stores with its mailer,
+// or the floor.
 type target struct {
-	name         string
-	floor        bool
-	store, codes string
+	name               string
+	floor              bool
+	store, codes, mail string
 }
 
 func (t target) describe() string {
 	if t.floor {
 		return "floor (golang-jwt verification only)"
 	}
-	return fmt.Sprintf("example store=%s codes=%s", redactURL(t.store), redactURL(t.codes))
+	return fmt.Sprintf("example store=%s codes=%s mail=%s", redactURL(t.store), redactURL(t.codes), redactURL(t.mail))
 }
 
+// smtp tells that the example mails over SMTP, to Mailpit.
+func (t target) smtp() bool { return !t.floor && t.mail != "log" }
+
 // running is a target's server, started, with what the runs against it
-// share: the mail log its stdout feeds, a client whose connections stay
-// open from one run to the next, and the round the next run starts at.
+// share: the mail log its stdout feeds, where the codes are read (that
+// log, or Mailpit), a client whose connections stay open from one run to
+// the next, and the round the next run starts at.
 type running struct {
 	target
 	srv     *server
 	mails   *loadgen.MailLog
+	codes   loadgen.CodeSource
 	client  *http.Client
 	round   int
 	final   map[string]string // every user's last confirmed address
@@ -264,6 +292,7 @@ type running struct {
 // stores (a PostgreSQL schema of its own, created here).
 func (l *lab) start(ctx context.Context, t target) (*running, error) {
 	r := &running{target: t, mails: loadgen.NewMailLog(), final: map[string]string{}}
+	r.codes = r.mails
 	tr := &http.Transport{
 		Proxy:               nil,
 		DialContext:         (&net.Dialer{Timeout: 5 * time.Second}).DialContext,
@@ -274,6 +303,20 @@ func (l *lab) start(ctx context.Context, t target) (*running, error) {
 	r.client = &http.Client{Transport: tr}
 	r.cleanup = append(r.cleanup, tr.CloseIdleConnections)
 	var err error
+	if t.smtp() {
+		// Connected before the server starts, so that Mailpit's event
+		// stream brings every code. Its searches, if any, get a client
+		// of their own: their connections are no part of the server's.
+		mtr := &http.Transport{Proxy: nil}
+		r.cleanup = append(r.cleanup, mtr.CloseIdleConnections)
+		mp, err := loadgen.NewMailpit(ctx, l.cfg.mailpit, &http.Client{Transport: mtr})
+		if err != nil {
+			r.stop()
+			return nil, fmt.Errorf("-mailpit: %w", err)
+		}
+		r.cleanup = append(r.cleanup, func() { _ = mp.Close() })
+		r.codes = mp
+	}
 	if t.floor {
 		r.srv, err = startServer(ctx, l.self, r.mails, l.dir, "-serve-floor", "-addr", "127.0.0.1:0", "-jwks-url", l.iss.URL()+"/jwks")
 	} else {
@@ -292,7 +335,7 @@ func (l *lab) start(ctx context.Context, t target) (*running, error) {
 		}
 		r.srv, err = startServer(ctx, l.bin, r.mails, l.dir,
 			"-addr", "127.0.0.1:0", "-load-test", "-seed", l.seedPath, "-issuer", l.iss.URL(), "-jwks-url", l.iss.URL()+"/jwks",
-			"-store", storeArg, "-codes", t.codes)
+			"-store", storeArg, "-codes", t.codes, "-mail", t.mail)
 	}
 	if err != nil {
 		r.stop()
@@ -353,7 +396,7 @@ func (l *lab) driveFor(ctx context.Context, r *running, d time.Duration) (result
 
 func (l *lab) options(r *running) loadgen.Options {
 	return loadgen.Options{
-		BaseURL: r.srv.base, ClientID: l.clientID, Users: l.users, Codes: r.mails, Floor: r.floor,
+		BaseURL: r.srv.base, ClientID: l.clientID, Users: l.users, Codes: r.codes, Floor: r.floor,
 		Concurrency: l.cfg.concurrency, Duration: l.cfg.duration, Requests: l.cfg.requests, Rate: l.cfg.rate,
 		FirstRound: r.round, HTTPClient: r.client,
 	}
@@ -478,24 +521,28 @@ type comparison struct {
 	Config, Base, Measured string
 	Pairs                  []pair
 	// Throughput is the measured runs' requests per second over the base
-	// runs', pair by pair; CPU their server CPU time per request.
-	Throughput, CPU spread
-	Unexpected      int
-	Samples         []string
-	Missing         []string
+	// runs', pair by pair; CPU their server CPU time per request;
+	// SendCodeP50 and SendCodeP99 their send-code latencies.
+	Throughput, CPU          spread
+	SendCodeP50, SendCodeP99 spread
+	Unexpected               int
+	Samples                  []string
+	Missing                  []string
 }
 
 // pair is what a comparison keeps of two runs, the base's and the
 // measured one's, and their ratios.
 type pair struct {
-	Base, Measured  pairRun
-	Throughput, CPU float64
+	Base, Measured   pairRun
+	Throughput, CPU  float64
+	SendP50, SendP99 float64 // send-code latency ratios
 }
 
 // pairRun is what a comparison keeps of one run.
 type pairRun struct {
 	RPS                 float64
 	P50, P99            time.Duration
+	SendP50, SendP99    time.Duration // of the valid send-code requests
 	ServerCPUPerRequest time.Duration
 	DriverCPUPerRequest time.Duration
 	Requests            int
@@ -507,6 +554,7 @@ func (c *comparison) add(base, measured result) {
 		c.Samples = append(c.Samples, r.Report.Samples...)
 		return pairRun{
 			RPS: r.Report.RPS, P50: r.Report.Latency.P50, P99: r.Report.Latency.P99,
+			SendP50: r.Report.SendCode.P50, SendP99: r.Report.SendCode.P99,
 			ServerCPUPerRequest: r.CPU.ServerPerRequest, DriverCPUPerRequest: r.CPU.DriverPerRequest,
 			Requests: r.Report.Requests,
 		}
@@ -517,6 +565,10 @@ func (c *comparison) add(base, measured result) {
 	}
 	if p.Base.ServerCPUPerRequest > 0 {
 		p.CPU = float64(p.Measured.ServerCPUPerRequest) / float64(p.Base.ServerCPUPerRequest)
+	}
+	if p.Base.SendP50 > 0 && p.Base.SendP99 > 0 {
+		p.SendP50 = float64(p.Measured.SendP50) / float64(p.Base.SendP50)
+		p.SendP99 = float64(p.Measured.SendP99) / float64(p.Base.SendP99)
 	}
 	c.Pairs = append(c.Pairs, p)
 }
@@ -569,11 +621,13 @@ func medianCI(n int) (int, int) {
 }
 
 func (c *comparison) summarize() {
-	var tp, cpu []float64
+	var tp, cpu, p50, p99 []float64
 	for _, p := range c.Pairs {
 		tp, cpu = append(tp, p.Throughput), append(cpu, p.CPU)
+		p50, p99 = append(p50, p.SendP50), append(p99, p.SendP99)
 	}
 	c.Throughput, c.CPU = spreadOf(tp), spreadOf(cpu)
+	c.SendCodeP50, c.SendCodeP99 = spreadOf(p50), spreadOf(p99)
 }
 
 func (c comparison) print(w io.Writer) {
@@ -588,8 +642,16 @@ func (c comparison) print(w io.Writer) {
 	sp := func(name string, s spread) {
 		fmt.Fprintf(w, "%-11s median %.3f, 95%% CI [%.3f, %.3f], min %.3f, max %.3f over %d pairs\n", name, s.Median, s.Low, s.High, s.Min, s.Max, len(c.Pairs))
 	}
+	fmt.Fprintf(w, "%-5s %24s %24s\n", "pair", "send-code p50 base/meas.", "send-code p99 base/meas.")
+	for i, p := range c.Pairs {
+		fmt.Fprintf(w, "%-5d %11v / %-10v %11v / %-10v\n", i+1,
+			p.Base.SendP50.Round(10*time.Microsecond), p.Measured.SendP50.Round(10*time.Microsecond),
+			p.Base.SendP99.Round(10*time.Microsecond), p.Measured.SendP99.Round(10*time.Microsecond))
+	}
 	sp("throughput", c.Throughput)
 	sp("server CPU", c.CPU)
+	sp("send p50", c.SendCodeP50)
+	sp("send p99", c.SendCodeP99)
 	fmt.Fprintf(w, "unexpected  %d %q\n", c.Unexpected, c.Samples)
 	fmt.Fprintf(w, "changes     %d missing %q\n", len(c.Missing), c.Missing)
 }
@@ -748,16 +810,19 @@ func cleanRedis(url string) {
 }
 
 func (c config) describe() string {
-	return fmt.Sprintf("users=%d c=%d d=%v requests=%d rate=%v store=%s codes=%s",
-		c.users, c.concurrency, c.duration, c.requests, c.rate, redactURL(c.store), redactURL(c.codes))
+	return fmt.Sprintf("users=%d c=%d d=%v requests=%d rate=%v store=%s codes=%s mail=%s",
+		c.users, c.concurrency, c.duration, c.requests, c.rate, redactURL(c.store), redactURL(c.codes), redactURL(c.mail))
 }
 
-// redactURL hides a password in a store URL.
+// redactURL hides a password in a store or mail URL.
 func redactURL(s string) string {
+	if u, err := url.Parse(s); err == nil {
+		return u.Redacted()
+	}
+	// A URL that does not parse may still hold a password before its
+	// last @.
 	if i, j := strings.Index(s, "://"), strings.LastIndex(s, "@"); i >= 0 && j > i {
-		if k := strings.Index(s[i+3:j], ":"); k >= 0 {
-			return s[:i+3+k] + ":***" + s[j:]
-		}
+		return s[:i+3] + "***" + s[j:]
 	}
 	return s
 }

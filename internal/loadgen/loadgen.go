@@ -11,8 +11,8 @@
 //  5. update-email with the mailed code                      -> 200, the change
 //  6. update-email replaying the previous flow's used code   -> 400 CAPTCHA.0007
 //
-// Codes come from a CodeSource, such as a MailLog fed by the development
-// mailer's JSON lines. Against Floor, the bare handler that only verifies
+// Codes come from a CodeSource: a MailLog fed by the development mailer's
+// JSON lines, or Mailpit's API for a server that mails over SMTP. Against Floor, the bare handler that only verifies
 // the token (Options.Floor), the same requests are sent and all are
 // answered 200 but the broken signature's, 401. Run stops starting requests when Duration has passed
 // or Requests have been sent, waits for those in flight, and returns with no
@@ -217,15 +217,15 @@ func (o *Options) validate() error {
 	case len(o.Users) < o.Concurrency:
 		return fmt.Errorf("%w: %d users for %d workers", ErrOptions, len(o.Users), o.Concurrency)
 	}
-	return checkLoopback(o.BaseURL)
+	return checkLoopback("BaseURL", o.BaseURL)
 }
 
 // checkLoopback refuses any base URL whose host is not on this machine's
 // loopback: load goes nowhere else.
-func checkLoopback(base string) error {
+func checkLoopback(name, base string) error {
 	u, err := url.Parse(base)
 	if err != nil || u.Scheme != "http" || u.Host == "" {
-		return fmt.Errorf("%w: BaseURL %q is not http://HOST:PORT", ErrOptions, base)
+		return fmt.Errorf("%w: %s %q is not http://HOST:PORT", ErrOptions, name, base)
 	}
 	host := u.Hostname()
 	if host == "localhost" {
@@ -234,7 +234,7 @@ func checkLoopback(base string) error {
 	if ip := net.ParseIP(host); ip != nil && ip.IsLoopback() {
 		return nil
 	}
-	return fmt.Errorf("%w: BaseURL host %q is not a loopback address", ErrOptions, host)
+	return fmt.Errorf("%w: %s host %q is not a loopback address", ErrOptions, name, host)
 }
 
 type runner struct {

@@ -26,6 +26,15 @@ import (
 // its mails going to a MailLog.
 func server(t *testing.T, users []loadgen.User) (string, *loadgen.MailLog, *selfservice.Service) {
 	t.Helper()
+	mails := loadgen.NewMailLog()
+	base, svc := serve(t, users, selfservice.NewLogMailer(mails))
+	return base, mails, svc
+}
+
+// serve is the API over memory stores on a loopback httptest server, with
+// mailer delivering its mails.
+func serve(t *testing.T, users []loadgen.User, mailer selfservice.Mailer) (string, *selfservice.Service) {
+	t.Helper()
 	var seed []store.User
 	for _, u := range users {
 		email, canonical, err := selfservice.CanonicalEmail(u.Email)
@@ -34,7 +43,6 @@ func server(t *testing.T, users []loadgen.User) (string, *loadgen.MailLog, *self
 		}
 		seed = append(seed, store.User{ID: u.ID, Email: email, CanonicalEmail: canonical})
 	}
-	mails := loadgen.NewMailLog()
 	svc, err := selfservice.New(selfservice.Config{
 		Users:      memstore.NewUserStore(seed...),
 		Codes:      memstore.NewCodeStore(),
@@ -42,7 +50,7 @@ func server(t *testing.T, users []loadgen.User) (string, *loadgen.MailLog, *self
 		Budgets:    testkit.LooseBudgets(),
 		Clients:    memstore.NewClientRegistry(store.Client{ID: testkit.Client}),
 		Verifier:   testkit.Verifier(t),
-		Mailer:     selfservice.NewLogMailer(mails),
+		Mailer:     mailer,
 		Captcha:    selfservice.AllowAllCaptcha{},
 		CodeSecret: []byte(strings.Repeat("s", selfservice.MinCodeSecretLen)),
 		Logger:     slog.New(slog.DiscardHandler),
@@ -59,14 +67,20 @@ func server(t *testing.T, users []loadgen.User) (string, *loadgen.MailLog, *self
 			t.Errorf("Shutdown: %v", err)
 		}
 	})
-	return srv.URL, mails, svc
+	return srv.URL, svc
 }
 
 func users(t *testing.T, n int) []loadgen.User {
 	t.Helper()
+	return usersNamed(t, "user", n)
+}
+
+// usersNamed returns n users whose ids, and addresses, start with prefix.
+func usersNamed(t *testing.T, prefix string, n int) []loadgen.User {
+	t.Helper()
 	var us []loadgen.User
 	for i := range n {
-		id := fmt.Sprintf("user-%d", i)
+		id := fmt.Sprintf("%s-%d", prefix, i)
 		us = append(us, loadgen.User{ID: id, Email: id + "@example.com", Token: testkit.Token(t, id, nil)})
 	}
 	return us
