@@ -5,6 +5,7 @@ import (
 	"log/slog"
 	"math/rand/v2"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"go.opentelemetry.io/otel"
@@ -64,7 +65,12 @@ type courier struct {
 	workers int
 	timing  courierTiming
 
-	wake     chan struct{} // a change recorded a notice
+	wake chan struct{} // a change recorded a notice
+	// armed is set by the first change since the last round, which alone
+	// wakes the courier: waking a goroutine blocked in select wakes a
+	// thread on the idle core, which would cost every change more CPU than
+	// its request's own work without the signature check.
+	armed    atomic.Bool
 	quit     chan struct{} // closed by stop
 	done     chan struct{} // closed when run has returned
 	stopOnce sync.Once
@@ -99,6 +105,9 @@ func newCourier(cfg *Config, keys secretKeys, mail *mailGuard, tel *telemetry, t
 // notify wakes the courier after a change recorded a notice. It never
 // blocks: one pending wake-up covers any number of changes.
 func (c *courier) notify() {
+	if !c.armed.CompareAndSwap(false, true) {
+		return // a round is coming, and will see this change's notice
+	}
 	select {
 	case c.wake <- struct{}{}:
 	default:
@@ -129,6 +138,9 @@ func (c *courier) run() {
 	for {
 		if round {
 			round, backlog = false, false
+			// Changes from now on arm the courier again; those before
+			// recorded their notices before this round's leases.
+			c.armed.Store(false)
 			for running < c.workers {
 				want := c.workers - running
 				notices := c.leaseDue(want)
