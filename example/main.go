@@ -297,7 +297,16 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	if err := <-serveErr; !errors.Is(err, http.ErrServerClosed) {
 		return err
 	}
-	return svc.Shutdown(shutdownCtx)
+	if err := svc.Shutdown(shutdownCtx); err != nil {
+		return err
+	}
+	// The SMTP mailer's sessions, once the courier is done with them.
+	if c, ok := mailer.(interface{ Close(context.Context) error }); ok {
+		if err := c.Close(shutdownCtx); err != nil {
+			logger.Warn("closing the mail sessions", "error", err)
+		}
+	}
+	return nil
 }
 
 // prometheusMetrics returns an OpenTelemetry SDK MeterProvider whose
