@@ -3,21 +3,28 @@ package selfservice_test
 import (
 	"bytes"
 	"cmp"
+	"encoding/base64"
 	"errors"
 	"fmt"
 	"io"
 	"net/http"
 	"net/http/httptest"
 	"os/exec"
+	"regexp"
 	"slices"
 	"strings"
 	"testing"
 	"time"
+	"unicode/utf8"
+
+	"github.com/getkin/kin-openapi/openapi3"
 
 	"github.com/ciamkit/selfservice"
 	"github.com/ciamkit/selfservice/i18n"
+	"github.com/ciamkit/selfservice/internal/emailaddr"
 	"github.com/ciamkit/selfservice/internal/openapitest"
 	"github.com/ciamkit/selfservice/internal/testkit"
+	"github.com/ciamkit/selfservice/middleware"
 	"github.com/ciamkit/selfservice/store"
 )
 
@@ -113,7 +120,8 @@ func fetchDoc(t *testing.T, url, method string, h http.Header) docResponse {
 }
 
 // TestOpenAPIAddsNoDependency: embedding the document costs importers no
-// YAML or OpenAPI library; only the tests load it with kin-openapi.
+// YAML or OpenAPI library; only the tests load it, with kin-openapi and
+// pb33f.
 func TestOpenAPIAddsNoDependency(t *testing.T) {
 	t.Parallel()
 	goCmd, err := exec.LookPath("go")
@@ -125,7 +133,7 @@ func TestOpenAPIAddsNoDependency(t *testing.T) {
 		t.Fatalf("go list: %v", err)
 	}
 	for dep := range strings.Lines(string(out)) {
-		if strings.Contains(dep, "kin-openapi") || strings.Contains(strings.ToLower(dep), "yaml") {
+		if strings.Contains(dep, "kin-openapi") || strings.Contains(dep, "pb33f") || strings.Contains(strings.ToLower(dep), "yaml") {
 			t.Errorf("the root package imports %s", strings.TrimSpace(dep))
 		}
 	}
@@ -207,6 +215,16 @@ func TestOpenAPIDescribesHandlers(t *testing.T) {
 		{name: "sign-in too old", config: func(c *selfservice.Config) { c.MaxAuthAge = time.Minute }, body: wrong, status: 401, code: "IDAAS.SDK.PARAM.9204"},
 		{name: "wrong method", method: http.MethodGet, body: wrong, status: 405, code: "IDAAS.SDK.REQ.9101"},
 		{name: "HEAD", method: http.MethodHead, path: selfservice.SendCodePath, status: 405},
+		{name: "PUT", method: http.MethodPut, path: selfservice.RevertEmailPath, body: `{"revert_token":"x"}`, status: 405, code: "IDAAS.SDK.REQ.9101"},
+		{name: "PATCH", method: http.MethodPatch, path: selfservice.SendCodePath, body: send, status: 405, code: "IDAAS.SDK.REQ.9101"},
+		{name: "DELETE", method: http.MethodDelete, status: 405, code: "IDAAS.SDK.REQ.9101"},
+		{name: "OPTIONS", method: http.MethodOptions, path: selfservice.RevertEmailPath, status: 405, code: "IDAAS.SDK.REQ.9101"},
+		{name: "TRACE", method: http.MethodTrace, status: 405, code: "IDAAS.SDK.REQ.9101"},
+		{name: "a method OpenAPI cannot name", method: "PURGE", path: selfservice.SendCodePath, status: 405, code: "IDAAS.SDK.REQ.9101"},
+		{name: "wrong method, X-L repeated", method: http.MethodGet, header: func(h http.Header) { h.Add("X-L", "zh") }, status: 400, code: "IDAAS.SDK.REQ.9105"},
+		{name: "HEAD, X-L repeated", method: http.MethodHead, path: selfservice.RevertEmailPath, header: func(h http.Header) { h.Add("X-L", "zh") }, status: 400},
+		{name: "wrong method, no header at all", method: http.MethodGet, path: selfservice.RevertEmailPath,
+			header: func(h http.Header) { clear(h) }, status: 405, code: "IDAAS.SDK.REQ.9101"},
 		{name: "body too large", path: selfservice.SendCodePath, body: `{"email":"` + strings.Repeat("a", 5000) + `"}`, status: 413, code: "IDAAS.SDK.REQ.9103"},
 		{name: "content type", header: func(h http.Header) { h.Set("Content-Type", "text/plain") }, body: wrong, status: 415, code: "IDAAS.SDK.REQ.9102"},
 		{name: "sends too often", path: selfservice.SendCodePath, body: send, repeat: 2, status: 429, code: "IDAAS.SDK.CAPTCHA.9201"},
@@ -251,6 +269,216 @@ func checkedExchange(t *testing.T, srv *httptest.Server, method, path string, h 
 	t.Helper()
 	r := testkit.Do(t, srv.Client(), method, srv.URL+path, h.Clone(), body)
 	return r.Status, []byte(r.Raw)
+}
+
+// schemaOf returns the schema at path in the document: a component
+// parameter ("parameters", name) or a member of a component schema
+// ("schemas", schema, member).
+func schemaOf(t testing.TB, path ...string) *openapi3.Schema {
+	t.Helper()
+	doc, err := openapitest.Document()
+	if err != nil {
+		t.Fatal(err)
+	}
+	var s *openapi3.Schema
+	switch {
+	case len(path) == 2 && path[0] == "parameters":
+		if p := doc.Components.Parameters[path[1]]; p != nil && p.Value != nil && p.Value.Schema != nil {
+			s = p.Value.Schema.Value
+		}
+	case len(path) == 3 && path[0] == "schemas":
+		if c := doc.Components.Schemas[path[1]]; c != nil && c.Value != nil && c.Value.Properties[path[2]] != nil {
+			s = c.Value.Properties[path[2]].Value
+		}
+	}
+	if s == nil {
+		t.Fatalf("no schema at %v", path)
+	}
+	return s
+}
+
+// TestOpenAPIBounds: the lengths the document states are the server's.
+// The server counts bytes, JSON Schema characters: for the ASCII values
+// these are (addresses aside) the counts are the same, and every accepted
+// address has at most as many characters as bytes.
+func TestOpenAPIBounds(t *testing.T) {
+	t.Parallel()
+	revertTokenLen := base64.RawURLEncoding.EncodedLen(32) // revert.go: 32 random bytes
+	tests := []struct {
+		path     []string
+		min, max int // min 0: not checked
+	}{
+		{[]string{"parameters", "XOperatingSysVersion"}, 1, middleware.MaxOSVersionLen},
+		{[]string{"parameters", "XDeviceFingerprint"}, 1, middleware.MaxFingerprintLen},
+		{[]string{"parameters", "XAgent"}, 1, middleware.MaxAgentLen},
+		{[]string{"parameters", "XClientID"}, 1, middleware.MaxClientIDLen},
+		{[]string{"parameters", "XDeviceIP"}, 0, 64}, // middleware/device.go: maxIPLen
+		{[]string{"schemas", "SendCodeRequest", "email"}, 1, emailaddr.MaxLen},
+		{[]string{"schemas", "SendCodeRequest", "type"}, 0, len(selfservice.PurposeUpdateEmail)},
+		{[]string{"schemas", "SendCodeRequest", "captcha_token"}, 1, 4096}, // Config.MaxBodyBytes' default
+		{[]string{"schemas", "UpdateEmailRequest", "email"}, 1, emailaddr.MaxLen},
+		{[]string{"schemas", "UpdateEmailRequest", "verify_code"}, 1, 4096}, // not CodeLen: the own address succeeds without a look at the code
+		{[]string{"schemas", "RevertEmailRequest", "revert_token"}, revertTokenLen, revertTokenLen},
+	}
+	for _, tt := range tests {
+		t.Run(strings.Join(tt.path[1:], "."), func(t *testing.T) {
+			t.Parallel()
+			s := schemaOf(t, tt.path...)
+			if s.MaxLength == nil || *s.MaxLength != uint64(tt.max) {
+				t.Errorf("maxLength %v, want %d", s.MaxLength, tt.max)
+			}
+			if tt.min != 0 && s.MinLength != uint64(tt.min) {
+				t.Errorf("minLength %d, want %d", s.MinLength, tt.min)
+			}
+		})
+	}
+}
+
+// TestOpenAPIStringsBounded: every string a request carries, header or
+// body member, has a maxLength, but X-L, which the server does not bound
+// (an unknown value falls back to Accept-Language). No string has a
+// format: the one the document needs, "IPv4 or IPv6", is not standard,
+// and a pattern says it instead.
+func TestOpenAPIStringsBounded(t *testing.T) {
+	t.Parallel()
+	doc, err := openapitest.Document()
+	if err != nil {
+		t.Fatal(err)
+	}
+	for name, p := range doc.Components.Parameters {
+		s := p.Value.Schema.Value
+		if s.Format != "" {
+			t.Errorf("parameter %s: format %q", name, s.Format)
+		}
+		if s.MaxLength == nil && name != "XL" {
+			t.Errorf("parameter %s: no maxLength", name)
+		}
+	}
+	for name, c := range doc.Components.Schemas {
+		for member, m := range c.Value.Properties {
+			if m.Value.Format != "" {
+				t.Errorf("%s.%s: format %q", name, member, m.Value.Format)
+			}
+			if strings.HasSuffix(name, "Request") && m.Value.MaxLength == nil {
+				t.Errorf("%s.%s: no maxLength", name, member)
+			}
+		}
+	}
+}
+
+// deviceIPPattern is the pattern of X-device-ip with its maxLength.
+func deviceIPPattern(t testing.TB) (*regexp.Regexp, int) {
+	t.Helper()
+	s := schemaOf(t, "parameters", "XDeviceIP")
+	rx, err := regexp.Compile(s.Pattern)
+	if err != nil || s.MaxLength == nil {
+		t.Fatalf("X-device-ip: pattern %v, maxLength %v", err, s.MaxLength)
+	}
+	return rx, int(*s.MaxLength)
+}
+
+// checkDeviceIP compares what the document and the server say of v as
+// X-device-ip. The server reads it with middleware.ParseDevice (trimmed,
+// at most 64 bytes, no control character, net/netip); the document with
+// its pattern and maxLength (characters). Values with surrounding white
+// space, which the server trims and HTTP strips, and invalid UTF-8, which
+// JSON Schema has no string for, are left out. The two may differ only
+// where a zone of non-ASCII characters is within 64 characters but not
+// 64 bytes: the description gives the byte limit.
+func checkDeviceIP(t *testing.T, rx *regexp.Regexp, maxLen int, v string) {
+	t.Helper()
+	if v != strings.TrimSpace(v) || !utf8.ValidString(v) {
+		return
+	}
+	h := testkit.Headers("")
+	h.Set("X-device-ip", v)
+	_, err := middleware.ParseDevice(h)
+	server := err == nil
+	document := rx.MatchString(v) && utf8.RuneCountInString(v) <= maxLen
+	if server != document && !(document && len(v) > maxLen) {
+		t.Errorf("X-device-ip %q: the server accepts it: %v, the document: %v", v, server, document)
+	}
+}
+
+// TestOpenAPIDeviceIPPattern: the pattern of X-device-ip accepts what
+// the server does.
+func TestOpenAPIDeviceIPPattern(t *testing.T) {
+	t.Parallel()
+	rx, maxLen := deviceIPPattern(t)
+	for _, v := range deviceIPSeeds {
+		checkDeviceIP(t, rx, maxLen, v)
+	}
+}
+
+var deviceIPSeeds = []string{
+	"", "1.2.3.4", "0.0.0.0", "255.255.255.255", "256.1.1.1", "01.2.3.4", "1.2.3", "1.2.3.4.5", "1..2.3", "1.2.3.4%eth0",
+	"::", "::1", "1::", "1:2:3:4:5:6:7::", "1:2:3:4:5:6:7:8::", "::1:2:3:4:5:6:7", "::1:2:3:4:5:6:7:8", "1:2:3:4:5:6:7:8",
+	"1:2:3:4:5:6:7", "1:2:3:4:5:6:7:8:9", ":::", "1:::2", "1::2::3", "12345::", "ABCD:ef01::", "2001:db8::1",
+	"::ffff:1.2.3.4", "::ffff:01.2.3.4", "::1.2.3.4", "1:2:3:4:5:6:1.2.3.4", "1:2:3:4:5::1.2.3.4", "1:2:3:4:5:6::1.2.3.4",
+	"1:2:3:4:5:1.2.3.4", "1::1.2.3", "fe80::1%eth0", "fe80::1%", "%eth0", "::1%a%b", "::1%\x7f", "::1% x", "::1%é",
+	"fe80::1%" + strings.Repeat("z", 56), "fe80::1%" + strings.Repeat("z", 57), "fe80::1%" + strings.Repeat("é", 56),
+}
+
+func FuzzOpenAPIDeviceIPPattern(f *testing.F) {
+	for _, v := range deviceIPSeeds {
+		f.Add(v)
+	}
+	rx, maxLen := deviceIPPattern(f)
+	f.Fuzz(func(t *testing.T, v string) { checkDeviceIP(t, rx, maxLen, v) })
+}
+
+// revertTokenSchema is the schema of revert_token with its pattern.
+func revertTokenSchema(t testing.TB) (*openapi3.Schema, *regexp.Regexp) {
+	t.Helper()
+	s := schemaOf(t, "schemas", "RevertEmailRequest", "revert_token")
+	rx, err := regexp.Compile(s.Pattern)
+	if err != nil || s.MaxLength == nil {
+		t.Fatalf("revert_token: pattern %v, maxLength %v", err, s.MaxLength)
+	}
+	return s, rx
+}
+
+// checkRevertToken compares the document's revert_token with what the
+// server takes for a token (revert.go, wellFormedRevertToken): 43
+// characters that base64url without padding decodes strictly.
+func checkRevertToken(t *testing.T, s *openapi3.Schema, rx *regexp.Regexp, v string) {
+	t.Helper()
+	_, err := base64.RawURLEncoding.Strict().DecodeString(v)
+	server := len(v) == base64.RawURLEncoding.EncodedLen(32) && err == nil
+	n := uint64(utf8.RuneCountInString(v))
+	document := rx.MatchString(v) && n >= s.MinLength && n <= *s.MaxLength
+	if server != document {
+		t.Errorf("revert_token %q: the server takes it for a token: %v, the document: %v", v, server, document)
+	}
+}
+
+// TestOpenAPIRevertTokenPattern: revert_token's pattern is exactly the
+// server's form of a token, down to the two zero bits of its last
+// character.
+func TestOpenAPIRevertTokenPattern(t *testing.T) {
+	t.Parallel()
+	s, rx := revertTokenSchema(t)
+	for _, v := range revertTokenSeeds {
+		checkRevertToken(t, s, rx, v)
+	}
+	const alphabet = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_"
+	for _, c := range alphabet + "+/=." {
+		checkRevertToken(t, s, rx, revertTokenSeeds[1][:42]+string(c))
+		checkRevertToken(t, s, rx, string(c)+revertTokenSeeds[1][1:])
+	}
+}
+
+var revertTokenSeeds = []string{
+	"", "3q2-7wQn0Xy5fFv4c8PZgk1mB9sJtL6aRhUeDiYoNpA", "3q2-7wQn0Xy5fFv4c8PZgk1mB9sJtL6aRhUeDiYoNpB",
+	"3q2-7wQn0Xy5fFv4c8PZgk1mB9sJtL6aRhUeDiYoNpA=", "3q2+7wQn0Xy5fFv4c8PZgk1mB9sJtL6aRhUeDiYoNpA", "3q2-7wQn0Xy5fFv4c8PZgk1mB9sJtL6aRhUeDiYoNp",
+}
+
+func FuzzOpenAPIRevertTokenPattern(f *testing.F) {
+	for _, v := range revertTokenSeeds {
+		f.Add(v)
+	}
+	s, rx := revertTokenSchema(f)
+	f.Fuzz(func(t *testing.T, v string) { checkRevertToken(t, s, rx, v) })
 }
 
 func ExampleOpenAPI() {

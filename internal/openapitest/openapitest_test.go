@@ -3,7 +3,11 @@ package openapitest_test
 import (
 	"encoding/json"
 	"fmt"
+	"io"
+	"maps"
 	"net/http"
+	"net/http/httptest"
+	"slices"
 	"strings"
 	"sync"
 	"testing"
@@ -13,11 +17,21 @@ import (
 )
 
 const (
-	sendPath   = selfservice.SendCodePath
-	updatePath = selfservice.UpdateEmailPath
-	sendBody   = `{"email":"new@example.com","type":"UPDATE_EMAIL_EMS","captcha_token":"ok"}`
-	updateBody = `{"email":"new@example.com","verify_code":"123456"}`
+	sendPath     = selfservice.SendCodePath
+	updatePath   = selfservice.UpdateEmailPath
+	revertPath   = selfservice.RevertEmailPath
+	sendBody     = `{"email":"new@example.com","type":"UPDATE_EMAIL_EMS","captcha_token":"ok"}`
+	updateBody   = `{"email":"new@example.com","verify_code":"123456"}`
+	revertBody   = `{"revert_token":"3q2-7wQn0Xy5fFv4c8PZgk1mB9sJtL6aRhUeDiYoNpA"}`
+	methodNotAll = `{"error_code":"IDAAS.SDK.REQ.9101","error_msg":"Method not allowed, use POST"}`
 )
+
+// otherMethods are the methods OpenAPI 3.1 can name that the endpoints
+// refuse.
+var otherMethods = []string{
+	http.MethodGet, http.MethodPut, http.MethodPatch, http.MethodDelete,
+	http.MethodHead, http.MethodOptions, http.MethodTrace,
+}
 
 // request is a request the document accepts, to path, with edit applied
 // to its headers.
@@ -67,14 +81,19 @@ func errorBody(code, msg string) []byte {
 }
 
 func bodyOf(path string) string {
-	if path == updatePath {
+	switch path {
+	case updatePath:
 		return updateBody
+	case revertPath:
+		return revertBody
 	}
 	return sendBody
 }
 
 // TestDocumentLoads: the embedded document is OpenAPI 3.1 and valid,
-// examples included, for kin-openapi.
+// examples included, for kin-openapi and for pb33f (Document fails
+// otherwise). Each path lists POST and every other method OpenAPI 3.1 can
+// name, which only answer 405, or 400 for a repeated X-L.
 func TestDocumentLoads(t *testing.T) {
 	doc, err := openapitest.Document()
 	if err != nil {
@@ -83,9 +102,29 @@ func TestDocumentLoads(t *testing.T) {
 	if !doc.IsOpenAPI31OrLater() || doc.OpenAPIMajorMinor() != "3.1" {
 		t.Errorf("openapi: %q, want 3.1.x", doc.OpenAPI)
 	}
-	for _, p := range []string{sendPath, updatePath} {
-		if item := doc.Paths.Value(p); item == nil || item.Post == nil || len(item.Operations()) != 1 {
-			t.Errorf("%s: want exactly one operation, POST", p)
+	for _, p := range []string{sendPath, updatePath, revertPath} {
+		item := doc.Paths.Value(p)
+		if item == nil || item.Post == nil {
+			t.Errorf("%s: no POST", p)
+			continue
+		}
+		if len(item.Operations()) != 1+len(otherMethods) {
+			t.Errorf("%s: %d operations, want POST and %v", p, len(item.Operations()), otherMethods)
+		}
+		for _, m := range otherMethods {
+			op := item.GetOperation(m)
+			if op == nil {
+				t.Errorf("%s: no %s", p, m)
+				continue
+			}
+			var statuses []string
+			for code := range op.Responses.Map() {
+				statuses = append(statuses, code)
+			}
+			slices.Sort(statuses)
+			if fmt.Sprint(statuses) != "[400 405]" || !slices.Equal(op.Tags, []string{"other-methods"}) {
+				t.Errorf("%s %s: statuses %v, tags %v; want [400 405] and other-methods", m, p, statuses, op.Tags)
+			}
 		}
 	}
 }
@@ -139,12 +178,12 @@ func TestErrorExamplesComplete(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	langs := map[string][]string{} // "path status code" -> languages
+	langs := map[string][]string{} // "method path status code" -> languages
 	for _, ex := range examples {
 		if ex.Name != ex.Code+"."+ex.Language {
 			t.Errorf("%s %d: example %q should be named %q", ex.Path, ex.Status, ex.Name, ex.Code+"."+ex.Language)
 		}
-		k := fmt.Sprintf("%s %d %s", ex.Path, ex.Status, ex.Code)
+		k := fmt.Sprintf("%s %s %d %s", ex.Method, ex.Path, ex.Status, ex.Code)
 		langs[k] = append(langs[k], ex.Language)
 	}
 	for k, ls := range langs {
@@ -154,19 +193,24 @@ func TestErrorExamplesComplete(t *testing.T) {
 	}
 }
 
+// exchange is one case of TestConforming: a request to path with method
+// (default POST), its headers edited, reqBody (default bodyOf(path)),
+// answered status with header and body.
+type exchange struct {
+	name    string
+	method  string
+	path    string
+	edit    func(http.Header)
+	reqBody string
+	status  int
+	header  http.Header
+	body    []byte
+}
+
 // TestConforming: answers the document allows, including deliberately bad
 // requests answered with an error, and paths it does not describe.
 func TestConforming(t *testing.T) {
-	tests := []struct {
-		name    string
-		method  string
-		path    string
-		edit    func(http.Header)
-		reqBody string
-		status  int
-		header  http.Header
-		body    []byte
-	}{
+	tests := []exchange{
 		{name: "send 200", path: sendPath, status: 200, header: answer(200, "en")},
 		{name: "update 200", path: updatePath, status: 200, header: answer(200, "zh")},
 		{name: "200 with a charset", path: sendPath, status: 200, header: func() http.Header {
@@ -197,15 +241,38 @@ func TestConforming(t *testing.T) {
 		{name: "text/plain request answered 415", path: sendPath, status: 415, header: answer(415, "en"),
 			edit: func(h http.Header) { h.Set("Content-Type", "text/plain") },
 			body: errorBody("IDAAS.SDK.REQ.9102", "Content-Type must be application/json")},
-		{name: "GET answered 405", method: http.MethodGet, path: sendPath, status: 405, header: answer(405, "en"),
-			body: errorBody("IDAAS.SDK.REQ.9101", "Method not allowed, use POST")},
+		{name: "revert 200", path: revertPath, status: 200, header: answer(200, "en")},
+		{name: "update to the own address with any code", path: updatePath, status: 200, header: answer(200, "en"),
+			reqBody: `{"email":"own@example.com","verify_code":"x"}`},
+		{name: "IPv6 device ip with a zone", path: sendPath, status: 200, header: answer(200, "en"),
+			edit: func(h http.Header) { h.Set("X-device-ip", "fe80::1%eth0") }},
+		{name: "IPv4-mapped device ip", path: sendPath, status: 200, header: answer(200, "en"),
+			edit: func(h http.Header) { h.Set("X-device-ip", "::ffff:192.0.2.1") }},
+		{name: "email of 254 characters", path: sendPath, status: 200, header: answer(200, "en"),
+			reqBody: `{"email":"` + strings.Repeat("a", 64) + "@" + strings.Repeat("b", 185) + `.com","type":"UPDATE_EMAIL_EMS","captcha_token":"ok"}`},
 		{name: "HEAD answered 405 without body", method: http.MethodHead, path: updatePath, status: 405, header: answer(405, "en")},
+		{name: "PURGE answered as GET", method: "PURGE", path: revertPath, status: 405, header: answer(405, "zh"),
+			body: errorBody("IDAAS.SDK.REQ.9101", "请求方法不被允许,请使用POST")},
+		{name: "GET with X-L repeated answered 400", method: http.MethodGet, path: sendPath, status: 400, header: answer(400, "en"),
+			edit: func(h http.Header) { h.Add("X-L", "zh") },
+			body: errorBody("IDAAS.SDK.REQ.9105", "A request header that may appear only once is repeated")},
+		{name: "HEAD with X-L repeated answered 400 without body", method: http.MethodHead, path: revertPath, status: 400,
+			header: answer(400, "en"), edit: func(h http.Header) { h.Add("X-L", "zh") }},
 		{name: "429 send", path: sendPath, status: 429, header: answer(429, "zh"),
 			body: errorBody("IDAAS.SDK.CAPTCHA.9201", "验证码发送过于频繁,请稍后重试")},
 		{name: "another language is held to the schema only", path: sendPath, status: 400,
 			header: answer(400, "fr"), body: errorBody("IDAAS.SDK.PARAM.0001", "Informations sur l'appareil incomplètes")},
 		{name: "undocumented path", path: "/readyz", method: http.MethodGet, status: 200,
 			header: http.Header{"Content-Type": {"text/plain"}}, body: []byte("ok\n")},
+	}
+	for _, path := range []string{sendPath, updatePath, revertPath} {
+		for _, m := range otherMethods {
+			tt := exchange{name: m + " " + path + " answered 405", method: m, path: path, status: 405, header: answer(405, "en"), body: []byte(methodNotAll + "\n")}
+			if m == http.MethodHead {
+				tt.body = nil
+			}
+			tests = append(tests, tt)
+		}
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -226,7 +293,10 @@ func TestConforming(t *testing.T) {
 }
 
 // TestBreaking: the checker can fail. Each answer breaks the document in
-// one way, and the error says which.
+// one way, and the error says which. Where a schema of the document states
+// the rule broken, pb33f objects too, on its own reading of the document
+// (pb); the package's own rules (an empty body, exhaustive examples) are
+// kin-openapi's side only.
 func TestBreaking(t *testing.T) {
 	without := func(status int, lang, key string) http.Header {
 		h := answer(status, lang)
@@ -249,40 +319,41 @@ func TestBreaking(t *testing.T) {
 		header  http.Header
 		body    []byte
 		want    string // in the error
+		pb      string // in pb33f's error, when it must object too
 	}{
 		{name: "undocumented status", path: updatePath, status: 404, header: answer(404, "en"),
-			body: errorBody("IDAAS.SDK.USER.0001", "User not found"), want: "status is not supported"},
+			body: errorBody("IDAAS.SDK.USER.0001", "User not found"), want: "status is not supported", pb: "response code '404' does not exist"},
 		{name: "401 on send", path: sendPath, status: 401, header: answer(401, "en"),
-			body: errorBody("IDAAS.SDK.PARAM.9204", "Please sign in again to change your email"), want: "status is not supported"},
+			body: errorBody("IDAAS.SDK.PARAM.9204", "Please sign in again to change your email"), want: "status is not supported", pb: "response code '401' does not exist"},
 		{name: "429 without Retry-After", path: sendPath, status: 429, header: without(429, "en", "Retry-After"),
-			body: errorBody("IDAAS.SDK.CAPTCHA.9201", "Verification codes are requested too often, please try again later"), want: `"Retry-After" missing`},
+			body: errorBody("IDAAS.SDK.CAPTCHA.9201", "Verification codes are requested too often, please try again later"), want: `"Retry-After" missing`, pb: "Required header 'Retry-After'"},
 		{name: "429 with a date for Retry-After", path: updatePath, status: 429,
 			header: with(429, "en", "Retry-After", "Wed, 21 Oct 2015 07:28:00 GMT"),
-			body:   errorBody("IDAAS.SDK.CAPTCHA.9205", "Too many incorrect verification codes, please try again later"), want: "Retry-After"},
+			body:   errorBody("IDAAS.SDK.CAPTCHA.9205", "Too many incorrect verification codes, please try again later"), want: "Retry-After", pb: "retry-after"},
 		{name: "429 with Retry-After 0", path: updatePath, status: 429, header: with(429, "en", "Retry-After", "0"),
-			body: errorBody("IDAAS.SDK.CAPTCHA.9205", "Too many incorrect verification codes, please try again later"), want: "Retry-After"},
+			body: errorBody("IDAAS.SDK.CAPTCHA.9205", "Too many incorrect verification codes, please try again later"), want: "Retry-After", pb: "retry-after"},
 		{name: "405 without Allow", method: http.MethodPut, path: sendPath, status: 405, header: without(405, "en", "Allow"),
-			body: errorBody("IDAAS.SDK.REQ.9101", "Method not allowed, use POST"), want: `"Allow" missing`},
+			body: errorBody("IDAAS.SDK.REQ.9101", "Method not allowed, use POST"), want: `"Allow" missing`, pb: "Required header 'Allow'"},
 		{name: "401 without WWW-Authenticate", path: updatePath, status: 401, header: without(401, "en", "WWW-Authenticate"),
-			body: errorBody("IDAAS.SDK.PARAM.9204", "Please sign in again to change your email"), want: `"WWW-Authenticate" missing`},
+			body: errorBody("IDAAS.SDK.PARAM.9204", "Please sign in again to change your email"), want: `"WWW-Authenticate" missing`, pb: "Required header 'WWW-Authenticate'"},
 		{name: "missing Cache-Control", path: updatePath, status: 400, header: without(400, "en", "Cache-Control"),
-			body: badCode, want: `"Cache-Control" missing`},
+			body: badCode, want: `"Cache-Control" missing`, pb: "Required header 'Cache-Control'"},
 		{name: "200 without Cache-Control", path: sendPath, status: 200, header: without(200, "en", "Cache-Control"),
-			want: `"Cache-Control" missing`},
+			want: `"Cache-Control" missing`, pb: "Required header 'Cache-Control'"},
 		{name: "cacheable", path: updatePath, status: 400, header: with(400, "en", "Cache-Control", "max-age=60"),
-			body: badCode, want: "Cache-Control"},
+			body: badCode, want: "Cache-Control", pb: "cache-control"},
 		{name: "missing Content-Language", path: updatePath, status: 400, header: without(400, "en", "Content-Language"),
-			body: badCode, want: `"Content-Language" missing`},
+			body: badCode, want: `"Content-Language" missing`, pb: "Required header 'Content-Language'"},
 		{name: "extra body field", path: updatePath, status: 400, header: answer(400, "en"),
-			body: []byte(`{"error_code":"IDAAS.SDK.CAPTCHA.0007","error_msg":"Incorrect verification code","detail":"x"}`), want: "additional properties"},
+			body: []byte(`{"error_code":"IDAAS.SDK.CAPTCHA.0007","error_msg":"Incorrect verification code","detail":"x"}`), want: "additional properties", pb: "additional properties 'detail'"},
 		{name: "missing error_msg", path: updatePath, status: 400, header: answer(400, "en"),
-			body: []byte(`{"error_code":"IDAAS.SDK.CAPTCHA.0007"}`), want: "error_msg"},
+			body: []byte(`{"error_code":"IDAAS.SDK.CAPTCHA.0007"}`), want: "error_msg", pb: "missing property 'error_msg'"},
 		{name: "error_code not a string", path: updatePath, status: 400, header: answer(400, "en"),
-			body: []byte(`{"error_code":7,"error_msg":"Incorrect verification code"}`), want: "error_code"},
+			body: []byte(`{"error_code":7,"error_msg":"Incorrect verification code"}`), want: "error_code", pb: "error_code"},
 		{name: "error body not JSON", path: updatePath, status: 500, header: answer(500, "en"),
-			body: []byte("internal error\n"), want: "failed to decode response body"},
+			body: []byte("internal error\n"), want: "failed to decode response body", pb: "cannot be decoded"},
 		{name: "text/plain error", path: updatePath, status: 400, header: with(400, "en", "Content-Type", "text/plain; charset=utf-8"),
-			body: badCode, want: "Content-Type"},
+			body: badCode, want: "Content-Type", pb: "content type 'text/plain'"},
 		{name: "200 with a body", path: updatePath, status: 200, header: answer(200, "en"),
 			body: []byte("{}"), want: "no body"},
 		{name: "200 as text/plain", path: sendPath, status: 200, header: with(200, "en", "Content-Type", "text/plain"),
@@ -296,23 +367,47 @@ func TestBreaking(t *testing.T) {
 		{name: "message in the other language", path: updatePath, status: 400, header: answer(400, "en"),
 			body: errorBody("IDAAS.SDK.CAPTCHA.0007", "验证码不正确"), want: "is not the documented"},
 		{name: "refused request answered 200: no X-agent", path: sendPath, status: 200, header: answer(200, "en"),
-			edit: func(h http.Header) { h.Del("X-agent") }, want: "the document refuses the request"},
-		{name: "refused request answered 200: no token", path: updatePath, status: 200, header: answer(200, "en"),
-			edit: func(h http.Header) { h.Del("Authorization") }, want: "the document refuses the request"},
-		{name: "refused request answered 200: blank token", path: updatePath, status: 200, header: answer(200, "en"),
-			edit: func(h http.Header) { h.Set("Authorization", "Bearer  ") }, want: "the document refuses the request"},
+			edit: func(h http.Header) { h.Del("X-agent") }, want: "the document refuses the request", pb: "X-agent"},
 		{name: "refused request answered 200: device ip", path: updatePath, status: 200, header: answer(200, "en"),
-			edit: func(h http.Header) { h.Set("X-device-ip", "300.1.1.1") }, want: "the document refuses the request"},
+			edit: func(h http.Header) { h.Set("X-device-ip", "300.1.1.1") }, want: "the document refuses the request", pb: "X-device-ip"},
+		{name: "refused request answered 200: device ip with a leading zero", path: sendPath, status: 200, header: answer(200, "en"),
+			edit: func(h http.Header) { h.Set("X-device-ip", "192.168.01.2") }, want: "the document refuses the request", pb: "X-device-ip"},
+		{name: "refused request answered 200: IPv4 with a zone", path: sendPath, status: 200, header: answer(200, "en"),
+			edit: func(h http.Header) { h.Set("X-device-ip", "192.168.1.2%eth0") }, want: "the document refuses the request", pb: "X-device-ip"},
+		{name: "refused request answered 200: email of 255 characters", path: sendPath, status: 200, header: answer(200, "en"),
+			reqBody: `{"email":"` + strings.Repeat("a", 64) + "@" + strings.Repeat("b", 186) + `.com","type":"UPDATE_EMAIL_EMS","captcha_token":"ok"}`,
+			want:    "the document refuses the request", pb: "maxLength: got 255, want 254"},
+		{name: "refused request answered 200: captcha token over 4096", path: sendPath, status: 200, header: answer(200, "en"),
+			reqBody: `{"email":"a@example.com","type":"UPDATE_EMAIL_EMS","captcha_token":"` + strings.Repeat("t", 4097) + `"}`,
+			want:    "the document refuses the request", pb: "captcha_token: maxLength"},
+		{name: "refused request answered 200: code over 4096", path: updatePath, status: 200, header: answer(200, "en"),
+			reqBody: `{"email":"a@example.com","verify_code":"` + strings.Repeat("1", 4097) + `"}`, want: "the document refuses the request", pb: "verify_code: maxLength"},
+		{name: "refused request answered 200: revert token with bits past its bytes", path: revertPath, status: 200, header: answer(200, "en"),
+			reqBody: `{"revert_token":"3q2-7wQn0Xy5fFv4c8PZgk1mB9sJtL6aRhUeDiYoNpB"}`, want: "the document refuses the request", pb: "revert_token"},
+		{name: "refused request answered 200: padded revert token", path: revertPath, status: 200, header: answer(200, "en"),
+			reqBody: `{"revert_token":"3q2-7wQn0Xy5fFv4c8PZgk1mB9sJtL6aRhUeDiYoNpA="}`, want: "the document refuses the request", pb: "revert_token"},
+		{name: "refused request answered 200: standard base64 revert token", path: revertPath, status: 200, header: answer(200, "en"),
+			reqBody: `{"revert_token":"3q2+7wQn0Xy5fFv4c8PZgk1mB9sJtL6aRhUeDiYoNpA"}`, want: "the document refuses the request", pb: "revert_token"},
 		{name: "refused request answered 200: unknown field", path: updatePath, status: 200, header: answer(200, "en"),
-			reqBody: `{"email":"a@example.com","verify_code":"123456","admin":true}`, want: "the document refuses the request"},
+			reqBody: `{"email":"a@example.com","verify_code":"123456","admin":true}`, want: "the document refuses the request", pb: "additional properties 'admin'"},
 		{name: "refused request answered 200: other type", path: sendPath, status: 200, header: answer(200, "en"),
-			reqBody: `{"email":"a@example.com","type":"LOGIN_EMS","captcha_token":"x"}`, want: "the document refuses the request"},
+			reqBody: `{"email":"a@example.com","type":"LOGIN_EMS","captcha_token":"x"}`, want: "the document refuses the request", pb: "UPDATE_EMAIL_EMS"},
 		{name: "refused request answered 200: content type", path: sendPath, status: 200, header: answer(200, "en"),
-			edit: func(h http.Header) { h.Set("Content-Type", "text/plain") }, want: "the document refuses the request"},
+			edit: func(h http.Header) { h.Set("Content-Type", "text/plain") }, want: "the document refuses the request", pb: "content type 'text/plain'"},
 		{name: "GET answered 200", method: http.MethodGet, path: sendPath, status: 200, header: answer(200, "en"),
-			want: "must be 405"},
+			want: "status is not supported", pb: "response code '200' does not exist"},
+		{name: "PURGE answered 200", method: "PURGE", path: updatePath, status: 200, header: answer(200, "en"),
+			want: "status is not supported", pb: "GET operation request response code '200'"},
+		{name: "a CORS preflight's answer", method: http.MethodOptions, path: sendPath, status: 204, header: answer(204, "en"),
+			want: "status is not supported", pb: "response code '204'"},
+		{name: "POST answered 405", path: sendPath, status: 405, header: answer(405, "en"),
+			body: errorBody("IDAAS.SDK.REQ.9101", "Method not allowed, use POST"), want: "status is not supported", pb: "response code '405'"},
+		{name: "405 with another code", method: http.MethodDelete, path: revertPath, status: 405, header: answer(405, "en"),
+			body: errorBody("IDAAS.SDK.REQ.9104", "Request body is not a valid JSON object"), want: "not documented for this status"},
 		{name: "HEAD answered 405 without Allow", method: http.MethodHead, path: sendPath, status: 405,
-			header: without(405, "en", "Allow"), want: `"Allow" missing`},
+			header: without(405, "en", "Allow"), want: `"Allow" missing`, pb: "Required header 'Allow'"},
+		{name: "HEAD answered 405 with a body", method: http.MethodHead, path: sendPath, status: 405,
+			header: answer(405, "en"), body: []byte(methodNotAll), want: "no body"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -331,6 +426,10 @@ func TestBreaking(t *testing.T) {
 			}
 			if !strings.Contains(err.Error(), tt.want) {
 				t.Errorf("error does not mention %q:\n%v", tt.want, err)
+			}
+			_, pbErr, _ := strings.Cut(err.Error(), "pb33f libopenapi-validator: ")
+			if tt.pb != "" && !strings.Contains(pbErr, tt.pb) {
+				t.Errorf("pb33f's error does not mention %q:\n%v", tt.pb, err)
 			}
 		})
 	}
@@ -368,6 +467,63 @@ func TestCheckReports(t *testing.T) {
 	wg.Wait()
 	if len(rec.errors) != 10 {
 		t.Fatalf("Check reported %d failures, want 10: %q", len(rec.errors), rec.errors)
+	}
+}
+
+// TestTransport: a client with Transport checks every exchange with a
+// documented path and counts it in Validated; the server gets the request's
+// body and the caller the response's, both unchanged.
+func TestTransport(t *testing.T) {
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		body, _ := io.ReadAll(r.Body)
+		status := http.StatusOK
+		if r.Method != http.MethodPost {
+			status = http.StatusMethodNotAllowed
+		}
+		maps.Copy(w.Header(), answer(status, "en"))
+		w.WriteHeader(status)
+		switch {
+		case status == http.StatusMethodNotAllowed:
+			_, _ = io.WriteString(w, methodNotAll+"\n")
+		case string(body) != sendBody:
+			_, _ = io.WriteString(w, "{}") // a 200 with a body breaks the document
+		}
+	}))
+	t.Cleanup(srv.Close)
+	rec := &recorder{TB: t}
+	client := &http.Client{Transport: openapitest.Transport(rec, nil)}
+	do := func(method, path, body string) string {
+		t.Helper()
+		req := request(t, method, path, nil)
+		req.URL.Host = strings.TrimPrefix(srv.URL, "http://")
+		req.Host = req.URL.Host
+		req.Body = io.NopCloser(strings.NewReader(body))
+		resp, err := client.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer resp.Body.Close()
+		b, err := io.ReadAll(resp.Body)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return string(b)
+	}
+
+	before := openapitest.Validated()
+	if got := do(http.MethodPost, sendPath, sendBody); got != "" || len(rec.errors) != 0 {
+		t.Fatalf("POST: body %q, reported %q; want nothing", got, rec.errors)
+	}
+	if got := do(http.MethodGet, updatePath, ""); got != methodNotAll+"\n" || len(rec.errors) != 0 {
+		t.Fatalf("GET: body %q, reported %q; want the 405 and nothing", got, rec.errors)
+	}
+	do(http.MethodPost, sendPath, `{"email":"other@example.com","type":"UPDATE_EMAIL_EMS","captcha_token":"ok"}`)
+	if len(rec.errors) != 1 || !strings.Contains(rec.errors[0], "no body") {
+		t.Fatalf("reported %q, want the 200 with a body", rec.errors)
+	}
+	do(http.MethodGet, "/readyz", "")
+	if n := openapitest.Validated() - before; n != 3 || len(rec.errors) != 1 {
+		t.Errorf("Validated counted %d exchanges and %d were reported, want 3 and 1 (the undocumented path is neither)", n, len(rec.errors))
 	}
 }
 

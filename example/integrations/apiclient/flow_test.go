@@ -248,7 +248,7 @@ func TestFlow(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		typed := map[int]*apiclient.Error{400: r.JSON400, 405: r.JSON405, 413: r.JSON413, 415: r.JSON415, 429: r.JSON429, 500: r.JSON500}[r.StatusCode()]
+		typed := map[int]*apiclient.Error{400: r.JSON400, 413: r.JSON413, 415: r.JSON415, 429: r.JSON429, 500: r.JSON500}[r.StatusCode()]
 		return answer{r.StatusCode(), typed, r.Body, r.HTTPResponse.Header.Get("Content-Language")}
 	}
 	update := func(p *apiclient.UpdateEmailParams, do func(*apiclient.UpdateEmailParams) (*apiclient.UpdateEmailResponse, error)) answer {
@@ -256,7 +256,7 @@ func TestFlow(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		typed := map[int]*apiclient.Error{400: r.JSON400, 401: r.JSON401, 405: r.JSON405, 413: r.JSON413, 415: r.JSON415, 429: r.JSON429, 500: r.JSON500}[r.StatusCode()]
+		typed := map[int]*apiclient.Error{400: r.JSON400, 401: r.JSON401, 413: r.JSON413, 415: r.JSON415, 429: r.JSON429, 500: r.JSON500}[r.StatusCode()]
 		return answer{r.StatusCode(), typed, r.Body, r.HTTPResponse.Header.Get("Content-Language")}
 	}
 	wrongCode := func(p *apiclient.UpdateEmailParams) (*apiclient.UpdateEmailResponse, error) {
@@ -297,7 +297,14 @@ func TestFlow(t *testing.T) {
 			}},
 		{name: "wrong method", status: 405, code: "IDAAS.SDK.REQ.9101", lang: "en",
 			do: func() answer {
-				return send(s.sendParams("en"), apiclient.SendCodeJSONRequestBody{Email: addr, Type: apiclient.UPDATEEMAILEMS, CaptchaToken: "dev"}, method(http.MethodPut))
+				// The document lists the 405 under the other methods, which
+				// cfg.yaml leaves out of the client: its body is decoded here.
+				a := send(s.sendParams("en"), apiclient.SendCodeJSONRequestBody{Email: addr, Type: apiclient.UPDATEEMAILEMS, CaptchaToken: "dev"}, method(http.MethodPut))
+				if a.status == http.StatusMethodNotAllowed {
+					e := strictError(t, a.body)
+					a.typed = &e
+				}
+				return a
 			}},
 		{name: "body too large", status: 413, code: "IDAAS.SDK.REQ.9103", lang: "en",
 			do: func() answer {
