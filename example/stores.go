@@ -79,7 +79,7 @@ func (s *stores) openUsers(ctx context.Context, flag string, dbConns int) error 
 		}
 		if !slices.Contains(sql.Drivers(), "sqlite") {
 			// Kept out of the default build: it doubles the first build.
-			return errors.New("-store sqlite:PATH needs the SQLite driver: go run -tags sqlite ./example ...")
+			return errors.New("-store sqlite:PATH needs the SQLite driver: build with -tags sqlite (go run -tags sqlite ./example)")
 		}
 		if err := createPrivate(path); err != nil {
 			return fmt.Errorf("-store: %w", err)

@@ -16,7 +16,7 @@ import (
 	"github.com/ciamkit/selfservice/store/sqlstore"
 )
 
-// cancelledUpdate holds UpdateEmail until the request's context is done,
+// cancelledUpdate holds ChangeEmail until the request's context is done,
 // then lets the real store run with that dead context, as happens when a
 // client hangs up while the change is being written.
 type cancelledUpdate struct {
@@ -25,16 +25,17 @@ type cancelledUpdate struct {
 	result  chan error
 }
 
-func (c *cancelledUpdate) UpdateEmail(ctx context.Context, id, email, canonical string) error {
+func (c *cancelledUpdate) ChangeEmail(ctx context.Context, ch store.EmailChange) error {
 	close(c.entered)
 	<-ctx.Done()
-	err := c.UserStore.UpdateEmail(ctx, id, email, canonical)
+	err := c.UserStore.ChangeEmail(ctx, ch)
 	c.result <- err
 	return err
 }
 
 // TestCancelledClientWritesNothing: a client that hangs up while its change
-// is being written leaves no partial write in PostgreSQL.
+// is being written leaves no partial write in PostgreSQL: neither the
+// address nor its notice.
 func TestCancelledClientWritesNothing(t *testing.T) {
 	db := postgresVia(t, pgAddr(t))
 	if err := sqlstore.Migrate(t.Context(), db, sqlstore.Postgres); err != nil {
@@ -84,7 +85,7 @@ func TestCancelledClientWritesNothing(t *testing.T) {
 	select {
 	case <-held.entered:
 	case <-time.After(10 * time.Second):
-		t.Fatal("the request never reached UpdateEmail")
+		t.Fatal("the request never reached ChangeEmail")
 	}
 	cancel()
 	if err := <-done; !errors.Is(err, context.Canceled) {
@@ -93,12 +94,15 @@ func TestCancelledClientWritesNothing(t *testing.T) {
 	select {
 	case err := <-held.result:
 		if err == nil {
-			t.Fatal("UpdateEmail succeeded with a cancelled context")
+			t.Fatal("ChangeEmail succeeded with a cancelled context")
 		}
 	case <-time.After(10 * time.Second):
 		t.Fatal("the server never noticed the hang-up")
 	}
 	if u, err := users.User(t.Context(), "alice"); err != nil || u.Email != "alice@example.com" || u.CanonicalEmail != "alice@example.com" {
 		t.Fatalf("after the hang-up: %+v, %v", u, err)
+	}
+	if n, _, err := users.NoticeBacklog(t.Context()); err != nil || n != 0 {
+		t.Fatalf("after the hang-up the outbox holds %d notices (%v), want none", n, err)
 	}
 }
