@@ -135,9 +135,16 @@
 //
 //	db, err := sql.Open("sqlite", "file:app.db?_pragma=busy_timeout(5000)&_pragma=journal_mode(WAL)")
 //
-// WAL is a property of the file, set by the first connection to a new one;
-// connections opened while that switch happens fail with SQLITE_BUSY, so
-// ping a new database (or call Migrate) before using it concurrently.
+// WAL is a property of the file, set by the first connection to a new one.
+// The switch writes the file's header from within a read transaction, and
+// SQLite answers SQLITE_BUSY at once, without calling the busy handler, when
+// another connection is switching or writing at the same moment:
+// connections opened while that switch happens fail. In one process, ping a
+// new database (or call Migrate) before using it concurrently; when several
+// processes may open a new file at once (replicas starting together), open
+// it without journal_mode in the DSN and run PRAGMA journal_mode=WAL once,
+// retrying on SQLITE_BUSY: once the file is in WAL mode the switch writes
+// nothing and succeeds (see the example's switchToWAL).
 //
 // UpdateEmail, CreateUser and the notices' RetryNotice and DeleteNotice are
 // single statements; ChangeEmail, RevertEmail and LeaseNotices are
