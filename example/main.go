@@ -55,19 +55,11 @@ import (
 	"net/netip"
 	"os"
 	"os/signal"
-	"runtime"
-	rtmetrics "runtime/metrics"
 	"strings"
 	"syscall"
 	"time"
 
-	"github.com/prometheus/client_golang/prometheus"
-	"github.com/prometheus/client_golang/prometheus/promhttp"
-	"go.opentelemetry.io/otel/attribute"
-	otelprometheus "go.opentelemetry.io/otel/exporters/prometheus"
 	"go.opentelemetry.io/otel/metric"
-	sdkmetric "go.opentelemetry.io/otel/sdk/metric"
-	"go.opentelemetry.io/otel/sdk/resource"
 
 	"github.com/ciamkit/selfservice"
 	"github.com/ciamkit/selfservice/idtoken"
@@ -191,11 +183,14 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	// it times. Without -metrics both record into the global no-op one.
 	var meters metric.MeterProvider
 	if f.metrics {
-		mp, metrics, err := prometheusMetrics()
+		if prometheusMetrics == nil {
+			return errors.New("-metrics needs the Prometheus exporter: build with -tags metrics (go run -tags metrics ./example -metrics)")
+		}
+		mp, metrics, shutdown, err := prometheusMetrics()
 		if err != nil {
 			return err
 		}
-		defer mp.Shutdown(context.Background())
+		defer shutdown(context.Background())
 		meters = mp
 		mux.Handle("GET /metrics", metrics)
 	}
@@ -309,47 +304,10 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	return nil
 }
 
-// prometheusMetrics returns an OpenTelemetry SDK MeterProvider whose
-// metrics the handler serves in Prometheus's text format, from a registry
-// of its own (so that two servers in one process, as in the tests, do not
-// collide in the default one).
-func prometheusMetrics() (*sdkmetric.MeterProvider, http.Handler, error) {
-	reg := prometheus.NewRegistry()
-	exporter, err := otelprometheus.New(otelprometheus.WithRegisterer(reg))
-	if err != nil {
-		return nil, nil, err
-	}
-	mp := sdkmetric.NewMeterProvider(
-		sdkmetric.WithReader(exporter),
-		sdkmetric.WithResource(resource.NewSchemaless(attribute.String("service.name", "selfservice-example"))),
-	)
-	if err := observeRuntime(mp.Meter("selfservice-example")); err != nil {
-		return nil, nil, err
-	}
-	return mp, promhttp.HandlerFor(reg, promhttp.HandlerOpts{}), nil
-}
-
-// observeRuntime adds the process's goroutines and heap to the metrics:
-// what a hung dependency or a flood shows first.
-func observeRuntime(m metric.Meter) error {
-	goroutines, err := m.Int64ObservableGauge("process.runtime.go.goroutines", metric.WithDescription("Goroutines that exist."))
-	if err != nil {
-		return err
-	}
-	heap, err := m.Int64ObservableGauge("process.runtime.go.heap.in_use", metric.WithUnit("By"),
-		metric.WithDescription("Bytes of heap spans in use (runtime/metrics /memory/classes/heap/objects:bytes)."))
-	if err != nil {
-		return err
-	}
-	sample := []rtmetrics.Sample{{Name: "/memory/classes/heap/objects:bytes"}}
-	_, err = m.RegisterCallback(func(_ context.Context, o metric.Observer) error {
-		o.ObserveInt64(goroutines, int64(runtime.NumGoroutine()))
-		rtmetrics.Read(sample)
-		o.ObserveInt64(heap, int64(sample[0].Value.Uint64()))
-		return nil
-	}, goroutines, heap)
-	return err
-}
+// prometheusMetrics builds the meter provider and handler of -metrics: the
+// Prometheus exporter of package prom when the example is built with -tags
+// metrics (metrics.go), nil otherwise.
+var prometheusMetrics func() (metric.MeterProvider, http.Handler, func(context.Context) error, error)
 
 // newMailer returns the mailer -mail names: the development LogMailer on
 // stdout, or SMTP delivery through package mail, whose notices link to

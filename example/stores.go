@@ -13,11 +13,9 @@ import (
 	"time"
 
 	_ "github.com/jackc/pgx/v5/stdlib" // the "pgx" database/sql driver
-	"github.com/redis/go-redis/v9"
 
 	"github.com/ciamkit/selfservice/store"
 	"github.com/ciamkit/selfservice/store/memstore"
-	"github.com/ciamkit/selfservice/store/redisstore"
 	"github.com/ciamkit/selfservice/store/sqlstore"
 )
 
@@ -162,6 +160,10 @@ func createPrivate(path string) error {
 	return f.Close()
 }
 
+// openRedis opens -codes redis://...: package redisopen's Open when the
+// example is built with -tags redis (redis.go), nil otherwise.
+var openRedis func(ctx context.Context, url string) (store.CodeStore, store.Limiter, io.Closer, error)
+
 func (s *stores) openCodes(ctx context.Context, flag string) error {
 	switch {
 	case flag == "" || flag == "memory":
@@ -171,21 +173,14 @@ func (s *stores) openCodes(ctx context.Context, flag string) error {
 	default:
 		return fmt.Errorf("-codes %q: want memory or a redis:// URL", flag)
 	}
-	opts, err := redis.ParseURL(flag)
+	if openRedis == nil {
+		return errors.New("-codes redis://... needs the Redis client: build with -tags redis (go run -tags redis ./example)")
+	}
+	codes, limiter, closer, err := openRedis(ctx, flag)
 	if err != nil {
 		return fmt.Errorf("-codes: %w", err)
 	}
-	rdb := redis.NewClient(opts)
-	s.closers = append(s.closers, rdb)
-	if err := rdb.Ping(ctx).Err(); err != nil {
-		return fmt.Errorf("-codes: %w", err)
-	}
-	codes, limiter := redisstore.NewCodeStore(rdb, redisstore.Options{}), redisstore.NewLimiter(rdb, redisstore.Options{})
-	// A Redis that may evict budgets is refused at start, the policy named,
-	// rather than at the first request.
-	if err := limiter.Check(ctx); err != nil {
-		return fmt.Errorf("-codes: %w", err)
-	}
+	s.closers = append(s.closers, closer)
 	s.codes, s.limiter = codes, limiter
 	return nil
 }

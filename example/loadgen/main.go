@@ -177,7 +177,7 @@ func run(ctx context.Context, args []string, stdout io.Writer) error {
 	defer os.RemoveAll(dir)
 
 	bin := filepath.Join(dir, "example")
-	build := exec.CommandContext(ctx, "go", "build", "-o", bin, "github.com/ciamkit/selfservice/example")
+	build := exec.CommandContext(ctx, "go", "build", "-tags", "sqlite,redis,metrics", "-o", bin, "github.com/ciamkit/selfservice/example")
 	build.Stdout, build.Stderr = os.Stderr, os.Stderr
 	if err := build.Run(); err != nil {
 		return fmt.Errorf("build the example: %w", err)
