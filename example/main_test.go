@@ -18,6 +18,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/ciamkit/selfservice/internal/openapitest"
 	"github.com/ciamkit/selfservice/internal/testenv"
 	"github.com/ciamkit/selfservice/internal/testkit"
 )
@@ -90,7 +91,8 @@ func (s started) post(t *testing.T, path, token, body string) (int, string) {
 	if token != "" {
 		req.Header.Set("Authorization", "Bearer "+token)
 	}
-	resp, err := http.DefaultClient.Do(req)
+	// Every answer must be what the OpenAPI document says.
+	resp, err := (&http.Client{Transport: openapitest.Transport(t, nil)}).Do(req)
 	if err != nil {
 		t.Fatal(err)
 	}

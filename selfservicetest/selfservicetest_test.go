@@ -7,9 +7,17 @@ import (
 	"time"
 
 	"github.com/ciamkit/selfservice"
+	"github.com/ciamkit/selfservice/internal/openapitest"
 	"github.com/ciamkit/selfservice/selfservicetest"
 	"github.com/ciamkit/selfservice/store"
 )
+
+// checked is a client whose every exchange must be what the OpenAPI
+// document says. (The package itself does not import openapitest: its
+// validators would weigh on integrators' test builds.)
+func checked(t *testing.T) *http.Client {
+	return &http.Client{Transport: openapitest.Transport(t, nil)}
+}
 
 // TestChangeEmail is the README's integration test in ten lines.
 func TestChangeEmail(t *testing.T) {
@@ -38,6 +46,7 @@ func TestHelpers(t *testing.T) {
 	srv := httptest.NewServer(svc.Handler())
 	defer srv.Close()
 	c := selfservicetest.NewClient(srv.URL, iss.ClientID)
+	c.HTTP = checked(t)
 	c.Lang = "zh"
 
 	recent := selfservicetest.WithAuthTime(time.Now())
@@ -88,6 +97,7 @@ func TestOwnSignIn(t *testing.T) {
 	srv := httptest.NewServer(svc.Handler())
 	defer srv.Close()
 	c := selfservicetest.NewClient(srv.URL, selfservicetest.DefaultClientID)
+	c.HTTP = checked(t)
 	c.UpdateEmail(t, "", "new@example.com", "123456").Expect(t, http.StatusForbidden, "IDAAS.SDK.USER.9207")
 	c.SignedIn = "alice"
 	c.SendCode(t, "new@example.com").Expect(t, http.StatusOK, "")

@@ -32,7 +32,7 @@ func TestRouter(t *testing.T) {
 
 	// chi answers a method outside its method table (chi.RegisterMethod
 	// adds one, process-wide) with its own empty 405.
-	r = s.Do(t, "PURGE", selfservice.SendCodePath, nil, "")
+	r = s.DoFramework(t, "PURGE", selfservice.SendCodePath, nil, "")
 	if r.Status != http.StatusMethodNotAllowed || r.Body != "" {
 		t.Errorf("PURGE: %d %q, want chi's empty 405", r.Status, r.Body)
 	}

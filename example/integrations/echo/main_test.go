@@ -76,7 +76,7 @@ func TestGroup(t *testing.T) {
 		t.Error("no X-Request-Id: the group's middleware did not run")
 	}
 
-	r = s.Do(t, "PURGE", selfservice.SendCodePath, nil, "")
+	r = s.DoFramework(t, "PURGE", selfservice.SendCodePath, nil, "")
 	if r.Status != http.StatusNotFound || r.Code != "" {
 		t.Errorf("PURGE: %d %q, want the group's 404", r.Status, r.Body)
 	}

@@ -18,6 +18,7 @@ import (
 	"github.com/ciamkit/selfservice"
 	"github.com/ciamkit/selfservice/example/integrations/internal/demo"
 	"github.com/ciamkit/selfservice/i18n"
+	"github.com/ciamkit/selfservice/internal/openapitest"
 	"github.com/ciamkit/selfservice/selfservicetest"
 	"github.com/ciamkit/selfservice/store"
 )
@@ -81,14 +82,24 @@ func (s *Server) Email(t testing.TB) string {
 	return u.Email
 }
 
-// Do sends a request to s and returns the answer. A body that is JSON is
-// also read into the Reply's Code and Message; any other is left in Body.
+// Do sends a request to s and returns the answer, which must be what the
+// OpenAPI document says (both of internal/openapitest's validators check
+// it). A body that is JSON is also read into the Reply's Code and Message;
+// any other is left in Body.
 func (s *Server) Do(t testing.TB, method, path string, h http.Header, body string) *selfservicetest.Reply {
 	t.Helper()
-	return do(t, s.URL, method, path, h, body)
+	return do(t, &http.Client{Transport: openapitest.Transport(t, nil)}, s.URL, method, path, h, body)
 }
 
-func do(t testing.TB, base, method, path string, h http.Header, body string) *selfservicetest.Reply {
+// DoFramework is Do for an answer the framework gives itself (its own 404
+// or 405 to a method it does not route), which the document does not
+// describe.
+func (s *Server) DoFramework(t testing.TB, method, path string, h http.Header, body string) *selfservicetest.Reply {
+	t.Helper()
+	return do(t, http.DefaultClient, s.URL, method, path, h, body)
+}
+
+func do(t testing.TB, client *http.Client, base, method, path string, h http.Header, body string) *selfservicetest.Reply {
 	t.Helper()
 	req, err := http.NewRequest(method, base+path, strings.NewReader(body))
 	if err != nil {
@@ -97,7 +108,7 @@ func do(t testing.TB, base, method, path string, h http.Header, body string) *se
 	if h != nil {
 		req.Header = h.Clone()
 	}
-	resp, err := http.DefaultClient.Do(req)
+	resp, err := client.Do(req)
 	if err != nil {
 		t.Fatalf("%s %s: %v", method, path, err)
 	}
@@ -342,7 +353,7 @@ func testParity(t *testing.T, build demo.Build, known map[string]string) {
 			if why, ok := known[tt.name]; ok {
 				t.Skip("known difference: " + why)
 			}
-			want := do(t, ref.URL, tt.method, tt.path, tt.header, tt.body)
+			want := do(t, &http.Client{Transport: openapitest.Transport(t, nil)}, ref.URL, tt.method, tt.path, tt.header, tt.body)
 			got := s.Do(t, tt.method, tt.path, tt.header, tt.body)
 			if got.Status != want.Status || got.Body != want.Body {
 				t.Errorf("got %d %q, the package answers %d %q", got.Status, got.Body, want.Status, want.Body)
