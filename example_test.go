@@ -38,7 +38,7 @@ func ExampleCanonicalEmail() {
 	// true
 }
 
-// Mount puts both endpoints, each behind the middleware chain, on the mux a
+// Mount puts the three endpoints, each behind the middleware chain, on the mux a
 // server already has.
 func ExampleService_Mount() {
 	verifier, err := idtoken.New(idtoken.Options{

@@ -4,19 +4,23 @@
 // /api/v2/sdk/profile/update-email lets a signed-in user (a Bearer id_token
 // checked against the issuer's JWKS, or a user the application
 // authenticated itself) replace their email with that address. Errors are
-// {"error_code","error_msg"} in English or Chinese, as X-L asks.
+// {"error_code","error_msg"} in English or Chinese, as X-L asks. The owner
+// of the address replaced is mailed a notice with an undo link, which POST
+// /api/v2/sdk/profile/revert-email redeems.
 //
 // A Service is built once from a Config and serves the API three ways:
 //
-//   - Mount registers both endpoints on any router with a Handle method
-//     (http.ServeMux, chi), optionally under a prefix; Handler returns them
-//     on a ServeMux of their own; SendCodeHandler and UpdateEmailHandler
-//     return one endpoint each, for frameworks that route themselves. Each
-//     endpoint is complete: the middlewares of package middleware run in
-//     front of it (Localize, POST only, device headers, X-client-id, the
-//     bearer token), as one middleware.Chain.
-//   - SendCode and UpdateEmail are the same operations as Go calls, with the
-//     same checks in the same order, for gRPC, huma or any other front.
+//   - Mount registers the three endpoints on any router with a Handle
+//     method (http.ServeMux, chi), optionally under a prefix; Handler
+//     returns them on a ServeMux of their own; SendCodeHandler,
+//     UpdateEmailHandler and RevertEmailHandler return one endpoint each,
+//     for frameworks that route themselves. Each endpoint is complete: the
+//     middlewares of package middleware run in front of it (Localize, POST
+//     only, device headers, X-client-id, the bearer token), as one
+//     middleware.Chain.
+//   - SendCode, UpdateEmail and RevertEmail are the same operations as Go
+//     calls, with the same checks in the same order, for gRPC, huma or any
+//     other front.
 //   - Storage is four interfaces (package store), with in-memory
 //     implementations (store/memstore), SQL and Redis ones, and one
 //     conformance suite (store/storetest).
@@ -220,7 +224,7 @@ type Config struct {
 	Now func() time.Time
 }
 
-// Service serves the two endpoints. It is safe for concurrent use.
+// Service serves the three endpoints. It is safe for concurrent use.
 type Service struct {
 	cfg     Config
 	batch   store.BatchLimiter // cfg.Limiter, when it reserves in batches

@@ -123,13 +123,15 @@ func newRevertToken() string {
 }
 
 // wellFormedRevertToken reports whether s could be a token newRevertToken
-// made: anything else is refused without asking a store.
+// made: anything else is refused without asking a store. The decoded
+// length is checked too, because the decoder skips '\r' and '\n': 43
+// characters with a line break in them decode to fewer than 32 bytes.
 func wellFormedRevertToken(s string) bool {
 	if len(s) != revertTokenLen {
 		return false
 	}
-	_, err := base64.RawURLEncoding.Strict().DecodeString(s)
-	return err == nil
+	b, err := base64.RawURLEncoding.Strict().DecodeString(s)
+	return err == nil && len(b) == revertTokenBytes
 }
 
 // secretKey is what one code secret keys: the hash under which undo tokens
