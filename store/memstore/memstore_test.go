@@ -294,6 +294,56 @@ func TestLimiterUnderPressureNeverFailsOpen(t *testing.T) {
 	}
 }
 
+// Budgets of large N keep long logs, which forget shortens by slicing
+// rather than by moving them: with room for every key, the Limiter agrees
+// with the model exactly, accept for accept and wait for wait (to the
+// millisecond), through
+// bursts, quiet spells and cancels.
+func TestLimiterLongLogsExact(t *testing.T) {
+	t.Parallel()
+	ctx := t.Context()
+	limits := []store.Limit{{N: 100, Window: 10 * time.Second}, {N: 500, Window: time.Minute}}
+	rng := rand.New(rand.NewPCG(7, 17))
+	l := memstore.NewLimiter()
+	model := limiterModel{}
+	now := base
+	accepted, refused := 0, 0
+	for step := range 20000 {
+		gap := time.Duration(rng.IntN(int(50 * time.Millisecond)))
+		if rng.IntN(5000) == 0 {
+			gap = time.Duration(rng.IntN(int(time.Hour))) // a quiet spell
+		}
+		now = now.Add(gap)
+		key := fmt.Sprint("key ", rng.IntN(3))
+		if es := model[key]; len(es) > 0 && rng.IntN(16) == 0 {
+			i := rng.IntN(len(es))
+			check(t, fmt.Sprintf("step %d: Cancel", step), l.Cancel(ctx, key, es[i].id), nil)
+			model[key] = slices.Delete(es, i, i+1)
+		}
+		want := model.wait(key, limits, now)
+		id, err := l.Reserve(ctx, key, limits, now)
+		var rl *store.RateLimitError
+		switch {
+		case err == nil && want > 0:
+			t.Fatalf("step %d: %s accepted; its events say wait %v", step, key, want)
+		case err == nil:
+			accepted++
+			model[key] = append(model[key], modelEvent{now, id})
+		case !errors.As(err, &rl):
+			t.Fatalf("step %d: Reserve: %v", step, err)
+		case want == 0 || rl.RetryAfter < want || rl.RetryAfter >= want+time.Millisecond:
+			// RetryAfter is rounded up to the millisecond.
+			t.Fatalf("step %d: %s: refused with RetryAfter %v; its events say %v", step, key, rl.RetryAfter, want)
+		default:
+			refused++
+		}
+	}
+	if accepted < 1000 || refused < 1000 {
+		t.Fatalf("%d accepted, %d refused: the logs never grew long or never filled", accepted, refused)
+	}
+	t.Logf("%d accepted, %d refused", accepted, refused)
+}
+
 // Keys and codes that expire make room for new ones as time goes on, so
 // that a store far smaller than the traffic never fills.
 func TestExpiredEntriesLeave(t *testing.T) {
