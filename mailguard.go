@@ -15,13 +15,14 @@ import (
 const mailBreakerFailures = 5
 
 // errMailUnavailable is why a send is refused without trying the mailer:
-// the circuit is open, or every mail slot is taken.
-var errMailUnavailable = errors.New("selfservice: the mailer is unavailable (circuit open or every send slot busy)")
+// the circuit is open, or no mail slot came free within MailTimeout.
+var errMailUnavailable = errors.New("selfservice: the mailer is unavailable (circuit open, or every send slot busy for MailTimeout)")
 
 // mailGuard keeps a slow or dead mail server to its own requests: send-code
-// waits for the mailer at most MailTimeout, at most MailConcurrency code
-// mails are in flight, and a circuit breaker (sony/gobreaker) stops trying
-// a mailer that keeps failing. A refused send costs no budget.
+// waits for a mail slot and the mailer at most MailTimeout in all, at most
+// MailConcurrency code mails are in flight, and a circuit breaker
+// (sony/gobreaker) stops trying a mailer that keeps failing. A refused send
+// costs no budget.
 type mailGuard struct {
 	mailer  Mailer
 	timeout time.Duration
@@ -52,24 +53,27 @@ func newMailGuard(cfg *Config) *mailGuard {
 	return g
 }
 
-// acquire takes a mail slot for a send about to be charged, or refuses
-// at once when the circuit is open or no slot is free.
-func (g *mailGuard) acquire() (release func(), err error) {
+// acquire takes a mail slot for a send about to be charged. It refuses at
+// once when the circuit is open; when every slot is busy it waits for one,
+// so that a burst of sends to a healthy mail server queues rather than
+// fails. The wait and the send share one MailTimeout: the context returned
+// carries that deadline, and release frees the slot and the context.
+func (g *mailGuard) acquire(ctx context.Context) (_ context.Context, release func(), err error) {
 	if g.breaker.State() == gobreaker.StateOpen {
-		return nil, errMailUnavailable
+		return nil, nil, errMailUnavailable
 	}
+	ctx, cancel := context.WithTimeout(ctx, g.timeout)
 	select {
 	case g.slots <- struct{}{}:
-		return func() { <-g.slots }, nil
-	default:
-		return nil, errMailUnavailable
+		return ctx, func() { <-g.slots; cancel() }, nil
+	case <-ctx.Done():
+		cancel()
+		return nil, nil, errMailUnavailable
 	}
 }
 
-// send mails msg within the timeout, through the circuit.
+// send mails msg through the circuit, within ctx's deadline (acquire's).
 func (g *mailGuard) send(ctx context.Context, msg Message) error {
-	ctx, cancel := context.WithTimeout(ctx, g.timeout)
-	defer cancel()
 	_, err := g.breaker.Execute(func() (struct{}, error) { return struct{}{}, g.mailer.Send(ctx, msg) })
 	if errors.Is(err, gobreaker.ErrOpenState) || errors.Is(err, gobreaker.ErrTooManyRequests) {
 		return errMailUnavailable

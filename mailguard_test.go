@@ -44,11 +44,11 @@ func (m *guardMailer) Send(ctx context.Context, msg selfservice.Message) error {
 }
 
 // TestHungMailServer: a mail server that hangs costs send-code its own
-// requests only. At most MailConcurrency sends wait for it, the others are
-// answered at once; each waits at most MailTimeout; after 5 failures in a
-// row the circuit opens and sends are answered without trying; a refused
-// send costs no budget; once the server answers, the circuit closes by
-// itself. Update-email does not wait for the mail server.
+// requests only. At most MailConcurrency sends are in the mailer, the
+// others wait for a slot; each waits at most MailTimeout in all; after 5
+// failures in a row the circuit opens and sends are answered without
+// trying; a refused send costs no budget; once the server answers, the
+// circuit closes by itself. Update-email does not wait for the mail server.
 func TestHungMailServer(t *testing.T) {
 	t.Parallel()
 	mailer := &guardMailer{entered: make(chan struct{}, 8), release: make(chan struct{})}
@@ -74,8 +74,8 @@ func TestHungMailServer(t *testing.T) {
 	code := f.sendCode(t, "new@example.com")
 	mailer.hung.Store(true)
 
-	// Three sends hold every mail slot; three more are answered at once,
-	// without reaching the mailer.
+	// Three sends hold every mail slot; three more wait for a slot and do
+	// not reach the mailer while the three hold them.
 	var wg sync.WaitGroup
 	for i := range 3 {
 		wg.Go(func() { failed("a held send", send(fmt.Sprintf("held%d@example.com", i))) })
@@ -84,25 +84,25 @@ func TestHungMailServer(t *testing.T) {
 		<-mailer.entered
 	}
 	for i := range 3 {
-		failed("a send with every slot busy", send(fmt.Sprintf("busy%d@example.com", i)))
+		wg.Go(func() { failed("a send that waited for a slot", send(fmt.Sprintf("busy%d@example.com", i))) })
 	}
+	time.Sleep(50 * time.Millisecond) // time for a wrong send to reach the mailer
 	if got := mailer.calls.Load(); got != 4 {
 		t.Errorf("the mailer saw %d sends, want 4: the first code and 3 (MailConcurrency)", got)
 	}
-	// Update-email does not wait for the mail server.
+	// Update-email does not wait for the mail server (its notice is the
+	// courier's, which the hung server holds too).
 	if r := f.update(t, token(t, "u", nil), "en", "new@example.com", code); r.Status != http.StatusOK {
 		t.Errorf("change while the mail server hangs: %d %s", r.Status, r.Raw)
 	}
+	// The held sends fail; the waiting ones take their slots and fail
+	// too, until five failures in a row open the circuit.
 	close(mailer.release)
 	wg.Wait()
 
-	// Two more failures make five in a row: the circuit opens, and a send
-	// is refused without trying the mailer.
+	// The circuit is open: a send is refused without trying the mailer.
 	mailer.hung.Store(false)
 	mailer.failing.Store(true)
-	for i := range 2 {
-		failed("a failing send", send(fmt.Sprintf("fail%d@example.com", i)))
-	}
 	before := mailer.calls.Load()
 	failed("a send with the circuit open", send("again@example.com"))
 	if got := mailer.calls.Load(); got != before {
@@ -121,6 +121,40 @@ func TestHungMailServer(t *testing.T) {
 		}
 		return r.Status == http.StatusOK
 	})
+}
+
+// TestMailSlotsQueue: a burst of sends larger than MailConcurrency to a
+// healthy mail server is served, not refused: sends wait for a slot, and
+// the mailer never holds more than MailConcurrency at once.
+func TestMailSlotsQueue(t *testing.T) {
+	t.Parallel()
+	var inFlight, most atomic.Int64
+	slow := selfservice.MailerFunc(func(ctx context.Context, msg selfservice.Message) error {
+		n := inFlight.Add(1)
+		defer inFlight.Add(-1)
+		for m := most.Load(); n > m && !most.CompareAndSwap(m, n); m = most.Load() {
+		}
+		time.Sleep(10 * time.Millisecond)
+		return nil
+	})
+	f := newFixtureWith(t, func(c *selfservice.Config) {
+		c.Mailer, c.MailConcurrency = slow, 2
+		c.Budgets = testkit.LooseBudgets()
+	})
+	var wg sync.WaitGroup
+	for i := range 12 {
+		wg.Go(func() {
+			r := f.do(t, http.MethodPost, selfservice.SendCodePath, baseHeaders("en"),
+				fmt.Sprintf(`{"email":"burst%d@example.com","type":"UPDATE_EMAIL_EMS","captcha_token":"ok"}`, i))
+			if r.Status != http.StatusOK {
+				t.Errorf("send %d of a burst: %d %s", i, r.Status, r.Raw)
+			}
+		})
+	}
+	wg.Wait()
+	if m := most.Load(); m > 2 {
+		t.Errorf("the mailer held %d mails at once, MailConcurrency is 2", m)
+	}
 }
 
 // TestMailTimeout: a send waits for a hung mail server at most
