@@ -67,6 +67,11 @@ func BenchmarkCourierDelivery(b *testing.B) {
 		{"memory", func(*testing.B) seedableUsers { return memstore.NewUserStore() }},
 		{"postgres", func(b *testing.B) seedableUsers {
 			db := pgtest.Open(b, "")
+			// Sized as sqlstore's documentation says: database/sql keeps
+			// two idle connections unless told, and the courier's four
+			// workers would open a new one for most statements.
+			db.SetMaxOpenConns(8)
+			db.SetMaxIdleConns(8)
 			if err := sqlstore.Migrate(b.Context(), db, sqlstore.Postgres); err != nil {
 				b.Fatal(err)
 			}
@@ -197,7 +202,7 @@ func benchCourier(b *testing.B, users seedableUsers, m selfservice.Mailer) {
 		select {
 		case err := <-failed:
 			b.Fatalf("a notice failed: %v", err)
-		case <-time.After(time.Millisecond):
+		case <-time.After(10 * time.Millisecond):
 		}
 	}
 	b.StopTimer()
