@@ -287,6 +287,7 @@ func newTelBench(b *testing.B, cached bool, mp metric.MeterProvider, tp trace.Tr
 		CodeSecret: secret,
 		Budgets: Budgets{
 			SendsPerEmail: loose, SendsPerIP: loose, WrongCodesPerUser: loose, WrongCodesPerIP: loose,
+			ChangesPerUser: loose,
 		},
 		Logger:         slog.New(slog.DiscardHandler),
 		MeterProvider:  mp,
