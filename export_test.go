@@ -28,3 +28,6 @@ func NewRevertToken() string { return newRevertToken() }
 // WellFormedRevertToken is the server's test of an undo token's form,
 // for comparing with the OpenAPI document's pattern.
 func WellFormedRevertToken(s string) bool { return wellFormedRevertToken(s) }
+
+// MailWaiting is how many sends wait for a mail slot.
+func (s *Service) MailWaiting() int64 { return s.mail.waiting.Load() }

@@ -121,17 +121,19 @@ type Config struct {
 	// Setting both Identify and Verifier is a configuration error.
 	Identify func(*http.Request) (Identity, error)
 	Mailer   Mailer
-	// MailTimeout bounds how long send-code waits for a mail slot and the
-	// Mailer to take a code mail, both together; past it the send answers
+	// MailTimeout bounds how long send-code waits for the Mailer to take a
+	// code mail, and, apart, how long it waits for a mail slot (see
+	// MailConcurrency); past either the send answers
 	// IDAAS.SDK.CAPTCHA.0006. Default: 5s.
 	MailTimeout time.Duration
 	// MailConcurrency bounds the code mails in flight. A send that finds
-	// them all busy waits for one to finish, within MailTimeout, so that a
-	// burst to a healthy mail server queues instead of failing; a send
-	// that finds the mail circuit open answers IDAAS.SDK.CAPTCHA.0006 at
-	// once. Either refusal costs no budget. A hung mail server holds at
-	// most this many sends in the mailer, and the others for at most
-	// MailTimeout, until its failures open the circuit. Default: 16.
+	// them all busy waits for one to finish, at most MailTimeout, so that
+	// a burst to a healthy mail server queues instead of failing; at most
+	// four times this many sends wait, and a send beyond them, or one that
+	// finds the mail circuit open, answers IDAAS.SDK.CAPTCHA.0006 at once.
+	// A refused send costs no budget. A hung mail server thus holds at most
+	// five times this many requests, until its failures open the circuit.
+	// Default: 16.
 	MailConcurrency int
 	// MailCoolDown is how long the mail circuit stays open once 5 code
 	// mails in a row have failed; then one mail probes the server, and

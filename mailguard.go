@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"log/slog"
+	"sync/atomic"
 	"time"
 
 	"github.com/sony/gobreaker/v2"
@@ -15,18 +16,19 @@ import (
 const mailBreakerFailures = 5
 
 // errMailUnavailable is why a send is refused without trying the mailer:
-// the circuit is open, or no mail slot came free within MailTimeout.
-var errMailUnavailable = errors.New("selfservice: the mailer is unavailable (circuit open, or every send slot busy for MailTimeout)")
+// the circuit is open, or no mail slot came free in time.
+var errMailUnavailable = errors.New("selfservice: the mailer is unavailable (circuit open, or every send slot busy)")
 
-// mailGuard keeps a slow or dead mail server to its own requests: send-code
-// waits for a mail slot and the mailer at most MailTimeout in all, at most
-// MailConcurrency code mails are in flight, and a circuit breaker
-// (sony/gobreaker) stops trying a mailer that keeps failing. A refused send
-// costs no budget.
+// mailGuard keeps a slow or dead mail server to its own requests: at most
+// MailConcurrency code mails are in flight and four times as many sends
+// wait for one to finish, each wait and each send lasts at most MailTimeout, and a
+// circuit breaker (sony/gobreaker) stops trying a mailer that keeps
+// failing. A refused send costs no budget.
 type mailGuard struct {
 	mailer  Mailer
 	timeout time.Duration
 	slots   chan struct{}
+	waiting atomic.Int64 // sends waiting for a slot
 	breaker *gobreaker.CircuitBreaker[struct{}]
 }
 
@@ -53,27 +55,52 @@ func newMailGuard(cfg *Config) *mailGuard {
 	return g
 }
 
+// mailWaitersPerSlot bounds the sends that wait for a mail slot: four a
+// slot, so that a burst of a few times MailConcurrency queues, and a hung
+// mail server holds at most five times MailConcurrency requests until its
+// failures open the circuit.
+const mailWaitersPerSlot = 4
+
 // acquire takes a mail slot for a send about to be charged. It refuses at
-// once when the circuit is open; when every slot is busy it waits for one,
-// so that a burst of sends to a healthy mail server queues rather than
-// fails. The wait and the send share one MailTimeout: the context returned
-// carries that deadline, and release frees the slot and the context.
-func (g *mailGuard) acquire(ctx context.Context) (_ context.Context, release func(), err error) {
+// once when the circuit is open or when mailWaitersPerSlot sends a slot
+// wait already; otherwise, when every slot is busy, it waits for one at
+// most MailTimeout, so that a burst of sends to a healthy mail server
+// queues rather than fails. release frees the slot.
+func (g *mailGuard) acquire(ctx context.Context) (release func(), err error) {
 	if g.breaker.State() == gobreaker.StateOpen {
-		return nil, nil, errMailUnavailable
+		return nil, errMailUnavailable
 	}
-	ctx, cancel := context.WithTimeout(ctx, g.timeout)
 	select {
 	case g.slots <- struct{}{}:
-		return ctx, func() { <-g.slots; cancel() }, nil
+		return g.release, nil
+	default:
+	}
+	if g.waiting.Add(1) > int64(mailWaitersPerSlot*cap(g.slots)) {
+		g.waiting.Add(-1)
+		return nil, errMailUnavailable
+	}
+	defer g.waiting.Add(-1)
+	t := time.NewTimer(g.timeout)
+	defer t.Stop()
+	select {
+	case g.slots <- struct{}{}:
+		return g.release, nil
+	case <-t.C:
+		return nil, errMailUnavailable
 	case <-ctx.Done():
-		cancel()
-		return nil, nil, errMailUnavailable
+		return nil, errMailUnavailable
 	}
 }
 
-// send mails msg through the circuit, within ctx's deadline (acquire's).
+func (g *mailGuard) release() { <-g.slots }
+
+// send mails msg through the circuit, waiting for the mailer at most
+// MailTimeout: the time spent waiting for a slot is not taken from the
+// send, so that queueing never looks like a failing mail server to the
+// circuit.
 func (g *mailGuard) send(ctx context.Context, msg Message) error {
+	ctx, cancel := context.WithTimeout(ctx, g.timeout)
+	defer cancel()
 	_, err := g.breaker.Execute(func() (struct{}, error) { return struct{}{}, g.mailer.Send(ctx, msg) })
 	if errors.Is(err, gobreaker.ErrOpenState) || errors.Is(err, gobreaker.ErrTooManyRequests) {
 		return errMailUnavailable

@@ -123,7 +123,7 @@ func TestHungMailServer(t *testing.T) {
 	})
 }
 
-// TestMailSlotsQueue: a burst of sends larger than MailConcurrency to a
+// TestMailSlotsQueue: a burst of sends four times MailConcurrency to a
 // healthy mail server is served, not refused: sends wait for a slot, and
 // the mailer never holds more than MailConcurrency at once.
 func TestMailSlotsQueue(t *testing.T) {
@@ -142,7 +142,7 @@ func TestMailSlotsQueue(t *testing.T) {
 		c.Budgets = testkit.LooseBudgets()
 	})
 	var wg sync.WaitGroup
-	for i := range 12 {
+	for i := range 8 {
 		wg.Go(func() {
 			r := f.do(t, http.MethodPost, selfservice.SendCodePath, baseHeaders("en"),
 				fmt.Sprintf(`{"email":"burst%d@example.com","type":"UPDATE_EMAIL_EMS","captcha_token":"ok"}`, i))
@@ -155,6 +155,82 @@ func TestMailSlotsQueue(t *testing.T) {
 	if m := most.Load(); m > 2 {
 		t.Errorf("the mailer held %d mails at once, MailConcurrency is 2", m)
 	}
+}
+
+// TestMailWaitersBounded: with a hung mail server, four sends a slot wait
+// for one; a send beyond them is answered at once, without waiting and
+// without a budget charge.
+func TestMailWaitersBounded(t *testing.T) {
+	t.Parallel()
+	mailer := &guardMailer{entered: make(chan struct{}, 1), release: make(chan struct{})}
+	mailer.hung.Store(true)
+	f := newFixtureWith(t, func(c *selfservice.Config) {
+		mailer.next = c.Mailer
+		c.Mailer, c.MailTimeout, c.MailConcurrency = mailer, time.Minute, 1
+		c.Budgets = testkit.LooseBudgets()
+	})
+	send := func(to string) reply {
+		return f.do(t, http.MethodPost, selfservice.SendCodePath, baseHeaders("en"),
+			`{"email":`+quote(to)+`,"type":"UPDATE_EMAIL_EMS","captcha_token":"ok"}`)
+	}
+	var wg sync.WaitGroup
+	wg.Go(func() { send("held@example.com") })
+	<-mailer.entered
+	for i := range 4 {
+		wg.Go(func() { send(fmt.Sprintf("waiting%d@example.com", i)) })
+	}
+	waitFor(t, "four sends wait for the slot", func() bool { return f.svc.MailWaiting() == 4 })
+	start := time.Now()
+	r := send("beyond@example.com")
+	if r.Status != http.StatusInternalServerError || r.Code != string(i18n.CodeSendFailed) {
+		t.Errorf("a send beyond the waiters: %d %s, want 500 %s", r.Status, r.Raw, i18n.CodeSendFailed)
+	}
+	if took := time.Since(start); took > 30*time.Second {
+		t.Errorf("a send beyond the waiters took %v: it waited", took)
+	}
+	mailer.hung.Store(false)
+	close(mailer.release)
+	wg.Wait()
+}
+
+// TestMailWaitIsNotTheSendsTime: a send that waited for a slot still gives
+// the mailer the whole MailTimeout, so that queueing behind a healthy but
+// busy mail server never looks like a failing one to the circuit.
+func TestMailWaitIsNotTheSendsTime(t *testing.T) {
+	t.Parallel()
+	const timeout = time.Second
+	entered := make(chan struct{}, 1)
+	left := make(chan time.Duration, 2) // what each send had left at the mailer
+	mailer := selfservice.MailerFunc(func(ctx context.Context, msg selfservice.Message) error {
+		d, _ := ctx.Deadline()
+		left <- time.Until(d)
+		if msg.To == "first@example.com" {
+			entered <- struct{}{}
+			time.Sleep(timeout * 6 / 10) // holds the only slot
+		}
+		return nil
+	})
+	f := newFixtureWith(t, func(c *selfservice.Config) {
+		c.Mailer, c.MailTimeout, c.MailConcurrency = mailer, timeout, 1
+		c.Budgets = testkit.LooseBudgets()
+	})
+	send := func(to string) reply {
+		return f.do(t, http.MethodPost, selfservice.SendCodePath, baseHeaders("en"),
+			`{"email":`+quote(to)+`,"type":"UPDATE_EMAIL_EMS","captcha_token":"ok"}`)
+	}
+	var wg sync.WaitGroup
+	wg.Go(func() { send("first@example.com") })
+	<-left
+	<-entered
+	if r := send("second@example.com"); r.Status != http.StatusOK {
+		t.Errorf("the send that waited for the slot: %d %s", r.Status, r.Raw)
+	}
+	// It waited about 0.6 s: had the wait come out of its MailTimeout, it
+	// would have had about 0.4 s left.
+	if d := <-left; d < timeout*8/10 {
+		t.Errorf("the send that waited had %v of its MailTimeout %v left at the mailer", d, timeout)
+	}
+	wg.Wait()
 }
 
 // TestMailTimeout: a send waits for a hung mail server at most

@@ -190,8 +190,8 @@ func (s *Service) sendCode(ctx context.Context, c caller, req SendCodeRequest) e
 	}
 	// A mailer known to be down refuses at once, and one busy with as many
 	// code mails as it may hold lets the send wait for a slot, before any
-	// budget is charged; the wait counts in MailTimeout.
-	mailCtx, release, err := s.mail.acquire(ctx)
+	// budget is charged.
+	release, err := s.mail.acquire(ctx)
 	if err != nil {
 		return i18n.Wrap(i18n.CodeSendFailed, err)
 	}
@@ -215,7 +215,7 @@ func (s *Service) sendCode(ctx context.Context, c caller, req SendCodeRequest) e
 		return i18n.Wrap(i18n.CodeInternal, err)
 	}
 	msg := Message{Kind: MailCode, Purpose: req.Type, To: email, Code: code, ExpiresIn: s.cfg.CodeTTL, Language: c.language}
-	if err := s.mail.send(mailCtx, msg); err != nil {
+	if err := s.mail.send(ctx, msg); err != nil {
 		if errors.Is(err, errMailUnavailable) {
 			// Refused before the mailer saw it: nothing left, nothing spent.
 			s.cancel(ctx, taken)

@@ -546,33 +546,22 @@ func (b *budget) wait(limits []store.Limit, at int64) int64 {
 // more, and all but the newest most, which no limit looks at.
 func (b *budget) forget(oldest int64, most int) {
 	// The events are in time order: the first to keep is found by binary
-	// search, so that a long log (a budget of large N) costs O(log N).
+	// search. Moving the rest down stays O(N) for a long log (a budget of
+	// large N); slicing instead would keep the dropped events' array while
+	// the Limiter counted less room than it holds.
 	lo := max(len(b.events)-most, 0)
 	k := lo + sort.Search(len(b.events)-lo, func(i int) bool { return b.events[lo+i].at > oldest })
 	if k == 0 {
 		return
 	}
 	live := len(b.events) - k
-	switch c := cap(b.events); {
-	case c > 8 && live <= c/4:
+	if c := cap(b.events); c > 8 && live <= c/4 {
 		// After a burst, give back what the burst needed.
 		b.events = append(make([]event, 0, 2*live), b.events[k:]...)
-	case live > longLog:
-		// Moving a long log down for every event dropped from its front
-		// would cost O(N) a call: drop them by slicing instead, and let
-		// append move the log when it next grows. Until then the array
-		// holds the dropped events too, at most as many as it has room
-		// for: the Limiter counts room (cap), which slicing lowers, so a
-		// long log may hold up to twice the room counted.
-		b.events = b.events[k:]
-	default:
-		b.events = b.events[:copy(b.events, b.events[k:])]
+		return
 	}
+	b.events = b.events[:copy(b.events, b.events[k:])]
 }
-
-// longLog is the length beyond which forget drops events by slicing rather
-// than by moving the log: budgets of the defaults' sizes never reach it.
-const longLog = 64
 
 // checkLimits returns the longest Window and the largest N of limits, or
 // an error if the list is empty or a limit is not positive.

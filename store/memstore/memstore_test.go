@@ -294,9 +294,9 @@ func TestLimiterUnderPressureNeverFailsOpen(t *testing.T) {
 	}
 }
 
-// Budgets of large N keep long logs, which forget shortens by slicing
-// rather than by moving them: with room for every key, the Limiter agrees
-// with the model exactly, accept for accept and wait for wait (to the
+// Budgets of large N keep long logs, whose expired events forget finds by
+// binary search: with room for every key, the Limiter agrees with the
+// model exactly, accept for accept and wait for wait (to the
 // millisecond), through
 // bursts, quiet spells and cancels.
 func TestLimiterLongLogsExact(t *testing.T) {
