@@ -241,6 +241,40 @@ func (m limiterModel) wait(key string, limits []store.Limit, now time.Time) time
 	return wait
 }
 
+// cancelOne cancels one of key's events, picked by rng, in l and in m.
+func (m limiterModel) cancelOne(t *testing.T, l *memstore.Limiter, rng *rand.Rand, step int, key string) {
+	t.Helper()
+	es := m[key]
+	i := rng.IntN(len(es))
+	check(t, fmt.Sprintf("step %d: Cancel", step), l.Cancel(t.Context(), key, es[i].id), nil)
+	m[key] = slices.Delete(es, i, i+1)
+}
+
+// reserve asks l for an event of key at now and holds the answer to m's
+// events: an accept they forbid, or a refusal that says to come back
+// sooner than they allow, fails t; with exact, so does a refusal they do
+// not call for, or a RetryAfter later than theirs rounded up to the
+// millisecond. An accepted event is recorded in m; reserve reports whether
+// there was one.
+func (m limiterModel) reserve(t *testing.T, l *memstore.Limiter, step int, key string, limits []store.Limit, now time.Time, exact bool) bool {
+	t.Helper()
+	want := m.wait(key, limits, now)
+	id, err := l.Reserve(t.Context(), key, limits, now)
+	var rl *store.RateLimitError
+	switch {
+	case err == nil && want > 0:
+		t.Fatalf("step %d: key %s at base+%v accepted; its events say wait %v", step, key, now.Sub(base), want)
+	case err == nil:
+		m[key] = append(m[key], modelEvent{now, id})
+		return true
+	case !errors.As(err, &rl):
+		t.Fatalf("step %d: Reserve: %v", step, err)
+	case rl.RetryAfter < want, exact && (want == 0 || rl.RetryAfter >= want+time.Millisecond):
+		t.Fatalf("step %d: key %s: RetryAfter %v, its events say %v", step, key, rl.RetryAfter, want)
+	}
+	return false
+}
+
 // A Limiter far smaller than its traffic never lets a key through where
 // the events it accepted (less those it was told to cancel) say no, and a
 // refusal never says to come back sooner than they allow: it may refuse
@@ -249,7 +283,6 @@ func (m limiterModel) wait(key string, limits []store.Limit, now time.Time) time
 // and back many times.
 func TestLimiterUnderPressureNeverFailsOpen(t *testing.T) {
 	t.Parallel()
-	ctx := t.Context()
 	lists := [][]store.Limit{
 		{{N: 1, Window: time.Minute}, {N: 10, Window: 24 * time.Hour}},
 		{{N: 3, Window: time.Hour}, {N: 5, Window: 24 * time.Hour}},
@@ -267,25 +300,12 @@ func TestLimiterUnderPressureNeverFailsOpen(t *testing.T) {
 				now = now.Add(time.Duration(rng.IntN(int(time.Minute)))) // 50 hours in all
 				k := rng.IntN(40)                                        // 40 keys, room for 8
 				key, limits := fmt.Sprint("key ", k), lists[k%len(lists)]
-				if es := model[key]; len(es) > 0 && rng.IntN(8) == 0 {
-					i := rng.IntN(len(es))
-					check(t, fmt.Sprintf("step %d: Cancel", step), l.Cancel(ctx, key, es[i].id), nil)
-					model[key] = slices.Delete(es, i, i+1)
+				if len(model[key]) > 0 && rng.IntN(8) == 0 {
+					model.cancelOne(t, l, rng, step, key)
 				}
-				want := model.wait(key, limits, now)
-				id, err := l.Reserve(ctx, key, limits, now)
-				var rl *store.RateLimitError
-				switch {
-				case err == nil && want > 0:
-					t.Fatalf("step %d: key %s at base+%v accepted; its events say wait %v", step, key, now.Sub(base), want)
-				case err == nil:
+				if model.reserve(t, l, step, key, limits, now, false) {
 					accepted++
-					model[key] = append(model[key], modelEvent{now, id})
-				case !errors.As(err, &rl):
-					t.Fatalf("step %d: Reserve: %v", step, err)
-				case rl.RetryAfter < want:
-					t.Fatalf("step %d: key %s: RetryAfter %v, its events say %v", step, key, rl.RetryAfter, want)
-				default:
+				} else {
 					refused++
 				}
 			}
@@ -301,7 +321,6 @@ func TestLimiterUnderPressureNeverFailsOpen(t *testing.T) {
 // bursts, quiet spells and cancels.
 func TestLimiterLongLogsExact(t *testing.T) {
 	t.Parallel()
-	ctx := t.Context()
 	limits := []store.Limit{{N: 100, Window: 10 * time.Second}, {N: 500, Window: time.Minute}}
 	rng := rand.New(rand.NewPCG(7, 17))
 	l := memstore.NewLimiter()
@@ -315,26 +334,12 @@ func TestLimiterLongLogsExact(t *testing.T) {
 		}
 		now = now.Add(gap)
 		key := fmt.Sprint("key ", rng.IntN(3))
-		if es := model[key]; len(es) > 0 && rng.IntN(16) == 0 {
-			i := rng.IntN(len(es))
-			check(t, fmt.Sprintf("step %d: Cancel", step), l.Cancel(ctx, key, es[i].id), nil)
-			model[key] = slices.Delete(es, i, i+1)
+		if len(model[key]) > 0 && rng.IntN(16) == 0 {
+			model.cancelOne(t, l, rng, step, key)
 		}
-		want := model.wait(key, limits, now)
-		id, err := l.Reserve(ctx, key, limits, now)
-		var rl *store.RateLimitError
-		switch {
-		case err == nil && want > 0:
-			t.Fatalf("step %d: %s accepted; its events say wait %v", step, key, want)
-		case err == nil:
+		if model.reserve(t, l, step, key, limits, now, true) {
 			accepted++
-			model[key] = append(model[key], modelEvent{now, id})
-		case !errors.As(err, &rl):
-			t.Fatalf("step %d: Reserve: %v", step, err)
-		case want == 0 || rl.RetryAfter < want || rl.RetryAfter >= want+time.Millisecond:
-			// RetryAfter is rounded up to the millisecond.
-			t.Fatalf("step %d: %s: refused with RetryAfter %v; its events say %v", step, key, rl.RetryAfter, want)
-		default:
+		} else {
 			refused++
 		}
 	}
