@@ -286,22 +286,8 @@ func TestBatchKeysAndTTL(t *testing.T) {
 // charge. Once memory is freed the code and the budgets are as before.
 func TestNoevictionFullBatch(t *testing.T) {
 	t.Parallel()
-	rdb := redistest.StartServer(t).Client(t)
-	ctx := t.Context()
-	s := newStores(rdb, redisstore.Options{})
-	limits := []store.Limit{{N: 3, Window: time.Hour}}
-	for range 3 {
-		if _, err := s.limiter.Reserve(ctx, "spent", limits, time.Now()); err != nil {
-			t.Fatal(err)
-		}
-	}
-	if _, err := s.limiter.Reserve(ctx, "room", limits, time.Now()); err != nil {
-		t.Fatal(err)
-	}
-	right, wrong := []byte("right"), []byte("wrong")
-	if err := s.codes.Put(ctx, codeKey, right, time.Now().Add(time.Hour)); err != nil {
-		t.Fatal(err)
-	}
+	rdb, s := beforeFull(t)
+	ctx, limits, right, wrong := t.Context(), fullLimits, fullRight, []byte("wrong")
 	events := func() int64 {
 		t.Helper()
 		keys, err := rdb.Keys(ctx, redisstore.DefaultPrefix+"limit:*").Result()
@@ -321,7 +307,6 @@ func TestNoevictionFullBatch(t *testing.T) {
 	before := events()
 	makeFull(t, rdb)
 
-	isOOM := func(err error) bool { return err != nil && strings.Contains(err.Error(), "OOM") }
 	req := func(key string) store.LimitRequest { return store.LimitRequest{Key: key, Limits: limits} }
 	charge := func(key string, keep store.Outcome) store.Charge {
 		return store.Charge{LimitRequest: req(key), KeepOn: keep}

@@ -290,25 +290,10 @@ func TestPolicyChangeNoticed(t *testing.T) {
 // works: the failed calls spent none of its tries.
 func TestNoevictionFull(t *testing.T) {
 	t.Parallel()
-	rdb := redistest.StartServer(t).Client(t)
-	ctx := t.Context()
-	s := newStores(rdb, redisstore.Options{})
-	limits := []store.Limit{{N: 3, Window: time.Hour}}
-	for range 3 {
-		if _, err := s.limiter.Reserve(ctx, "spent", limits, time.Now()); err != nil {
-			t.Fatal(err)
-		}
-	}
-	if _, err := s.limiter.Reserve(ctx, "room", limits, time.Now()); err != nil {
-		t.Fatal(err)
-	}
-	right, wrong := []byte("right"), []byte("wrong")
-	if err := s.codes.Put(ctx, codeKey, right, time.Now().Add(time.Hour)); err != nil {
-		t.Fatal(err)
-	}
+	rdb, s := beforeFull(t)
+	ctx, limits, right, wrong := t.Context(), fullLimits, fullRight, []byte("wrong")
 	makeFull(t, rdb)
 
-	isOOM := func(err error) bool { return err != nil && strings.Contains(err.Error(), "OOM") }
 	var wg sync.WaitGroup
 	errs := make(chan error, 40)
 	for range 20 {
@@ -389,6 +374,38 @@ func fill(t *testing.T, rdb *redis.Client, done func() bool) int {
 // makeFull fills a noeviction Redis with a megabyte and a half of other
 // keys and then sets maxmemory to half of what it uses, so that it stays
 // full whatever its buffers do meanwhile.
+// fullLimits are the budgets of beforeFull's keys, and fullRight the hash
+// of its code.
+var (
+	fullLimits = []store.Limit{{N: 3, Window: time.Hour}}
+	fullRight  = []byte("right")
+)
+
+// beforeFull starts a Redis of the test's own, as the tests of a full
+// Redis want it before makeFull: the budget "spent" spent, the budget
+// "room" with room, the code fullRight stored at codeKey.
+func beforeFull(t *testing.T) (*redis.Client, stores) {
+	t.Helper()
+	rdb := redistest.StartServer(t).Client(t)
+	ctx := t.Context()
+	s := newStores(rdb, redisstore.Options{})
+	for range 3 {
+		if _, err := s.limiter.Reserve(ctx, "spent", fullLimits, time.Now()); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if _, err := s.limiter.Reserve(ctx, "room", fullLimits, time.Now()); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.codes.Put(ctx, codeKey, fullRight, time.Now().Add(time.Hour)); err != nil {
+		t.Fatal(err)
+	}
+	return rdb, s
+}
+
+// isOOM reports whether err is Redis's refusal of a write when full.
+func isOOM(err error) bool { return err != nil && strings.Contains(err.Error(), "OOM") }
+
 func makeFull(t *testing.T, rdb *redis.Client) {
 	t.Helper()
 	n := 0
