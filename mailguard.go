@@ -21,9 +21,9 @@ var errMailUnavailable = errors.New("selfservice: the mailer is unavailable (cir
 
 // mailGuard keeps a slow or dead mail server to its own requests: at most
 // MailConcurrency code mails are in flight and four times as many sends
-// wait for one to finish, each wait and each send lasts at most MailTimeout, and a
-// circuit breaker (sony/gobreaker) stops trying a mailer that keeps
-// failing. A refused send costs no budget.
+// wait for one to finish, each wait and each send lasts at most
+// MailTimeout, and a circuit breaker (sony/gobreaker) stops trying a
+// mailer that keeps failing. A refused send costs no budget.
 type mailGuard struct {
 	mailer  Mailer
 	timeout time.Duration
