@@ -36,7 +36,8 @@ type RevertEmailRequest struct {
 
 // RevertEmail undoes a change of email, running the checks of the HTTP
 // endpoint in the same order: device, client id empty, client registered,
-// revert_token empty, the per-IP budget of undo attempts, then the token.
+// revert_token empty, the per-IP budget of undo attempts, then the token
+// (a live token is honoured even when the budget is spent: see below).
 // A live token puts the address it was mailed to back on the account,
 // voids the undo tokens of the account's later changes (so that a chain
 // A->B->C goes straight back to A) and locks the account's email changes
@@ -74,12 +75,27 @@ func (s *Service) revertEmail(ctx context.Context, c caller, token string) error
 	// guesses cannot overdraw the budget; a token that works gives it back.
 	taken, err := s.reserve(ctx, c, "",
 		budget{BudgetRevertsPerIP, revertsPerIPKey(c), s.cfg.Budgets.RevertsPerIP, i18n.CodeRevertLimited})
+	// A spent budget still lets a live token through: the budget only
+	// bounds guesses, which 256 bits make hopeless anyway, and a thief who
+	// shares the owner's address (a NAT, a proxy) could otherwise spend it
+	// with junk and keep the undo from the owner for the token's whole
+	// life. A token that fails is answered with the refusal.
+	var limited error
 	if err != nil {
-		return err
+		if !errors.Is(err, i18n.CodeRevertLimited) {
+			return err
+		}
+		limited = err
+	}
+	rejected := func() error {
+		s.event(ctx, c, EventRevertRejected, "", "", "")
+		if limited != nil {
+			return limited
+		}
+		return i18n.CodeRevertTokenInvalid
 	}
 	if !wellFormedRevertToken(token) {
-		s.event(ctx, c, EventRevertRejected, "", "", "")
-		return i18n.CodeRevertTokenInvalid
+		return rejected()
 	}
 	now := s.cfg.Now()
 	req := store.EmailRevert{Now: now, LockUntil: now.Add(s.cfg.RevertCoolOff)}
@@ -94,8 +110,7 @@ func (s *Service) revertEmail(ctx context.Context, c caller, token string) error
 	}
 	switch {
 	case errors.Is(err, store.ErrRevertInvalid):
-		s.event(ctx, c, EventRevertRejected, "", "", "")
-		return i18n.CodeRevertTokenInvalid
+		return rejected()
 	case errors.Is(err, store.ErrEmailExists):
 		s.cancel(ctx, taken)
 		return i18n.CodeRevertEmailTaken

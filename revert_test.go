@@ -201,6 +201,35 @@ func TestRevertBudgetCountsFailures(t *testing.T) {
 	}
 }
 
+// TestRevertLiveTokenPastBudget: junk from the owner's address (a thief
+// behind the same NAT) spends the undo budget, yet the owner's live token
+// still works; a failing token past the budget is the refusal.
+func TestRevertLiveTokenPastBudget(t *testing.T) {
+	t.Parallel()
+	f := newFixtureWith(t, func(c *selfservice.Config) {
+		b := testkit.LooseBudgets()
+		b.RevertsPerIP = []store.Limit{{N: 3, Window: time.Hour}}
+		c.Budgets = b
+	}, mustUser(t, "u", "owner@example.com"))
+	f.changeTo(t, token(t, "u", nil), "thief@example.com")
+	tok := f.revertToken(t, "owner@example.com")
+	for i, junk := range []string{"x", "guess-1", strings.Repeat("A", 43), "x"} {
+		want := i18n.CodeRevertTokenInvalid
+		if i == 3 {
+			want = i18n.CodeRevertLimited
+		}
+		if r := f.revert(t, junk); r.Code != string(want) {
+			t.Fatalf("junk %d: %s, want %s", i, r.Raw, want)
+		}
+	}
+	if r := f.revert(t, tok); r.Status != http.StatusOK {
+		t.Fatalf("the owner's token past the budget: %s", r.Raw)
+	}
+	if r := f.revert(t, tok); r.Status != http.StatusTooManyRequests || r.Code != string(i18n.CodeRevertLimited) {
+		t.Errorf("the spent token past the budget: %d %s, want 429 %s", r.Status, r.Raw, i18n.CodeRevertLimited)
+	}
+}
+
 // TestCodeSecretRotation rotates the code secret across two replicas that
 // share their stores, with codes in flight: first every replica accepts the
 // new secret (CodeSecret old, PreviousCodeSecrets new), then each in turn

@@ -362,7 +362,8 @@ type ClientInterface interface {
 	// back to A) and pauses the account's changes of email for a cool-off
 	// (24 hours by default). A token is single use and lives 7 days by
 	// default. Failed attempts are counted per client address (`429`,
-	// `IDAAS.SDK.REVERT.9304`).
+	// `IDAAS.SDK.REVERT.9304`); a live token works even when they are spent,
+	// so that nobody sharing the owner's address can keep the undo from them.
 	//
 	// Takes any type of body and a specified content type.
 	//
@@ -379,7 +380,8 @@ type ClientInterface interface {
 	// back to A) and pauses the account's changes of email for a cool-off
 	// (24 hours by default). A token is single use and lives 7 days by
 	// default. Failed attempts are counted per client address (`429`,
-	// `IDAAS.SDK.REVERT.9304`).
+	// `IDAAS.SDK.REVERT.9304`); a live token works even when they are spent,
+	// so that nobody sharing the owner's address can keep the undo from them.
 	//
 	// Takes a body of the `application/json` content type.
 	//
@@ -491,7 +493,8 @@ func (c *Client) SendCode(ctx context.Context, params *SendCodeParams, body Send
 // back to A) and pauses the account's changes of email for a cool-off
 // (24 hours by default). A token is single use and lives 7 days by
 // default. Failed attempts are counted per client address (`429`,
-// `IDAAS.SDK.REVERT.9304`).
+// `IDAAS.SDK.REVERT.9304`); a live token works even when they are spent,
+// so that nobody sharing the owner's address can keep the undo from them.
 //
 // Takes any type of body and a specified content type.
 //
@@ -518,7 +521,8 @@ func (c *Client) RevertEmailWithBody(ctx context.Context, params *RevertEmailPar
 // back to A) and pauses the account's changes of email for a cool-off
 // (24 hours by default). A token is single use and lives 7 days by
 // default. Failed attempts are counted per client address (`429`,
-// `IDAAS.SDK.REVERT.9304`).
+// `IDAAS.SDK.REVERT.9304`); a live token works even when they are spent,
+// so that nobody sharing the owner's address can keep the undo from them.
 //
 // Takes a body of the `application/json` content type.
 //
@@ -989,7 +993,8 @@ type ClientWithResponsesInterface interface {
 	// back to A) and pauses the account's changes of email for a cool-off
 	// (24 hours by default). A token is single use and lives 7 days by
 	// default. Failed attempts are counted per client address (`429`,
-	// `IDAAS.SDK.REVERT.9304`).
+	// `IDAAS.SDK.REVERT.9304`); a live token works even when they are spent,
+	// so that nobody sharing the owner's address can keep the undo from them.
 	//
 	// Takes any type of body and a specified content type, and returns a wrapper object for the known response body format(s).
 	//
@@ -1006,7 +1011,8 @@ type ClientWithResponsesInterface interface {
 	// back to A) and pauses the account's changes of email for a cool-off
 	// (24 hours by default). A token is single use and lives 7 days by
 	// default. Failed attempts are counted per client address (`429`,
-	// `IDAAS.SDK.REVERT.9304`).
+	// `IDAAS.SDK.REVERT.9304`); a live token works even when they are spent,
+	// so that nobody sharing the owner's address can keep the undo from them.
 	//
 	// Takes a body of the `application/json` content type, and returns a wrapper object for the known response body format(s).
 	//
@@ -1510,7 +1516,8 @@ func (c *ClientWithResponses) SendCodeWithResponse(ctx context.Context, params *
 // back to A) and pauses the account's changes of email for a cool-off
 // (24 hours by default). A token is single use and lives 7 days by
 // default. Failed attempts are counted per client address (`429`,
-// `IDAAS.SDK.REVERT.9304`).
+// `IDAAS.SDK.REVERT.9304`); a live token works even when they are spent,
+// so that nobody sharing the owner's address can keep the undo from them.
 //
 // Takes any type of body and a specified content type, and returns a wrapper object for the known response body format(s).
 //
@@ -1533,7 +1540,8 @@ func (c *ClientWithResponses) RevertEmailWithBodyWithResponse(ctx context.Contex
 // back to A) and pauses the account's changes of email for a cool-off
 // (24 hours by default). A token is single use and lives 7 days by
 // default. Failed attempts are counted per client address (`429`,
-// `IDAAS.SDK.REVERT.9304`).
+// `IDAAS.SDK.REVERT.9304`); a live token works even when they are spent,
+// so that nobody sharing the owner's address can keep the undo from them.
 //
 // Takes a body of the `application/json` content type, and returns a wrapper object for the known response body format(s).
 //
