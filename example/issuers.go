@@ -52,6 +52,10 @@ func newSecondIssuer(mux *http.ServeMux, base string, clients store.ClientRegist
 		Clients: reg,
 		Default: def,
 		Options: idtoken.Options{Logger: logger, MeterProvider: meters},
+		// Both issuers are this process's own and sign in the same users.
+		// Issuers of tenants that are not yours keep the default, under
+		// which each issuer's users have ids of their own.
+		SharedSubjects: true,
 	})
 	if err != nil {
 		return nil, err

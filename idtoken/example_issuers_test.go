@@ -71,9 +71,9 @@ func ExampleNewIssuers() {
 		fmt.Println(try.client, "user", id.Subject)
 	}
 	// Output:
-	// shop-app user u-1001
+	// shop-app user https://id.shop.example#u-1001
 	// partner-app refused
-	// partner-app user u-2002
+	// partner-app user https://id.partner.example#u-2002
 }
 
 // serveJWKS publishes key's public half under the kid "2031-01".

@@ -79,7 +79,23 @@ type IssuersOptions struct {
 	// more (a registration moved elsewhere) keeps its Verifier, and its
 	// place, until Close. Default: 100.
 	MaxIssuers int
+	// SharedSubjects makes every issuer speak for one namespace of users:
+	// a token's sub is the user id (Identity.Subject) whatever its issuer.
+	// By default only the Default's tokens do; a token verified with a
+	// client's own issuer acts for the user QualifiedSubject(iss, sub), so
+	// that an issuer (a tenant's OpenID provider) naming a sub of another
+	// issuer's user cannot act for that user: OpenID Connect makes a sub
+	// unique within its issuer only. Set it only when every issuer is
+	// yours and they share their users' ids.
+	SharedSubjects bool
 }
+
+// QualifiedSubject is the user id a token of a client's own issuer acts
+// for under Issuers (unless IssuersOptions.SharedSubjects): its sub,
+// qualified with its issuer as issuer#sub. An issuer has no fragment
+// (OpenID Connect Discovery section 3), so the first '#' parts the two.
+// Give the users of such an issuer these ids in the UserStore.
+func QualifiedSubject(issuer, sub string) string { return issuer + "#" + sub }
 
 // Issuers is a middleware.TokenVerifier for a deployment whose applications
 // sign in through different issuers: it finds the token's client (X-client-id)
@@ -95,7 +111,10 @@ type IssuersOptions struct {
 // client of issuer B is refused by B's Verifier (its iss is not B, and its
 // key is not B's), and one presented with a client registered without an
 // issuer is refused by the Default (its iss is not the Default's). The
-// audience must still name the client, as with a single Verifier.
+// audience must still name the client, as with a single Verifier. Users are
+// told apart by issuer too: a token of a client's own issuer acts for the
+// user QualifiedSubject(iss, sub), not sub (see SharedSubjects), so a
+// tenant's provider cannot sign in as another issuer's user.
 //
 // The first token of an issuer waits for its Verifier's first JWKS fetch
 // (at most HTTPTimeout, and only as long as its context lets it); tokens of
@@ -109,6 +128,7 @@ type Issuers struct {
 	def      *Verifier
 	template Options
 	max      int
+	shared   bool
 	logger   *slog.Logger
 
 	mu        sync.Mutex // guards verifiers and closed
@@ -163,6 +183,7 @@ func NewIssuers(opts IssuersOptions) (*Issuers, error) {
 		def:       opts.Default,
 		template:  t,
 		max:       opts.MaxIssuers,
+		shared:    opts.SharedSubjects,
 		logger:    t.Logger,
 		verifiers: make(map[issuerKey]*issuerVerifier),
 	}, nil
@@ -195,7 +216,12 @@ func (is *Issuers) VerifyToken(ctx context.Context, raw, clientID string) (middl
 	}
 	// The registry's id, as RequireBearer passes it: the audience must
 	// name the client as registered.
-	return v.VerifyToken(ctx, raw, client.ID)
+	id, err := v.VerifyToken(ctx, raw, client.ID)
+	if err != nil || v == is.def || is.shared {
+		return id, err
+	}
+	id.Subject = QualifiedSubject(v.opts.Issuer, id.Subject)
+	return id, nil
 }
 
 // client returns clientID's registration: the one RequireClientID put in

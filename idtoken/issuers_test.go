@@ -306,8 +306,9 @@ func TestIssuersService(t *testing.T) {
 	is := newIssuers(t, reg, nil, nil)
 	users := &memstore.UserStore{}
 	for _, u := range []store.User{
-		{ID: "user-a", Email: "a@example.com", CanonicalEmail: "a@example.com"},
-		{ID: "user-b", Email: "b@example.com", CanonicalEmail: "b@example.com"},
+		// Each issuer's users, with the ids their tokens act for.
+		{ID: idtoken.QualifiedSubject(a.iss, "user-a"), Email: "a@example.com", CanonicalEmail: "a@example.com"},
+		{ID: idtoken.QualifiedSubject(b.iss, "user-b"), Email: "b@example.com", CanonicalEmail: "b@example.com"},
 	} {
 		if err := users.CreateUser(t.Context(), u); err != nil {
 			t.Fatal(err)
@@ -693,5 +694,44 @@ func TestIssuersTelemetry(t *testing.T) {
 	}
 	if ok != uint64(a.fetches()) || failed != uint64(b.fetches()) || ok == 0 || failed == 0 {
 		t.Errorf("%d fetches recorded ok and %d failed, want %d of a and %d of b", ok, failed, a.fetches(), b.fetches())
+	}
+}
+
+// TestIssuersSubjectsPerIssuer: two issuers and the Default all sign a
+// token for the same sub. Only the Default's acts for that user id; the
+// others act for their issuer's user (QualifiedSubject), so no tenant's
+// provider can sign in as another issuer's user. SharedSubjects makes
+// them one namespace.
+func TestIssuersSubjectsPerIssuer(t *testing.T) {
+	t.Parallel()
+	a, b, d := newTenant(t, "a"), newTenant(t, "b"), newTenant(t, "d")
+	reg := memstore.NewClientRegistry(a.client("a1"), b.client("b1"), store.Client{ID: "d1"},
+		store.Client{ID: "d2", Issuer: d.iss, JWKSURL: d.jwksURL})
+	sub := setClaim("sub", "victim-1")
+	tokens := []struct{ client, raw string }{
+		{"d1", d.token(t, d.signer(), "d1", sub)},
+		{"d2", d.token(t, d.signer(), "d2", sub)},
+		{"a1", a.token(t, a.signer(), "a1", sub)},
+		{"b1", b.token(t, b.signer(), "b1", sub)},
+	}
+	for _, shared := range []bool{false, true} {
+		is := newIssuers(t, reg, defaultVerifier(t, d), func(o *idtoken.IssuersOptions) { o.SharedSubjects = shared })
+		want := map[string]string{"d1": "victim-1", "d2": "victim-1",
+			"a1": idtoken.QualifiedSubject(a.iss, "victim-1"), "b1": idtoken.QualifiedSubject(b.iss, "victim-1")}
+		if shared {
+			want["a1"], want["b1"] = "victim-1", "victim-1"
+		}
+		for _, tk := range tokens {
+			id, err := is.VerifyToken(context.Background(), tk.raw, tk.client)
+			if err != nil {
+				t.Fatalf("shared %v, client %s: %v", shared, tk.client, err)
+			}
+			if id.Subject != want[tk.client] {
+				t.Errorf("shared %v, client %s: acts for %q, want %q", shared, tk.client, id.Subject, want[tk.client])
+			}
+		}
+	}
+	if got := idtoken.QualifiedSubject("https://a.example", "u#1"); got != "https://a.example#u#1" {
+		t.Errorf("QualifiedSubject: %q", got)
 	}
 }
