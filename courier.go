@@ -180,7 +180,9 @@ func (c *courier) run() {
 // leaseDue leases up to max due notices. A store failure is logged at most
 // once a minute (the courier polls every second) and leases nothing.
 func (c *courier) leaseDue(max int) []store.Notice {
-	ctx, cancel := context.WithTimeout(context.Background(), c.timeout)
+	// The sends' context: a lease stuck in a hung store ends when
+	// Shutdown runs out of time.
+	ctx, cancel := context.WithTimeout(c.sends, c.timeout)
 	defer cancel()
 	now := c.now()
 	notices, err := c.outbox.LeaseNotices(ctx, max, now, c.lease())
@@ -198,25 +200,6 @@ func (c *courier) leaseDue(max int) []store.Notice {
 // gives it up. Store calls use a context of their own: a notice mailed while
 // Shutdown runs out of time must still be marked.
 func (c *courier) deliver(n store.Notice) {
-	// The store's calls get a deadline of their own, taken after the send:
-	// a send may have used up half a minute before the notice is marked.
-	storeCtx := func() (context.Context, context.CancelFunc) {
-		return context.WithTimeout(context.Background(), 10*time.Second)
-	}
-	age := c.now().Sub(n.ChangedAt)
-	if age > c.maxAge {
-		store, cancel := storeCtx()
-		defer cancel()
-		if err := c.outbox.DeleteNotice(store, n.ID); err != nil {
-			c.logger.Error("selfservice: a notice past NoticeMaxAge could not be deleted", "user", n.UserID, "error", err)
-			return
-		}
-		c.logger.Error("selfservice: notice to the old address given up: not delivered within NoticeMaxAge",
-			"user", n.UserID, "to", MaskEmail(n.To), "attempts", n.Attempts, "age", age.Round(time.Second))
-		c.tel.noticeNotSent(store, noticeExpired)
-		c.emit(store, Event{Kind: EventNoticeFailed, UserID: n.UserID, Email: MaskEmail(n.To)})
-		return
-	}
 	msg := Message{Kind: MailEmailChanged, To: n.To, Language: language.Und, NewEmail: n.NewEmail, ChangedAt: n.ChangedAt}
 	if n.Language != "" {
 		if tag, err := language.Parse(n.Language); err == nil {
@@ -233,21 +216,30 @@ func (c *courier) deliver(n store.Notice) {
 		msg.RevertToken = token
 	}
 	var err error
-	if c.mail.open() {
-		// Code mails keep failing: wait with the others rather than try.
-		err = errMailUnavailable
-	} else {
+	tried := !c.mail.open()
+	if tried {
 		send, cancelSend := context.WithTimeout(c.sends, c.timeout)
 		err = c.mailer.Send(send, msg)
 		cancelSend()
+		tried = c.sends.Err() == nil
+	} else {
+		// Code mails keep failing: wait with the others rather than try.
+		err = errMailUnavailable
 	}
-	store, cancel := storeCtx()
+	store, cancel := c.storeContext()
 	defer cancel()
 	if err == nil {
 		if err := c.outbox.DeleteNotice(store, n.ID); err != nil {
 			c.logger.Warn("selfservice: a delivered notice could not be deleted; it will be mailed again", "user", n.UserID, "error", err)
 		}
 		c.tel.noticeDelivered(store)
+		return
+	}
+	// Given up only after a send was tried and failed: an outage of the
+	// store, of every replica or of the mail circuit longer than
+	// NoticeMaxAge must not drop notices that were never tried.
+	if age := c.now().Sub(n.ChangedAt); tried && age > c.maxAge {
+		c.giveUp(store, n, age, err, msg.RevertToken)
 		return
 	}
 	at := c.now().Add(c.backoff(n.Attempts))
@@ -262,6 +254,32 @@ func (c *courier) deliver(n store.Notice) {
 		"user", n.UserID, "attempts", n.Attempts, "retry_in", at.Sub(c.now()).Round(time.Millisecond),
 		"error", redact(err, []string{n.To}, msg.RevertToken))
 	c.tel.noticeNotSent(store, noticeSendFailed)
+}
+
+// giveUp deletes n, past NoticeMaxAge after a failed send, and reports it.
+func (c *courier) giveUp(ctx context.Context, n store.Notice, age time.Duration, err error, token string) {
+	if derr := c.outbox.DeleteNotice(ctx, n.ID); derr != nil {
+		c.logger.Error("selfservice: a notice past NoticeMaxAge could not be deleted; it is tried again", "user", n.UserID, "error", derr)
+		return
+	}
+	c.logger.Error("selfservice: notice to the old address given up: not delivered within NoticeMaxAge",
+		"user", n.UserID, "to", MaskEmail(n.To), "attempts", n.Attempts, "age", age.Round(time.Second),
+		"error", redact(err, []string{n.To}, token))
+	c.tel.noticeNotSent(ctx, noticeExpired)
+	c.emit(ctx, Event{Kind: EventNoticeFailed, UserID: n.UserID, Email: MaskEmail(n.To)})
+}
+
+// storeContext is the context of a store call that marks a notice after
+// its send: a deadline of its own, since a send may have used up half a
+// minute, and not the sends' context, since a notice mailed while Shutdown
+// runs out of time must still be marked. Once Shutdown has run out of time,
+// only a second: the mark is then a courtesy (an unmarked notice is due
+// again at the next start), not a reason to hold the process.
+func (c *courier) storeContext() (context.Context, context.CancelFunc) {
+	if c.sends.Err() != nil {
+		return context.WithTimeout(context.Background(), time.Second)
+	}
+	return context.WithTimeout(context.Background(), 10*time.Second)
 }
 
 // backoff is the wait after a notice's attempts-th failed attempt.
@@ -296,7 +314,10 @@ func (c *courier) stop() {
 // delivered stay in the outbox for the next start (the count is logged):
 // a durable store such as store/sqlstore keeps them, an in-memory one
 // loses them with the process. Call it after http.Server.Shutdown: a
-// change made later still records its notice, for the next start.
+// change made later still records its notice, for the next start. A store
+// that hangs holds it about two seconds past ctx's end at most: the
+// courier's lease ends with ctx, and marking a notice or reading the
+// backlog then gets a second each.
 func (s *Service) Shutdown(ctx context.Context) error {
 	c := s.courier
 	c.stop()
@@ -307,7 +328,12 @@ func (s *Service) Shutdown(ctx context.Context) error {
 		<-c.done
 	}
 	c.cancelSends()
-	bctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 5*time.Second)
+	// The backlog is only logged: past ctx's end, a second for it.
+	wait := 5 * time.Second
+	if ctx.Err() != nil {
+		wait = time.Second
+	}
+	bctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), wait)
 	defer cancel()
 	n, oldest, err := c.outbox.NoticeBacklog(bctx)
 	switch {

@@ -88,8 +88,56 @@ func (c *countingCodes) calls() int {
 // failingUsers fails every call but the outbox's while err is set.
 type failingUsers struct {
 	store.ChangeStore
-	mu  sync.Mutex
-	err error
+	mu       sync.Mutex
+	err      error
+	leaseErr error // of LeaseNotices alone
+	hang     bool  // the outbox's calls wait for their context to end
+}
+
+// hangOutbox makes the outbox's calls hang until their context ends, as
+// on a database that stopped answering, or (false) answer again.
+func (f *failingUsers) hangOutbox(hang bool) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	f.hang = hang
+}
+
+func (f *failingUsers) hung(ctx context.Context) error {
+	f.mu.Lock()
+	hang := f.hang
+	f.mu.Unlock()
+	if !hang {
+		return nil
+	}
+	<-ctx.Done()
+	return ctx.Err()
+}
+
+func (f *failingUsers) NoticeBacklog(ctx context.Context) (int, time.Time, error) {
+	if err := f.hung(ctx); err != nil {
+		return 0, time.Time{}, err
+	}
+	return f.ChangeStore.NoticeBacklog(ctx)
+}
+
+// failLeases makes LeaseNotices fail with err (nil: work again).
+func (f *failingUsers) failLeases(err error) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	f.leaseErr = err
+}
+
+func (f *failingUsers) LeaseNotices(ctx context.Context, max int, now time.Time, lease time.Duration) ([]store.Notice, error) {
+	f.mu.Lock()
+	err := f.leaseErr
+	f.mu.Unlock()
+	if err == nil {
+		err = f.hung(ctx)
+	}
+	if err != nil {
+		return nil, err
+	}
+	return f.ChangeStore.LeaseNotices(ctx, max, now, lease)
 }
 
 func (f *failingUsers) fail(err error) {

@@ -187,6 +187,49 @@ func TestNoticeGivenUp(t *testing.T) {
 	}
 }
 
+// TestNoticeOutlivesAnOutage: a notice whose outbox could not be read for
+// longer than NoticeMaxAge is tried when it comes back, and delivered: it
+// is given up only after a send was tried and failed past that age.
+func TestNoticeOutlivesAnOutage(t *testing.T) {
+	t.Parallel()
+	events := &eventLog{}
+	f := newFixtureWith(t, func(c *selfservice.Config) {
+		c.NoticeMaxAge = 50 * time.Millisecond
+		c.OnEvent = events.add
+	}, mustUser(t, "u0", "old@example.com"))
+	f.fusers.failLeases(errors.New("database unreachable"))
+	f.change(t, 0, "new@example.com")
+	time.Sleep(150 * time.Millisecond)
+	f.fusers.failLeases(nil)
+	if got := f.waitNotices(t, 1); got[0].To != "old@example.com" {
+		t.Errorf("notice to %q, want the old address", got[0].To)
+	}
+	if n := events.count(selfservice.EventNoticeFailed); n != 0 {
+		t.Errorf("EventNoticeFailed reported %d times for a notice that was delivered", n)
+	}
+}
+
+// TestShutdownWithAHungStore: Shutdown returns soon after its context
+// ends even when the outbox hangs: the courier's lease ends with it, and
+// the backlog it logs gets a second.
+func TestShutdownWithAHungStore(t *testing.T) {
+	t.Parallel()
+	f := newFixtureWith(t, nil, mustUser(t, "u0", "old@example.com"))
+	f.fusers.hangOutbox(true)
+	defer f.fusers.hangOutbox(false)
+	time.Sleep(50 * time.Millisecond) // the courier is in a lease by now
+	ctx, cancel := context.WithTimeout(context.Background(), 100*time.Millisecond)
+	defer cancel()
+	start := time.Now()
+	if err := f.svc.Shutdown(ctx); err != nil {
+		t.Fatal(err)
+	}
+	// Its context, a second for the backlog, and room for a loaded machine.
+	if took := time.Since(start); took > 4*time.Second {
+		t.Errorf("Shutdown took %v with a hung store, its context 100ms", took)
+	}
+}
+
 // TestNoticeWorkers: at most NoticeWorkers notices are in the mailer at
 // once, and a backlog is drained as fast as they finish, not one poll
 // interval at a time.

@@ -238,6 +238,20 @@ func (b *Bundle) Match(xl, acceptLanguage string) *Locale {
 	return b.locales[0]
 }
 
+// Lookup returns the locale of tag, read as Match reads X-L, and whether
+// the bundle has its language: unlike Match, it never falls back to the
+// default. A mail in a user's stored language uses it to tell a language
+// the bundle lacks from one it has.
+func (b *Bundle) Lookup(tag string) (*Locale, bool) {
+	if loc, ok := b.exact[tag]; ok {
+		return loc, true
+	}
+	if loc := b.matchTag(tag); loc != nil {
+		return loc, true
+	}
+	return nil, false
+}
+
 func (b *Bundle) matchTag(s string) *Locale {
 	if len(s) > maxTagLen {
 		return nil

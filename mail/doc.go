@@ -5,7 +5,8 @@
 // Every mail is multipart/alternative, plain text and HTML: the
 // verification code for a new address, in the request's language, and the
 // notice of a change sent to the old one (the owner's alarm), in the
-// user's stored language or, without one, in every language of the bundle,
+// user's stored language or, without one (or with one the bundle lacks), in
+// every language of the bundle,
 // never in the language of the request that made the change. The sentences
 // are go-i18n messages (i18n.MailMessages(), in the locales next to the
 // error messages) and the layouts are templates embedded here; Render and

@@ -176,7 +176,9 @@ func render(bundle *i18n.Bundle, msg selfservice.Message, revertURL string) (Con
 		if msg.RevertToken != "" && revertURL != "" {
 			data.UndoURL = revertURL + "#revert_token=" + url.QueryEscape(msg.RevertToken)
 		}
-		if msg.Language == language.Und {
+		// No stored language, or one the bundle lacks: every language,
+		// rather than one the owner may not read.
+		if _, ok := bundle.Lookup(msg.Language.String()); msg.Language == language.Und || !ok {
 			locs = bundle.Locales()
 		}
 	}

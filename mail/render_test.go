@@ -299,3 +299,27 @@ func TestEveryMailMessageIsUsed(t *testing.T) {
 		}
 	}
 }
+
+// TestRenderNoticeInALanguageTheBundleLacks: a notice for a user whose
+// stored language the bundle does not have is in every language, as one
+// with no stored language, not in the default alone.
+func TestRenderNoticeInALanguageTheBundleLacks(t *testing.T) {
+	t.Parallel()
+	every, err := mail.Render(nil, noticeMsg(language.Und))
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, tag := range []language.Tag{language.French, language.MustParse("pt-BR")} {
+		c, err := mail.Render(nil, noticeMsg(tag))
+		if err != nil {
+			t.Fatalf("%s: %v", tag, err)
+		}
+		if c.ContentLanguage != every.ContentLanguage || c.Subject != every.Subject {
+			t.Errorf("%s: Content-Language %q, subject %q; want every language: %q, %q",
+				tag, c.ContentLanguage, c.Subject, every.ContentLanguage, every.Subject)
+		}
+	}
+	if c, _ := mail.Render(nil, noticeMsg(language.MustParse("zh-TW"))); c.ContentLanguage != "zh" {
+		t.Errorf("zh-TW: Content-Language %q, want the closest language the bundle has, zh", c.ContentLanguage)
+	}
+}

@@ -72,7 +72,8 @@ type User struct {
 	// Language is the user's language as a BCP 47 tag ("zh", "en-GB"),
 	// set by the application or its sign-up, never by a request to this
 	// package: the notice of a change to the old address is written in it,
-	// or in every language of the bundle when it is empty, so that whoever
+	// or in every language of the bundle when it is empty or the bundle
+	// lacks it, so that whoever
 	// made the change does not choose the language of the owner's alarm.
 	Language string
 }
