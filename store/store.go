@@ -196,7 +196,9 @@ type Reverted struct {
 // Notice is the alarm mailed to a user's previous address after a change,
 // kept in an Outbox until it is delivered or given up.
 type Notice struct {
-	// ID names the notice in its Outbox; the store assigns it.
+	// ID names the notice in its Outbox; the store assigns it, and never
+	// again to another notice: a courier whose lease ended while it mailed
+	// deletes by this id, which must not remove a later notice.
 	ID string
 	// UserID is whose address changed.
 	UserID string

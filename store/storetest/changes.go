@@ -280,6 +280,19 @@ func TestChangeStore(t *testing.T, newStore func(t *testing.T, seed []store.User
 		}
 		checkBacklog(t, s, "after RetryNotice of deleted notices", 0, time.Time{})
 		checkLease(t, s, 10, at(2*time.Hour))
+
+		// A later notice never takes a deleted one's id: a courier whose
+		// lease ended while it mailed would otherwise delete it unsent.
+		mustChange(t, s, emailChange(alice.ID, "Alice.Third@Example.org", at(3*time.Hour), "c"))
+		later, err := s.LeaseNotices(ctx, 10, at(4*time.Hour), leaseTime)
+		if err != nil || len(later) != 1 {
+			t.Fatalf("LeaseNotices after a third change = %d notices, %v; want 1", len(later), err)
+		}
+		if id := later[0].ID; id == leased || id == got[0].ID {
+			t.Errorf("a new notice got the id %q of a deleted one: ids must never be reused", id)
+		}
+		checkErr(t, "DeleteNotice(a deleted notice's id)", s.DeleteNotice(ctx, leased), nil)
+		checkBacklog(t, s, "after a stale DeleteNotice", 1, at(3*time.Hour))
 	})
 
 	t.Run("an unleased notice can be deleted", func(t *testing.T) {
