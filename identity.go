@@ -61,13 +61,20 @@ func (s *Service) identify(r *http.Request) (Identity, error) {
 }
 
 // Failure is an error of the Go API as a client is told it: the HTTP
-// status, the stable code, the message in a language, and for a 429 how
-// long to wait. A gRPC or CLI front maps these instead of reading errors.
+// status, the stable code, the message in a language, for a 429 how long
+// to wait, and the challenge of a 401 that asks for a fresh sign-in. A
+// gRPC or CLI front maps these instead of reading errors.
 type Failure struct {
 	Status     int
 	Code       i18n.Code
 	Message    string
 	RetryAfter time.Duration
+	// Challenge is the WWW-Authenticate value the HTTP endpoints send
+	// with the failure, or empty: for IDAAS.SDK.PARAM.9204 (the sign-in
+	// is older than Config.MaxAuthAge), RFC 9470's step-up challenge,
+	// Bearer error="insufficient_user_authentication", max_age=N. A front
+	// that answers over HTTP itself sends it as is.
+	Challenge string
 }
 
 // Failure describes err, an error of SendCode, UpdateEmail or RevertEmail,
@@ -80,5 +87,9 @@ func (s *Service) Failure(err error, lang language.Tag) Failure {
 		return Failure{}
 	}
 	loc := s.cfg.Bundle.Match(lang.String(), "")
-	return Failure{Status: e.Code.Status(), Code: e.Code, Message: loc.Message(e.Code), RetryAfter: e.RetryAfter}
+	f := Failure{Status: e.Code.Status(), Code: e.Code, Message: loc.Message(e.Code), RetryAfter: e.RetryAfter}
+	if e.Code == i18n.CodeReauthRequired {
+		f.Challenge = s.reauthChallenge()
+	}
+	return f
 }

@@ -9,6 +9,8 @@ import (
 	"testing"
 	"time"
 
+	"golang.org/x/text/language"
+
 	"github.com/ciamkit/selfservice"
 	"github.com/ciamkit/selfservice/i18n"
 	"github.com/ciamkit/selfservice/middleware"
@@ -160,6 +162,15 @@ func TestGoAPIUpdateEmail(t *testing.T) {
 			}
 			err := g.svc.UpdateEmail(context.Background(), req)
 			assertCode(t, err, tt.want)
+			// A front answering over HTTP itself gets the endpoints'
+			// challenge: only a stale sign-in under a Verifier has one.
+			want := ""
+			if tt.want == i18n.CodeReauthRequired {
+				want = `Bearer error="insufficient_user_authentication", max_age=60`
+			}
+			if f := g.svc.Failure(err, language.English); f.Challenge != want {
+				t.Errorf("Failure(%v).Challenge = %q, want %q", err, f.Challenge, want)
+			}
 			if tt.want == "" && req.Email == "new@example.com" {
 				u, _ := g.cfg.Users.User(context.Background(), "alice")
 				if u.Email != "new@example.com" {

@@ -32,7 +32,6 @@ package main
 import (
 	"context"
 	"errors"
-	"fmt"
 	"log/slog"
 	"mime"
 	"net/http"
@@ -61,10 +60,9 @@ const defaultMaxBodyBytes = 4096
 // the Config it was built from that its HTTP handlers apply and the Go
 // API leaves to its caller.
 type front struct {
-	svc        *selfservice.Service
-	bundle     *i18n.Bundle
-	maxAuthAge time.Duration
-	logger     *slog.Logger
+	svc    *selfservice.Service
+	bundle *i18n.Bundle
+	logger *slog.Logger
 }
 
 // frontKey is where an operation's Metadata holds its front, for the
@@ -82,7 +80,7 @@ func frontOf(op *huma.Operation) *front {
 // newAPI returns a ServeMux serving the two operations, registered with
 // huma for svc, which was built from cfg, and huma's OpenAPI and docs.
 func newAPI(svc *selfservice.Service, cfg selfservice.Config) http.Handler {
-	f := &front{svc: svc, bundle: cfg.Bundle, maxAuthAge: cfg.MaxAuthAge, logger: cfg.Logger}
+	f := &front{svc: svc, bundle: cfg.Bundle, logger: cfg.Logger}
 	if f.bundle == nil {
 		f.bundle = i18n.Default()
 	}
@@ -296,8 +294,8 @@ func (f *front) fail(loc *i18n.Locale, err error) *apiError {
 		// Whole seconds, rounded up, as the package writes them.
 		h.Set("Retry-After", strconv.FormatInt(int64((e.RetryAfter+time.Second-1)/time.Second), 10))
 	}
-	if e.Code == i18n.CodeReauthRequired {
-		h.Set("WWW-Authenticate", fmt.Sprintf(`Bearer error="insufficient_user_authentication", max_age=%d`, int64(f.maxAuthAge/time.Second)))
+	if c := f.svc.Failure(e, loc.Tag()).Challenge; c != "" {
+		h.Set("WWW-Authenticate", c)
 	}
 	return &apiError{err: e, body: loc.ErrorBody(e.Code), header: h}
 }
