@@ -230,7 +230,9 @@ func TestSpec(t *testing.T) {
 			for range 20 {
 				f.revert(t, "not-a-token")
 			}
-		}, bodyFor: undoOf, status: 429, code: "IDAAS.SDK.REVERT.9304"},
+			// A well-formed token that is not live: a live one would
+			// still work (TestRevertLiveTokenPastBudget).
+		}, body: `{"revert_token":"` + strings.Repeat("A", 43) + `"}`, status: 429, code: "IDAAS.SDK.REVERT.9304"},
 		{name: "revert: store down", path: selfservice.RevertEmailPath, bodyFor: func(t *testing.T, f *fixture) string {
 			body := undoOf(t, f)
 			f.fusers.fail(errors.New("dial tcp: connection refused"))
