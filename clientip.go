@@ -168,14 +168,16 @@ func TrustProxies(proxies ...netip.Prefix) func(*http.Request) netip.Addr {
 // An entry may carry a port (203.0.113.7:41234, [2001:db8::1]:443, as
 // Azure Application Gateway writes them), brackets ([2001:db8::1]) or
 // quotes; Forwarded's for= is read as RFC 7239 writes it, and also when a
-// proxy writes an IPv6 address without the brackets and quotes. An entry
-// that tells no address (unknown, an obfuscated identifier such as
-// for=_hidden, an element without for=, a name, garbage) stops the walk:
-// the client is then the last trusted hop (the zero Addr if that is the
-// Unix socket's peer), never an entry before it, which the client may have
-// written. That hop is one budget shared by every such request, which
-// fails closed. The walk reads at most the last 64 entries of a header
-// line; going further stops it in the same way.
+// proxy writes an IPv6 address without the brackets and quotes. Every
+// comma ends an entry, in Forwarded too, also between quotes: a quote the
+// client leaves open cannot run over the elements the proxies append. An
+// entry that tells no address (unknown, an obfuscated identifier such as
+// for=_hidden, an element without for=, a quoted string cut at a comma, a
+// name, garbage) stops the walk: the client is then the last trusted hop
+// (the zero Addr if that is the Unix socket's peer), never an entry before
+// it, which the client may have written. That hop is one budget shared by
+// every such request, which fails closed. The walk reads at most the last
+// 64 entries of a header line; going further stops it in the same way.
 //
 // Panics if a prefix is not valid or is a /0 (trusting every address lets
 // every client choose its budget), or if opts.Header is neither
@@ -254,64 +256,50 @@ func (t proxyTrust) clientIP(r *http.Request) netip.Addr {
 const maxHopsPerLine = 64
 
 // xForwardedForHops yields the entries of one X-Forwarded-For line from the
-// right, each as its address or the zero Addr. Quotes do not group commas
-// here, so no entry can hide the ones after it.
+// right, each as its address or the zero Addr.
 func xForwardedForHops(line string) iter.Seq[netip.Addr] {
+	return hopsFromRight(line, xForwardedForNode)
+}
+
+// xForwardedForNode reads one X-Forwarded-For entry, in quotes or not.
+func xForwardedForNode(e string) netip.Addr {
+	e = strings.Trim(e, " \t")
+	if len(e) >= 2 && e[0] == '"' && e[len(e)-1] == '"' {
+		e = e[1 : len(e)-1]
+	}
+	if strings.ContainsAny(e, `"\`) {
+		return netip.Addr{}
+	}
+	return parseNode(e, false)
+}
+
+// forwardedHops yields the elements of one Forwarded line (RFC 7239) from
+// the right, each as its for= node (see forwardedNode).
+func forwardedHops(line string) iter.Seq[netip.Addr] {
+	return hopsFromRight(line, forwardedNode)
+}
+
+// hopsFromRight yields node(e) for the entries e of one header line from
+// the right, at most maxHopsPerLine of them and then, if there are more,
+// the zero Addr. Entries end at every comma, quoted or not: were quotes to
+// group commas, as RFC 7239's grammar has them do, a quoted string the
+// client leaves open (Forwarded: for=") would run over what the proxies
+// append to the same line, and the client could choose to be counted as
+// the last trusted hop. No node contains a comma (an IP address, [IPv6]
+// with a port, unknown, an obfuscated identifier), so splitting costs
+// only a quoted comma in another parameter, and that element stops the
+// walk as any element that tells nothing does.
+func hopsFromRight(line string, node func(string) netip.Addr) iter.Seq[netip.Addr] {
 	return func(yield func(netip.Addr) bool) {
 		end := len(line)
 		for range maxHopsPerLine {
 			start := strings.LastIndexByte(line[:end], ',') + 1
-			e := strings.Trim(line[start:end], " \t")
-			hop := netip.Addr{}
-			if len(e) >= 2 && e[0] == '"' && e[len(e)-1] == '"' {
-				e = e[1 : len(e)-1]
-			}
-			if !strings.ContainsAny(e, `"\`) {
-				hop = parseNode(e, false)
-			}
-			if !yield(hop) || start == 0 {
+			if !yield(node(line[start:end])) || start == 0 {
 				return
 			}
 			end = start - 1
 		}
 		yield(netip.Addr{})
-	}
-}
-
-// forwardedHops yields the elements of one Forwarded line (RFC 7239) from
-// the right, each as its for= node (see forwardedNode). Elements end at
-// commas outside quoted strings, so the line is scanned from its start; a
-// quoted string left open runs to the end of the line, as the grammar
-// says, and swallows the elements after it: they become one element that
-// tells nothing, and the walk stops there. Only the last maxHopsPerLine
-// element boundaries are kept, so a line takes one pass and constant
-// memory.
-func forwardedHops(line string) iter.Seq[netip.Addr] {
-	return func(yield func(netip.Addr) bool) {
-		var last [maxHopsPerLine]struct{ start, end int } // a ring
-		n, start, quoted := 0, 0, false
-		for i := 0; i < len(line); i++ {
-			switch c := line[i]; {
-			case quoted && c == '\\':
-				i++
-			case c == '"':
-				quoted = !quoted
-			case !quoted && c == ',':
-				last[n%len(last)].start, last[n%len(last)].end = start, i
-				n, start = n+1, i+1
-			}
-		}
-		last[n%len(last)].start, last[n%len(last)].end = start, len(line)
-		n++
-		for k := n - 1; k >= max(0, n-len(last)); k-- {
-			e := last[k%len(last)]
-			if !yield(forwardedNode(line[e.start:e.end])) {
-				return
-			}
-		}
-		if n > len(last) {
-			yield(netip.Addr{})
-		}
 	}
 }
 

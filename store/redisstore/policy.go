@@ -52,16 +52,36 @@ type policyGuard struct {
 	// store names the store in log lines: "code store", "limiter".
 	store string
 
-	// state is the last reading, nil before the first.
+	// state is the last reading that succeeded, nil before the first.
 	state atomic.Pointer[policyState]
-	// reading holds a token while a reading runs, so that one call reads
-	// and the others wait for it (first use) or go on with the last
-	// reading (a re-check).
-	reading chan struct{}
+
+	mu sync.Mutex
+	// reading is the reading in progress, nil when none runs: one call
+	// reads and the calls that meet it share its outcome instead of
+	// asking Redis in turn, so that a Redis that never answers costs
+	// each of them one timeout, not one per call ahead of it.
+	reading *policyReading
+	// begun counts the readings begun; a reading's n is its place.
+	begun uint64
 }
 
-// policyState is one reading.
+// policyReading is one reading of the policy. Its fields other than n and
+// done are written by the call that runs it before done is closed, and
+// read by the others after.
+type policyReading struct {
+	n    uint64
+	done chan struct{}
+	st   *policyState
+	err  error
+	// abandoned is a reading that failed because its caller's context
+	// ended: it tells nothing about Redis, so those who waited for it
+	// read again rather than fail with another call's cancellation.
+	abandoned bool
+}
+
+// policyState is one reading that succeeded.
 type policyState struct {
+	n     uint64 // the reading's place (policyReading.n)
 	check PolicyCheck
 	at    time.Time // monotonic: CheckedAt as time.Now returned it
 	// refuse is what the store's calls return until the next reading:
@@ -84,7 +104,6 @@ func newPolicyGuard(rdb redis.UniversalClient, opts Options, store string) *poli
 		allowUnknown:  opts.AllowUnknownPolicy,
 		logger:        opts.Logger,
 		store:         store,
-		reading:       make(chan struct{}, 1),
 	}
 	if g.interval <= 0 {
 		g.interval = DefaultPolicyCheckInterval
@@ -100,33 +119,19 @@ func newPolicyGuard(rdb redis.UniversalClient, opts Options, store string) *poli
 // one that refuses is not trusted at all, so that the call after a fix
 // (CONFIG SET maxmemory-policy noeviction) serves again: the next call
 // reads again, while those that meet a reading in progress are refused as
-// the last reading says.
+// the last reading says. Before the first reading there is nothing to go
+// on: calls share the reading in progress and wait for it as long as
+// their context lets them.
 func (g *policyGuard) admit(ctx context.Context) error {
 	st := g.state.Load()
 	if st != nil && st.fresh() {
 		return nil
 	}
-	if st == nil {
-		// First use: nothing to go on, so wait for whoever reads.
-		select {
-		case g.reading <- struct{}{}:
-		case <-ctx.Done():
-			return fmt.Errorf("redisstore: check eviction policy: %w", ctx.Err())
-		}
-	} else {
-		select {
-		case g.reading <- struct{}{}:
-		default:
-			// Another call is reading; the last reading is older than
-			// the interval by no more than that call's round trip.
-			return st.refuse
-		}
+	var after uint64
+	if st != nil {
+		after = st.n
 	}
-	defer func() { <-g.reading }()
-	if st := g.state.Load(); st != nil && st.fresh() {
-		return nil
-	}
-	st, err := g.read(ctx)
+	st, err := g.share(ctx, after, st)
 	if err != nil {
 		return err
 	}
@@ -134,19 +139,72 @@ func (g *policyGuard) admit(ctx context.Context) error {
 }
 
 // check reads the policy now, whatever the age of the last reading, and
-// returns what the store's calls will return.
+// returns what the store's calls will return. A reading in progress may
+// have asked before the call: check waits it out and shares the next.
 func (g *policyGuard) check(ctx context.Context) error {
-	select {
-	case g.reading <- struct{}{}:
-	case <-ctx.Done():
-		return fmt.Errorf("redisstore: check eviction policy: %w", ctx.Err())
-	}
-	defer func() { <-g.reading }()
-	st, err := g.read(ctx)
+	g.mu.Lock()
+	after := g.begun
+	g.mu.Unlock()
+	st, err := g.share(ctx, after, nil)
 	if err != nil {
 		return err
 	}
 	return st.refuse
+}
+
+// share returns the outcome of a reading begun after the first after
+// readings: the last one that succeeded if it is such, else the one in
+// progress, else one that this call runs itself. A call that has a last
+// reading to go on (last) does not wait for one in progress: it gets last
+// back, older than the interval by no more than that reading's round
+// trip. Waiting ends with ctx; running the reading is bounded as any
+// round trip of the client is (its ReadTimeout, and the context only with
+// ContextTimeoutEnabled).
+func (g *policyGuard) share(ctx context.Context, after uint64, last *policyState) (*policyState, error) {
+	for {
+		g.mu.Lock()
+		st, r := g.state.Load(), g.reading
+		switch {
+		case st != nil && st.n > after:
+			g.mu.Unlock()
+			return st, nil
+		case r == nil:
+			g.begun++
+			r = &policyReading{n: g.begun, done: make(chan struct{})}
+			g.reading = r
+			g.mu.Unlock()
+			return g.run(ctx, r)
+		}
+		g.mu.Unlock()
+		if last != nil {
+			return last, nil
+		}
+		select {
+		case <-r.done:
+		case <-ctx.Done():
+			return nil, fmt.Errorf("redisstore: check eviction policy: %w", ctx.Err())
+		}
+		if r.n > after && !r.abandoned {
+			return r.st, r.err
+		}
+	}
+}
+
+// run runs the reading r and hands its outcome to the calls that wait for
+// it.
+func (g *policyGuard) run(ctx context.Context, r *policyReading) (*policyState, error) {
+	// Stays if read panics, so that the waiters fail instead of finding
+	// no outcome.
+	r.err = errors.New("redisstore: check eviction policy: the reading panicked")
+	defer func() {
+		g.mu.Lock()
+		g.reading = nil
+		g.mu.Unlock()
+		close(r.done)
+	}()
+	r.st, r.err = g.read(ctx, r.n)
+	r.abandoned = r.err != nil && ctx.Err() != nil
+	return r.st, r.err
 }
 
 // last returns the last reading.
@@ -161,10 +219,10 @@ func (g *policyGuard) last() PolicyCheck {
 // to reach a server is returned and stores nothing, so the next call reads
 // again; a server that answers but will not tell its policy is a reading
 // (an unknown policy).
-func (g *policyGuard) read(ctx context.Context) (*policyState, error) {
+func (g *policyGuard) read(ctx context.Context, n uint64) (*policyState, error) {
 	policy, err := readPolicies(ctx, g.rdb)
 	now := time.Now()
-	st := &policyState{at: now, interval: g.interval, check: PolicyCheck{Policy: policy, CheckedAt: now}}
+	st := &policyState{n: n, at: now, interval: g.interval, check: PolicyCheck{Policy: policy, CheckedAt: now}}
 	var unknown *unknownPolicyError
 	switch {
 	case errors.As(err, &unknown):
