@@ -136,8 +136,10 @@ type Config struct {
 	// Default: 16.
 	MailConcurrency int
 	// MailCoolDown is how long the mail circuit stays open once 5 code
-	// mails in a row have failed; then one mail probes the server, and
-	// its success closes the circuit. While it is open the courier holds
+	// mails in a row have failed (a refusal of the recipient, which the
+	// client chose, is no failure, and a send the Mailer never started is
+	// not counted: see Mailer); then one mail probes the server, and its
+	// success closes the circuit. While it is open the courier holds
 	// notices back too. Default: 10s.
 	MailCoolDown time.Duration
 	// Captcha checks send requests; AllowAllCaptcha for development.

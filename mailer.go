@@ -62,9 +62,45 @@ type Message struct {
 // after it returns, and must return when ctx is done. A notice is sent
 // again after a failure, and possibly twice after a crash: delivery is at
 // least once.
+//
+// An error tells the mail circuit (see Config.MailCoolDown) whether the
+// mail server is failing, and send-code whether the send spent budget:
+//
+//   - An error wrapping ErrRecipientRejected is a refusal of this
+//     recipient (an address the Mailer finds invalid, a permanent refusal
+//     of RCPT TO, such as an unknown mailbox or a non-ASCII address a
+//     server without SMTPUTF8 cannot take): the server works, and the
+//     circuit counts it as a success. Since the client picks the address,
+//     counting it as a failure would let anyone open the circuit.
+//   - An error wrapping ErrNotSent says the Mailer gave up before it
+//     tried the server (it waited for a connection of its own until ctx
+//     ended, or it is closed): the circuit does not count it, and the
+//     send costs no budget.
+//   - Any other error counts as the server failing, except one wrapping
+//     context.Canceled (the client went away).
+//
+// Whatever the error, send-code answers IDAAS.SDK.CAPTCHA.0006 and the code
+// is withdrawn; a send refused for its recipient keeps its budget charge,
+// which is what bounds a client that tries addresses the server refuses.
 type Mailer interface {
 	Send(ctx context.Context, msg Message) error
 }
+
+// The errors a Mailer wraps to say why a send failed (see Mailer).
+const (
+	// ErrRecipientRejected marks a failure specific to the recipient:
+	// the mail server works, it refused this address.
+	ErrRecipientRejected mailError = "selfservice: recipient rejected"
+	// ErrNotSent marks a send the Mailer gave up before trying the mail
+	// server, for a reason of its own: nothing reached the server.
+	ErrNotSent mailError = "selfservice: mail not sent"
+)
+
+// mailError is the type of ErrRecipientRejected and ErrNotSent: constants,
+// so that no importer can reassign them.
+type mailError string
+
+func (e mailError) Error() string { return string(e) }
 
 // MailerFunc adapts a function to Mailer.
 type MailerFunc func(ctx context.Context, msg Message) error

@@ -36,13 +36,12 @@ func newMailGuard(cfg *Config) *mailGuard {
 	g := &mailGuard{mailer: cfg.Mailer, timeout: cfg.MailTimeout, slots: make(chan struct{}, cfg.MailConcurrency)}
 	logger := cfg.Logger
 	g.breaker = gobreaker.NewCircuitBreaker[struct{}](gobreaker.Settings{
-		Name:        "mailer",
-		MaxRequests: 1,
-		Timeout:     cfg.MailCoolDown,
-		ReadyToTrip: func(c gobreaker.Counts) bool { return c.ConsecutiveFailures >= mailBreakerFailures },
-		// A client that went away says nothing about the mail server; the
-		// guard's own timeout (DeadlineExceeded) does.
-		IsExcluded: func(err error) bool { return errors.Is(err, context.Canceled) },
+		Name:         "mailer",
+		MaxRequests:  1,
+		Timeout:      cfg.MailCoolDown,
+		ReadyToTrip:  func(c gobreaker.Counts) bool { return c.ConsecutiveFailures >= mailBreakerFailures },
+		IsSuccessful: mailServerWorks,
+		IsExcluded:   saysNothingOfMailServer,
 		OnStateChange: func(_ string, from, to gobreaker.State) {
 			level := slog.LevelInfo
 			if to == gobreaker.StateOpen {
@@ -53,6 +52,24 @@ func newMailGuard(cfg *Config) *mailGuard {
 		},
 	})
 	return g
+}
+
+// mailServerWorks reports a send that shows the mail server working: one
+// that went through, or one refused for its recipient, which the client
+// chose. Counting such refusals as failures would let anyone open the
+// circuit with addresses the server refuses; they reset the run of
+// failures instead.
+func mailServerWorks(err error) bool {
+	return err == nil || errors.Is(err, ErrRecipientRejected)
+}
+
+// saysNothingOfMailServer reports a send that the circuit leaves out of
+// its counts: a client that went away, or a send the mailer never started
+// (such as one that waited for a connection of the mailer's own, held by
+// other mails, until MailTimeout). The guard's own timeout while the
+// mailer talks to the server (DeadlineExceeded) does count.
+func saysNothingOfMailServer(err error) bool {
+	return errors.Is(err, context.Canceled) || errors.Is(err, ErrNotSent)
 }
 
 // mailWaitersPerSlot bounds the sends that wait for a mail slot: four a

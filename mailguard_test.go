@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"net/http"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -253,4 +254,132 @@ func TestMailTimeout(t *testing.T) {
 	if took := time.Since(start); took < timeout || took > timeout+5*time.Second {
 		t.Errorf("the send took %v with MailTimeout %v", took, timeout)
 	}
+}
+
+// scriptedMailer answers by the recipient's local part: "nobody..." is
+// refused for its recipient, "down..." fails as a failing server,
+// "queued..." gives up waiting for a connection of its own, anything else
+// is delivered. It counts the sends that reached it.
+type scriptedMailer struct{ calls atomic.Int64 }
+
+func (m *scriptedMailer) Send(_ context.Context, msg selfservice.Message) error {
+	m.calls.Add(1)
+	switch {
+	case strings.HasPrefix(msg.To, "nobody"):
+		return fmt.Errorf("send failed: 550 5.1.1 no such user: %w", selfservice.ErrRecipientRejected)
+	case strings.HasPrefix(msg.To, "down"):
+		return errors.New("send failed: 421 4.3.2 service not available")
+	case strings.HasPrefix(msg.To, "queued"):
+		return fmt.Errorf("waiting for a connection: %w: %w", context.DeadlineExceeded, selfservice.ErrNotSent)
+	}
+	return nil
+}
+
+// newScriptedFixture serves a scriptedMailer with a cool-down longer than
+// any test, so that an open circuit stays open, and the default budget of
+// one send a minute per address.
+func newScriptedFixture(t *testing.T) (*fixture, *scriptedMailer) {
+	t.Helper()
+	mailer := &scriptedMailer{}
+	f := newFixtureWith(t, func(c *selfservice.Config) {
+		c.Mailer, c.MailCoolDown = mailer, time.Hour
+		b := testkit.LooseBudgets()
+		b.SendsPerEmail = nil // the default: 1 a minute
+		c.Budgets = b
+	})
+	return f, mailer
+}
+
+// sendTo asks for a code for to and reports whether the send reached the
+// mailer.
+func sendTo(t *testing.T, f *fixture, mailer *scriptedMailer, to string) (r reply, tried bool) {
+	t.Helper()
+	before := mailer.calls.Load()
+	r = f.do(t, http.MethodPost, selfservice.SendCodePath, baseHeaders("en"),
+		`{"email":`+quote(to)+`,"type":"UPDATE_EMAIL_EMS","captcha_token":"ok"}`)
+	return r, mailer.calls.Load() != before
+}
+
+// TestMailRecipientRejectedKeepsCircuitClosed: a send that the mail
+// server refuses for its recipient (ErrRecipientRejected) shows the
+// server working: the client picks the address, so refusals in a row
+// never open the circuit, and one resets a run of failures. Each is
+// answered CAPTCHA.0006 and keeps its budget charge.
+func TestMailRecipientRejectedKeepsCircuitClosed(t *testing.T) {
+	t.Parallel()
+	tests := []struct {
+		name string
+		to   []string
+	}{
+		{"refused recipients in a row", []string{
+			"nobody0", "nobody1", "nobody2", "nobody3", "nobody4", "nobody5", "nobody6", "nobody7"}},
+		{"a refused recipient between failures", []string{
+			"down0", "down1", "down2", "down3", "nobody0", "down4", "down5", "down6", "down7"}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			t.Parallel()
+			f, mailer := newScriptedFixture(t)
+			for _, local := range tt.to {
+				r, tried := sendTo(t, f, mailer, local+"@example.com")
+				if r.Status != http.StatusInternalServerError || r.Code != string(i18n.CodeSendFailed) {
+					t.Errorf("%s: %d %s, want 500 %s", local, r.Status, r.Raw, i18n.CodeSendFailed)
+				}
+				if !tried {
+					t.Errorf("%s: refused without trying the mailer: the circuit opened", local)
+				}
+			}
+			if r, tried := sendTo(t, f, mailer, "ok@example.com"); r.Status != http.StatusOK || !tried {
+				t.Errorf("a good send after them: %d %s (mailer tried: %v)", r.Status, r.Raw, tried)
+			}
+			// The server was asked: the refused send stays charged.
+			if r, _ := sendTo(t, f, mailer, "nobody0@example.com"); r.Status != http.StatusTooManyRequests || r.Code != string(i18n.CodeSendLimited) {
+				t.Errorf("the refused address again at once: %d %s, want 429 %s", r.Status, r.Raw, i18n.CodeSendLimited)
+			}
+		})
+	}
+}
+
+// TestMailNotSentLeavesCircuitAndBudget: a send the mailer gave up before
+// trying the server (ErrNotSent, such as waiting for one of its own
+// connections until MailTimeout) says nothing of the server: the circuit
+// neither counts it as a failure nor lets it reset a run of failures, and
+// the send costs no budget. It is answered CAPTCHA.0006.
+func TestMailNotSentLeavesCircuitAndBudget(t *testing.T) {
+	t.Parallel()
+	t.Run("not sent in a row", func(t *testing.T) {
+		t.Parallel()
+		f, mailer := newScriptedFixture(t)
+		for i := range 8 {
+			r, tried := sendTo(t, f, mailer, fmt.Sprintf("queued%d@example.com", i))
+			if r.Status != http.StatusInternalServerError || r.Code != string(i18n.CodeSendFailed) {
+				t.Errorf("send %d: %d %s, want 500 %s", i, r.Status, r.Raw, i18n.CodeSendFailed)
+			}
+			if !tried {
+				t.Errorf("send %d: refused without trying the mailer: the circuit opened", i)
+			}
+		}
+		// No budget spent: the same address is tried again at once
+		// (one send a minute per address).
+		if r, tried := sendTo(t, f, mailer, "queued0@example.com"); r.Status == http.StatusTooManyRequests || !tried {
+			t.Errorf("the same address again at once: %d %s (mailer tried: %v): the send was charged", r.Status, r.Raw, tried)
+		}
+		if r, tried := sendTo(t, f, mailer, "ok@example.com"); r.Status != http.StatusOK || !tried {
+			t.Errorf("a good send after them: %d %s (mailer tried: %v)", r.Status, r.Raw, tried)
+		}
+	})
+	t.Run("not sent between failures", func(t *testing.T) {
+		t.Parallel()
+		f, mailer := newScriptedFixture(t)
+		for _, local := range []string{"down0", "down1", "down2", "queued0", "down3", "queued1", "down4"} {
+			if _, tried := sendTo(t, f, mailer, local+"@example.com"); !tried {
+				t.Fatalf("%s: refused without trying the mailer", local)
+			}
+		}
+		// Five failures of the server in a row, the sends not sent
+		// aside: the circuit is open.
+		if r, tried := sendTo(t, f, mailer, "ok@example.com"); tried || r.Code != string(i18n.CodeSendFailed) {
+			t.Errorf("after five failures: %d %s (mailer tried: %v), want the circuit open", r.Status, r.Raw, tried)
+		}
+	})
 }

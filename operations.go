@@ -216,8 +216,11 @@ func (s *Service) sendCode(ctx context.Context, c caller, req SendCodeRequest) e
 	}
 	msg := Message{Kind: MailCode, Purpose: req.Type, To: email, Code: code, ExpiresIn: s.cfg.CodeTTL, Language: c.language}
 	if err := s.mail.send(ctx, msg); err != nil {
-		if errors.Is(err, errMailUnavailable) {
-			// Refused before the mailer saw it: nothing left, nothing spent.
+		if errors.Is(err, errMailUnavailable) || errors.Is(err, ErrNotSent) {
+			// Refused before the mailer saw it, or given up by the
+			// mailer before it tried the server: nothing left, nothing
+			// spent. A refused recipient stays charged: the server was
+			// asked.
 			s.cancel(ctx, taken)
 		}
 		// The mail may have left or not: either way the code must not

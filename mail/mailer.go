@@ -357,7 +357,12 @@ func (m *SMTPMailer) Render(msg selfservice.Message) (Content, error) {
 // Send renders msg (see SMTPMailer.Render) and delivers it to msg.To. It
 // refuses a recipient with a control character (ErrHeaderInjection) or one
 // that is not a bare valid address (ErrInvalidAddress) before connecting,
-// and sends nothing once the mailer is closed (ErrClosed). It returns when
+// and sends nothing once the mailer is closed (ErrClosed). As the
+// selfservice.Mailer contract asks, those recipient errors and a permanent
+// (5xx) refusal of RCPT TO wrap selfservice.ErrRecipientRejected, and a
+// send that ends before it tried the server, closed or still waiting for
+// one of the MaxConns sessions when ctx ends, wraps
+// selfservice.ErrNotSent. It returns when
 // the mail is accepted by the server, when the server fails, or when ctx
 // is done, whichever comes first: then the session is closed, never used
 // again, and nothing of msg is kept. A session that the server dropped
@@ -369,14 +374,14 @@ func (m *SMTPMailer) Render(msg selfservice.Message) (Content, error) {
 func (m *SMTPMailer) Send(ctx context.Context, msg selfservice.Message) error {
 	to, err := bareAddress(msg.To)
 	if err != nil {
-		return fmt.Errorf("%w (recipient)", err)
+		return mark(fmt.Errorf("%w (recipient)", err), selfservice.ErrRecipientRejected)
 	}
 	content, err := m.Render(msg)
 	if err != nil {
 		return err
 	}
 	if err := ctx.Err(); err != nil {
-		return fmt.Errorf("mail: send: %w", err)
+		return mark(fmt.Errorf("mail: send: %w", err), selfservice.ErrNotSent)
 	}
 
 	out := gomail.NewMsg(gomail.WithNoDefaultUserAgent())
@@ -394,7 +399,7 @@ func (m *SMTPMailer) Send(ctx context.Context, msg selfservice.Message) error {
 
 	if err := m.pool.send(ctx, out, msg.Kind == selfservice.MailCode); err != nil {
 		if errors.Is(err, ErrClosed) {
-			return err
+			return mark(err, selfservice.ErrNotSent)
 		}
 		return newSendError(ctx.Err(), err, msg)
 	}
@@ -433,6 +438,9 @@ func newSendError(ctxErr, err error, msg selfservice.Message) error {
 		errs = []error{ctxErr, err}
 		text = ctxErr.Error() + ": " + text
 	}
+	if refusedRecipient(err) {
+		errs = append(errs, selfservice.ErrRecipientRejected)
+	}
 	text = regexp.MustCompile(`(?i)`+regexp.QuoteMeta(msg.To)).ReplaceAllLiteralString(text, selfservice.MaskEmail(msg.To))
 	// The token as it stands in the link, too; the longer first, so that
 	// no part of one survives the other's stars.
@@ -443,6 +451,24 @@ func newSendError(ctxErr, err error, msg selfservice.Message) error {
 	}
 	return &sendError{text: "mail: send: " + text, errs: errs}
 }
+
+// refusedRecipient reports a permanent (5xx) reply to RCPT TO: the server
+// works and refuses this address (unknown mailbox, bad domain, a non-ASCII
+// address without SMTPUTF8...). A temporary (4xx) reply, or a connection
+// lost at RCPT, says nothing of the address.
+func refusedRecipient(err error) bool {
+	var se *gomail.SendError
+	return errors.As(err, &se) && se.Reason == gomail.ErrSMTPRcptTo && se.ErrorCode() >= 500
+}
+
+// marked is err, with a sentinel of the selfservice.Mailer contract that
+// errors.Is finds and that leaves the text as it is.
+type marked struct{ err, mark error }
+
+func mark(err, sentinel error) error { return &marked{err: err, mark: sentinel} }
+
+func (e *marked) Error() string   { return e.err.Error() }
+func (e *marked) Unwrap() []error { return []error{e.err, e.mark} }
 
 // bareAddress returns s if it is a bare, valid address (local@domain, no
 // display name, no angle brackets, no white space around).

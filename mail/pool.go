@@ -12,6 +12,8 @@ import (
 
 	gomail "github.com/wneessen/go-mail"
 	"github.com/wneessen/go-mail/smtp"
+
+	"github.com/ciamkit/selfservice"
 )
 
 // checkAfter is how long a connection may sit idle and still be used
@@ -106,7 +108,8 @@ func wait(ctx context.Context, sem chan struct{}, closed <-chan struct{}) error 
 	case sem <- struct{}{}:
 		return nil
 	case <-ctx.Done():
-		return fmt.Errorf("waiting for a connection: %w", ctx.Err())
+		// Other mails held every session: the server was not tried.
+		return mark(fmt.Errorf("waiting for a connection: %w", ctx.Err()), selfservice.ErrNotSent)
 	case <-closed:
 		return ErrClosed
 	}
