@@ -23,8 +23,9 @@ import (
 // ErrKeysUnavailable means that the key a token names cannot be had: no
 // signing key has been loaded from the JWKS yet, or the token names a kid
 // the loaded set lacks and the last fetch of the set for such a kid failed
-// (the issuer may have rotated its keys during an outage). The token may
-// well be good, so it is answered as an internal failure (retry later)
+// (the issuer may have rotated its keys during an outage), or the request's
+// context ended while it waited for the fetch under way for such a kid.
+// The token may well be good, so it is answered as an internal failure (retry later)
 // rather than as an invalid token (sign in again).
 const ErrKeysUnavailable reason = "idtoken: JWKS keys unavailable"
 
@@ -33,7 +34,11 @@ const ErrKeysUnavailable reason = "idtoken: JWKS keys unavailable"
 // the last fetch brought; client, which fetches the set again when asked
 // for a kid it lacks; and kf, the keyfunc over client. Every refetch a token
 // causes first passes unknownKID, which never blocks a request, so a flood
-// of made-up kids causes at most its rate of fetches.
+// of made-up kids causes at most its rate of fetches. One refetch runs at a
+// time: a token of an unknown kid that arrives meanwhile waits for it, at
+// most until it ends, and looks its kid up once more, so that the tokens of
+// a rotated key that the limiter holds back are not refused while the fetch
+// that brings the key is under way.
 //
 // Besides jwkset's own refresh every RefreshInterval, a goroutine fetches
 // while no key is loaded (retry), with capped exponential backoff: without
@@ -59,6 +64,13 @@ type jwksKeys struct {
 	// refetchFailed is whether the last fetch of the set for an unknown
 	// kid failed; until one succeeds, unknown kids are ErrKeysUnavailable.
 	refetchFailed atomic.Bool
+
+	// refetchMu guards refetching, and the unknownKID decision with it, so
+	// that a token either starts a refetch or sees the one in flight.
+	refetchMu sync.Mutex
+	// refetching is closed when the refetch in flight ends, after
+	// refetchFailed tells how it went; nil while none is.
+	refetching chan struct{}
 }
 
 // fetchErrKey is the context key under which refetch collects the error of
@@ -198,19 +210,43 @@ func (k *jwksKeys) keyfunc(ctx context.Context) jwt.Keyfunc {
 			return nil, ErrTokenNoKID
 		}
 		jwk, err := k.remote.KeyRead(ctx, kid)
-		switch {
-		case err == nil:
+		if err == nil {
 			return verificationKey(jwk, t)
-		case !errors.Is(err, jwkset.ErrKeyNotFound):
+		}
+		if !errors.Is(err, jwkset.ErrKeyNotFound) {
 			return nil, err
-		case k.unknownKID.Allow():
+		}
+		inFlight, own := k.claimRefetch()
+		switch {
+		case own != nil:
 			// Fetch the set again: the issuer may have rotated keys.
-			key, err := k.refetch(ctx, t)
+			key, err := k.refetch(ctx, t, own)
 			if err != nil && !errors.Is(err, ErrKeysUnavailable) && !k.loaded(ctx) {
 				k.ensureRetry()
 				return nil, errors.Join(ErrKeysUnavailable, err)
 			}
 			return key, err
+		case inFlight != nil:
+			// The refetch under way may bring this kid: a token of a
+			// rotated key must not be told to sign in again meanwhile.
+			// It waits for that fetch only, which HTTPTimeout bounds,
+			// and never starts another, so made-up kids sent meanwhile
+			// cost no fetch and wait no longer.
+			select {
+			case <-inFlight:
+			case <-ctx.Done():
+				return nil, errors.Join(ErrKeysUnavailable, ctx.Err())
+			}
+			jwk, err = k.remote.KeyRead(ctx, kid)
+			if err == nil {
+				return verificationKey(jwk, t)
+			}
+			if !errors.Is(err, jwkset.ErrKeyNotFound) {
+				return nil, err
+			}
+		}
+		// Held back by unknownKID, or the refetch did not bring the kid.
+		switch {
 		case !k.loaded(ctx):
 			k.ensureRetry()
 			return nil, ErrKeysUnavailable
@@ -250,29 +286,51 @@ func verificationKey(jwk jwkset.JWK, t *jwt.Token) (any, error) {
 	return key, nil
 }
 
-// refetch fetches the set and resolves t's key from it. The fetch runs on
-// the Verifier's own context, bounded by HTTPTimeout, so that a client that
-// hangs up cannot waste the one fetch unknownKID allowed and keep rotated
-// keys out; the request itself waits only as long as its context lets it.
-func (k *jwksKeys) refetch(ctx context.Context, t *jwt.Token) (any, error) {
+// claimRefetch is the decision of a token whose kid the set lacks: wait
+// for inFlight, the end of the refetch under way; or, when none is and
+// unknownKID allows, make the refetch itself and close own when it ends
+// (refetch does); or, with both nil, neither.
+func (k *jwksKeys) claimRefetch() (inFlight <-chan struct{}, own chan struct{}) {
+	k.refetchMu.Lock()
+	defer k.refetchMu.Unlock()
+	if k.refetching != nil {
+		return k.refetching, nil
+	}
+	if !k.unknownKID.Allow() {
+		return nil, nil
+	}
+	k.refetching = make(chan struct{})
+	return nil, k.refetching
+}
+
+// refetch fetches the set and resolves t's key from it, then closes done,
+// the channel claimRefetch gave. The fetch runs on the Verifier's own
+// context, bounded by HTTPTimeout, so that a client that hangs up cannot
+// waste the one fetch unknownKID allowed and keep rotated keys out; the
+// request itself waits only as long as its context lets it.
+func (k *jwksKeys) refetch(ctx context.Context, t *jwt.Token, done chan struct{}) (any, error) {
 	type result struct {
 		key any
 		err error
 	}
-	done := make(chan result, 1)
+	res := make(chan result, 1)
 	go func() {
 		var fetchErr error
 		fctx, cancel := context.WithTimeout(context.WithValue(k.ctx, fetchErrKey{}, &fetchErr), k.timeout)
 		defer cancel()
 		key, err := k.kf.KeyfuncCtx(fctx)(t)
 		k.refetchFailed.Store(fetchErr != nil)
+		k.refetchMu.Lock()
+		k.refetching = nil
+		close(done)
+		k.refetchMu.Unlock()
 		if fetchErr != nil && errors.Is(err, jwkset.ErrKeyNotFound) {
 			err = errors.Join(ErrKeysUnavailable, fetchErr)
 		}
-		done <- result{key, err}
+		res <- result{key, err}
 	}()
 	select {
-	case r := <-done:
+	case r := <-res:
 		return r.key, r.err
 	case <-ctx.Done():
 		return nil, ctx.Err()

@@ -148,7 +148,10 @@ type Options struct {
 //     published alg and use must fit (step 6);
 //   - iss equals Issuer exactly (step 2); aud contains the client id (step
 //     3); with several audiences, or any azp, azp is the client id (steps 4
-//     and 5);
+//     and 5); and when the context carries that client
+//     (middleware.ClientFromContext) registered with an issuer
+//     (store.Client's Issuer and JWKSURL), it is this one
+//     (ErrClientOtherIssuer), checked first;
 //   - exp is required and not past (step 9), iat is required and not in
 //     the future, nbf if present is not in the future (step 10), each
 //     within Leeway; sub is required, at most 255 printable ASCII
@@ -308,8 +311,9 @@ func (v *Verifier) Ready(ctx context.Context) error {
 // VerifyToken checks raw as an id_token issued to clientID and returns the
 // user it signed in, with its *Claims in Identity.Claims. A token that
 // fails any check yields an error wrapping i18n.CodeTokenInvalid and the
-// reason (see the Err* constants); keys that could never be loaded yield one
-// wrapping i18n.CodeInternal and ErrKeysUnavailable. Either is logged once,
+// reason (see the Err* constants); a key that cannot be had (see
+// ErrKeysUnavailable) yields one wrapping i18n.CodeInternal and
+// ErrKeysUnavailable. Either is logged once,
 // here (see Options.RefusalLogLevel). With the cache on (Options.Cache), a
 // token that passed before is not parsed again: only the checks on clientID
 // run.
@@ -329,6 +333,29 @@ func (v *Verifier) VerifyToken(ctx context.Context, raw, clientID string) (middl
 	v.opts.Logger.Log(ctx, v.opts.RefusalLogLevel, "selfservice: id_token refused",
 		"reason", refusalReason(err), "kid", hdr.kid, "alg", hdr.alg, "client", logSafe(clientID, middleware.MaxClientIDLen), "error", logSafe(err.Error(), maxLoggedError))
 	return middleware.Identity{}, i18n.Wrap(i18n.CodeTokenInvalid, err)
+}
+
+// ErrClientOtherIssuer: the context's client (middleware.ClientFromContext,
+// the one the token is verified for) is registered with an issuer other
+// than the Verifier's: its store.Client names another Issuer, or another
+// JWKSURL than the Verifier's own. Such a client takes no token of this
+// Verifier's issuer (use Issuers to verify each client against its own);
+// answered IDAAS.SDK.PARAM.0016, never a pass.
+const ErrClientOtherIssuer reason = "idtoken: client is registered with another issuer"
+
+// checkClientIssuer refuses a token for clientID when the context carries
+// that client and its registration names an issuer other than v's. A
+// client registered without one takes v's tokens, as does one without the
+// context (the Go API without a client, a caller of its own).
+func (v *Verifier) checkClientIssuer(ctx context.Context, clientID string) error {
+	c, ok := middleware.ClientFromContext(ctx)
+	if !ok || c.ID != clientID || (c.Issuer == "" && c.JWKSURL == "") {
+		return nil
+	}
+	if c.Issuer != v.opts.Issuer || (v.opts.JWKSURL != "" && c.JWKSURL != v.opts.JWKSURL) {
+		return ErrClientOtherIssuer
+	}
+	return nil
 }
 
 // tokenHeader is what a refusal logs of the token's header, cut to a
@@ -366,7 +393,7 @@ func logSafe(s string, n int) string {
 // package's reasons arrive wrapped in jwt's ErrTokenMalformed or
 // ErrTokenUnverifiable).
 var refusalReasons = []error{
-	ErrTokenTooLarge, ErrTokenAccessToken, ErrTokenType, ErrTokenNumericDate, ErrTokenCrit, ErrTokenNoKID,
+	ErrClientOtherIssuer, ErrTokenTooLarge, ErrTokenAccessToken, ErrTokenType, ErrTokenNumericDate, ErrTokenCrit, ErrTokenNoKID,
 	ErrTokenAuthorizedParty, ErrTokenAudience, ErrTokenNoSubject, ErrTokenSubject, ErrTokenNoIssuedAt,
 	jwkset.ErrKeyNotFound, jwt.ErrTokenExpired, jwt.ErrTokenNotValidYet, jwt.ErrTokenUsedBeforeIssued,
 	jwt.ErrTokenInvalidIssuer, jwt.ErrTokenRequiredClaimMissing, jwt.ErrTokenSignatureInvalid,
@@ -387,6 +414,11 @@ func refusalReason(err error) string {
 func (v *Verifier) verify(ctx context.Context, raw, clientID string) (*Claims, tokenHeader, error) {
 	if len(raw) > v.opts.MaxTokenBytes {
 		return nil, tokenHeader{}, ErrTokenTooLarge
+	}
+	// Before the cache, too, and any key lookup: the token is refused
+	// whatever it is.
+	if err := v.checkClientIssuer(ctx, clientID); err != nil {
+		return nil, tokenHeader{}, err
 	}
 	if v.cache != nil {
 		if claims, kid := v.cache.get(raw, v.opts.Now()); claims != nil {

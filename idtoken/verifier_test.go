@@ -8,6 +8,7 @@ import (
 	"encoding/json"
 	"encoding/pem"
 	"errors"
+	"log/slog"
 	"net/http"
 	"strconv"
 	"strings"
@@ -23,6 +24,7 @@ import (
 	"github.com/ciamkit/selfservice/internal/handlertest"
 	"github.com/ciamkit/selfservice/middleware"
 	"github.com/ciamkit/selfservice/store"
+	"github.com/ciamkit/selfservice/store/memstore"
 )
 
 func TestVerifier(t *testing.T) {
@@ -615,5 +617,126 @@ func TestRequireBearerRepeatedClientID(t *testing.T) {
 		next := &handlertest.Recorder{}
 		w := handlertest.Serve(middleware.RequireBearer(v)(next), handlertest.NewRequest(http.Header{"X-Client-Id": ids, "Authorization": {"Bearer " + raw}}))
 		handlertest.AssertError(t, w, next, http.StatusBadRequest, handlertest.CodeHeaderRepeated, handlertest.MsgHeaderRepeated)
+	}
+}
+
+// TestVerifierClientIssuer: a Verifier refuses the tokens of its issuer for
+// the client in the context (middleware.ClientFromContext) when that client
+// is registered with another issuer, as if Issuers had been configured and
+// found it, before any key lookup or cache; a client registered without an
+// issuer, or with this one, takes them as before, as does a request
+// without a client in the context or with another client there.
+func TestVerifierClientIssuer(t *testing.T) {
+	t.Parallel()
+	k := keys(t)
+	srv := newJWKSServer(t, jwksJSON(t, standardSet(k)...))
+	const other = "https://other.example.com"
+	otherKeys := other + "/keys"
+	tests := []struct {
+		name    string
+		client  *store.Client // in the context; nil for none
+		keyfunc bool          // the Verifier has a Keyfunc, no JWKSURL
+		ok      bool
+	}{
+		{"no client in the context", nil, false, true},
+		{"client without an issuer", &store.Client{ID: testClient}, false, true},
+		{"client of this issuer", &store.Client{ID: testClient, Issuer: testIssuer, JWKSURL: srv.URL}, false, true},
+		{"client of another issuer", &store.Client{ID: testClient, Issuer: other, JWKSURL: otherKeys}, false, false},
+		{"client of this issuer at other keys", &store.Client{ID: testClient, Issuer: testIssuer, JWKSURL: otherKeys}, false, false},
+		{"client of another issuer at these keys", &store.Client{ID: testClient, Issuer: other, JWKSURL: srv.URL}, false, false},
+		{"client with keys but no issuer", &store.Client{ID: testClient, JWKSURL: srv.URL}, false, false},
+		{"client with an issuer but no keys", &store.Client{ID: testClient, Issuer: testIssuer}, false, false},
+		{"another client of another issuer", &store.Client{ID: "app-2", Issuer: other, JWKSURL: otherKeys}, false, true},
+		{"Keyfunc, client of this issuer", &store.Client{ID: testClient, Issuer: testIssuer, JWKSURL: otherKeys}, true, true},
+		{"Keyfunc, client of another issuer", &store.Client{ID: testClient, Issuer: other, JWKSURL: otherKeys}, true, false},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			t.Parallel()
+			logs := &handlertest.LogSink{}
+			edit := func(o *idtoken.Options) {
+				o.Logger = logs.Logger()
+				o.RefusalLogLevel = slog.LevelWarn
+			}
+			var v *idtoken.Verifier
+			var raw string
+			if tt.keyfunc {
+				v, raw = staticVerifier(t, k, edit), eddsa(k).sign(t, claims())
+			} else {
+				v = newVerifier(t, func(o *idtoken.Options) { o.JWKSURL = srv.URL; edit(o) })
+				raw = es256(k).sign(t, claims())
+			}
+			ctx := context.Background()
+			if tt.client != nil {
+				ctx = middleware.WithClient(ctx, *tt.client)
+			}
+			_, err := v.Verify(ctx, raw, testClient)
+			if tt.ok {
+				if err != nil {
+					t.Fatalf("Verify: %v", err)
+				}
+				return
+			}
+			if !errors.Is(err, i18n.CodeTokenInvalid) || !errors.Is(err, idtoken.ErrClientOtherIssuer) || errors.Is(err, i18n.CodeInternal) {
+				t.Fatalf("Verify error = %v, want CodeTokenInvalid wrapping ErrClientOtherIssuer", err)
+			}
+			recs := logs.Records()
+			if len(recs) != 1 {
+				t.Fatalf("%d log records, want 1:\n%s", len(recs), logs.Text())
+			}
+			want := map[string]any{"level": "WARN", "msg": "selfservice: id_token refused",
+				"reason": idtoken.ErrClientOtherIssuer.Error(), "client": testClient}
+			for key, value := range want {
+				if recs[0][key] != value {
+					t.Errorf("log %s = %v, want %v", key, recs[0][key], value)
+				}
+			}
+		})
+	}
+}
+
+// TestVerifierClientIssuerChain: the Verifier alone as the chain's verifier
+// (Issuers forgotten) refuses its issuer's tokens for a client the registry
+// names with another issuer, also one its cache holds (verified for that
+// client without a client in the context), and an unknown kid for that
+// client fetches nothing; a client of its own issuer is served.
+func TestVerifierClientIssuerChain(t *testing.T) {
+	t.Parallel()
+	k := keys(t)
+	srv := newJWKSServer(t, jwksJSON(t, standardSet(k)...))
+	v := newVerifier(t, func(o *idtoken.Options) {
+		o.JWKSURL = srv.URL
+		o.UnknownKIDInterval = time.Millisecond
+		o.Cache = idtoken.CacheOptions{MaxEntries: 16}
+	})
+	reg := memstore.NewClientRegistry(
+		store.Client{ID: testClient, Issuer: "https://other.example.com", JWKSURL: "https://other.example.com/keys"},
+		store.Client{ID: "app-2", Issuer: testIssuer, JWKSURL: srv.URL},
+	)
+	request := func(client, raw string) *http.Request {
+		r := bearerRequest(raw)
+		r.Header.Set("X-Client-Id", client)
+		return r
+	}
+	next := &handlertest.Recorder{}
+	handlertest.AssertPassed(t, handlertest.Serve(chain(reg, v, next), request("app-2", es256(k).sign(t, claims(setClaim("aud", "app-2"))))), next)
+	cached := es256(k).sign(t, claims(setClaim("jti", "cached")))
+	if _, err := v.Verify(context.Background(), cached, testClient); err != nil {
+		t.Fatalf("without a client in the context: %v", err)
+	}
+
+	for name, raw := range map[string]string{
+		"token of this issuer":    es256(k).sign(t, claims()),
+		"token the cache holds":   cached,
+		"token of an unknown kid": signer{jwt.SigningMethodES256, k.es, "unknown"}.sign(t, claims()),
+	} {
+		t.Run(name, func(t *testing.T) {
+			next := &handlertest.Recorder{}
+			w := handlertest.Serve(chain(reg, v, next), request(testClient, raw))
+			handlertest.AssertError(t, w, next, http.StatusBadRequest, handlertest.CodeTokenInvalid, handlertest.MsgTokenInvalid)
+		})
+	}
+	if n := srv.fetches.Load(); n != 1 {
+		t.Errorf("%d JWKS fetches, want 1 (start-up)", n)
 	}
 }
