@@ -7,7 +7,6 @@ import (
 	"io"
 	"mime"
 	"net/http"
-	"strings"
 	"sync"
 	"unicode/utf8"
 
@@ -90,8 +89,11 @@ func isJSON(contentType string) bool {
 	if err != nil || mt != "application/json" {
 		return false
 	}
-	for k, v := range params {
-		if k != "charset" || !strings.EqualFold(v, "utf-8") {
+	// A charset parameter is allowed whatever it says: JSON is UTF-8
+	// (RFC 8259 section 8.1, which defines no parameter), and a body that
+	// is not is refused as malformed.
+	for k := range params {
+		if k != "charset" {
 			return false
 		}
 	}
