@@ -427,7 +427,7 @@ func (s *Service) CallerOf(r *http.Request) (Caller, error) {
 		c.Language = s.cfg.Bundle.DefaultLocale().Tag()
 		return c, i18n.CodeHeaderRepeated
 	}
-	c.Language = s.cfg.Bundle.Match(strings.Join(xl, ""), r.Header.Get("Accept-Language")).Tag()
+	c.Language = s.cfg.Bundle.Match(strings.Join(xl, ""), strings.Join(r.Header["Accept-Language"], ",")).Tag()
 	d, err := middleware.ParseDevice(r.Header)
 	if err != nil {
 		return c, err

@@ -217,7 +217,10 @@ func (b *Bundle) DefaultLocale() *Locale { return b.locales[0] }
 // Match picks the locale for a request from its X-L header, then its
 // Accept-Language header, then the default. X-L takes a BCP 47 tag and is
 // forgiving about the underscore form (zh_CN); regional and script forms
-// (zh-CN, zh-Hans, en-US) match their language.
+// (zh-CN, zh-Hans, en-US) match their language. acceptLanguage is the
+// header's lines joined with commas; a range that cannot be read is
+// skipped, not the header, and only its first kilobyte (at most 32 ranges)
+// is read.
 func (b *Bundle) Match(xl, acceptLanguage string) *Locale {
 	if xl != "" {
 		if loc, ok := b.exact[xl]; ok {
@@ -227,15 +230,67 @@ func (b *Bundle) Match(xl, acceptLanguage string) *Locale {
 			return loc
 		}
 	}
-	if acceptLanguage != "" && len(acceptLanguage) <= 4*maxTagLen {
-		tags, _, err := language.ParseAcceptLanguage(acceptLanguage)
-		if err == nil && len(tags) > 0 {
-			if _, i, c := b.matcher.Match(tags...); c != language.No {
-				return b.locales[i]
-			}
+	if tags := parseAcceptLanguage(acceptLanguage); len(tags) > 0 {
+		if _, i, c := b.matcher.Match(tags...); c != language.No {
+			return b.locales[i]
 		}
 	}
 	return b.locales[0]
+}
+
+// Bounds on what of an Accept-Language header is read: browsers send a
+// handful of ranges in well under a kilobyte; the rest is dropped, not the
+// header.
+const (
+	maxAcceptLanguageLen    = 1024
+	maxAcceptLanguageRanges = 32
+)
+
+// parseAcceptLanguage returns the language ranges of an Accept-Language
+// value (several header lines joined with commas, as RFC 9110 reads them),
+// most preferred first, without those of weight 0. It forgives what a
+// strict parse would refuse the whole header for: a range it cannot read
+// is skipped, and past maxAcceptLanguageLen bytes or
+// maxAcceptLanguageRanges ranges the rest is ignored.
+func parseAcceptLanguage(s string) []language.Tag {
+	if len(s) > maxAcceptLanguageLen {
+		s = s[:maxAcceptLanguageLen]
+		if i := strings.LastIndexByte(s, ','); i >= 0 {
+			s = s[:i]
+		}
+	}
+	type weighted struct {
+		tag language.Tag
+		q   float32
+	}
+	var ranges []weighted
+	for part := range strings.SplitSeq(s, ",") {
+		if len(ranges) == maxAcceptLanguageRanges {
+			break
+		}
+		if strings.TrimSpace(part) == "" {
+			continue
+		}
+		tags, qs, err := language.ParseAcceptLanguage(part)
+		if err != nil || len(tags) != 1 || qs[0] <= 0 {
+			continue
+		}
+		ranges = append(ranges, weighted{tags[0], qs[0]})
+	}
+	slices.SortStableFunc(ranges, func(a, b weighted) int {
+		switch {
+		case a.q > b.q:
+			return -1
+		case a.q < b.q:
+			return 1
+		}
+		return 0
+	})
+	tags := make([]language.Tag, len(ranges))
+	for i, r := range ranges {
+		tags[i] = r.tag
+	}
+	return tags
 }
 
 // Lookup returns the locale of tag, read as Match reads X-L, and whether

@@ -61,7 +61,14 @@ func TestMatch(t *testing.T) {
 		{"Accept-Language malformed", "", "zh;q=abc,,;;", language.English},
 		{"Accept-Language malformed weights", "", ";q=1", language.English},
 		{"Accept-Language binary", "", "\xff\xfe\x00", language.English},
-		{"Accept-Language very long", "", strings.Repeat("zh-CN,", 500) + "zh", language.English},
+		{"Accept-Language very long is read to its first kilobyte", "", strings.Repeat("zh-CN,", 500) + "zh", language.Chinese},
+		{"Accept-Language past its first kilobyte is not read", "", strings.Repeat("fr,", 400) + "zh", language.English},
+		{"Accept-Language past 32 ranges is not read", "", strings.Repeat("fr,", 32) + "zh", language.English},
+		{"Accept-Language lines joined", "", "fr,zh", language.Chinese},
+		{"Accept-Language bad range skipped", "", "zh;q=0.9, en;q=abc", language.Chinese},
+		{"Accept-Language weights order the ranges", "", "en;q=0.1, fr, zh;q=0.5", language.Chinese},
+		{"Accept-Language weight 0 refuses", "", "zh;q=0, en;q=0.1", language.English},
+		{"Accept-Language browser list", "", "zh-CN,zh;q=0.9,en-US;q=0.1," + strings.Repeat("de;q=0.05,", 30), language.Chinese},
 	}
 	b := i18n.Default()
 	for _, tt := range tests {

@@ -2,6 +2,7 @@ package middleware
 
 import (
 	"net/http"
+	"strings"
 
 	"github.com/ciamkit/selfservice/i18n"
 )
@@ -31,7 +32,7 @@ func localize(bundle *i18n.Bundle) step {
 		}
 		loc := decided.lookup(xl)
 		if loc == nil {
-			loc = bundle.Match(xl, headerValue(r.Header, "Accept-Language"))
+			loc = bundle.Match(xl, strings.Join(r.Header["Accept-Language"], ","))
 		}
 		st.locale = loc
 		w.Header()["Content-Language"] = loc.ContentLanguage()
@@ -83,15 +84,6 @@ func decidingXL(bundle *i18n.Bundle) xlTable {
 		}
 	}
 	return t
-}
-
-// headerValue returns the first value of a header given in canonical form,
-// without the canonicalisation Header.Get repeats on every call.
-func headerValue(h http.Header, canonicalKey string) string {
-	if v := h[canonicalKey]; len(v) > 0 {
-		return v[0]
-	}
-	return ""
 }
 
 // singleValue returns the value of a header that may appear at most once,

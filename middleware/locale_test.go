@@ -3,6 +3,7 @@ package middleware_test
 import (
 	"context"
 	"net/http"
+	"strings"
 	"testing"
 
 	"golang.org/x/text/language"
@@ -26,6 +27,8 @@ func TestLocalize(t *testing.T) {
 		{"Accept-Language zh-CN", "", "zh-CN,zh;q=0.9", language.Chinese},
 		{"X-L unsupported, Accept-Language zh", "fr", "zh", language.Chinese},
 		{"nothing supported", "fr", "de", language.English},
+		// Several lines are one list (RFC 9110 section 5.3).
+		{"Accept-Language on two lines", "", "fr\nzh", language.Chinese},
 	}
 	h := middleware.Localize(i18n.Default())
 	for _, tt := range tests {
@@ -37,7 +40,9 @@ func TestLocalize(t *testing.T) {
 				hdr.Set("X-L", tt.xl)
 			}
 			if tt.acceptLang != "" {
-				hdr.Set("Accept-Language", tt.acceptLang)
+				for line := range strings.SplitSeq(tt.acceptLang, "\n") {
+					hdr.Add("Accept-Language", line)
+				}
 			}
 			w := handlertest.Serve(h(next), handlertest.NewRequest(hdr))
 			handlertest.AssertPassed(t, w, next)
