@@ -23,7 +23,10 @@
 //	-codes C          codes and send limits: memory (default) or redis://...
 //	-mail M           log (default: each mail as a JSON line on stdout),
 //	                  smtp://[user:pass@]host:port (STARTTLS when offered) or
-//	                  smtps://[user:pass@]host:port (implicit TLS); ?from=addr
+//	                  smtps://[user:pass@]host:port (implicit TLS); ?from=addr;
+//	                  notices link to ?revert_url=, else to the demo page when
+//	                  it is served on a loopback address (or every address),
+//	                  else to no undo page
 //	-db-conns N       SQL connections kept open and idle (default 16)
 //	-load-test        loosen every budget to 1,000,000 events a second, so
 //	                  that a load generator on one address is not refused;
@@ -157,8 +160,15 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 		return err
 	}
 	base := "http://" + ln.Addr().String()
-	// The demo page undoes a change from the link of its notice.
-	mailer, err := newMailer(f.mail, stdout, undoPage(ln.Addr()))
+	// The demo page carries the built-in issuer's token for the demo user,
+	// so it is served with that issuer only. It undoes a change from the
+	// link of its notice: without it, notices link to no page of ours.
+	demo := f.issuer == "" && len(seed.Clients) > 0 && len(seed.Users) > 0
+	var revertURL string
+	if demo {
+		revertURL = undoPage(ln.Addr())
+	}
+	mailer, err := newMailer(f.mail, stdout, revertURL, logger)
 	if err != nil {
 		ln.Close()
 		return err
@@ -264,7 +274,7 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	})
 
 	logger.Info("listening", "addr", ln.Addr().String(), "issuer", issuerURL)
-	if iss != nil && len(seed.Clients) > 0 && len(seed.Users) > 0 {
+	if demo {
 		token, err := iss.IDToken(seed.Users[0].ID, seed.Clients[0].ClientID, 24*time.Hour)
 		if err != nil {
 			return err
@@ -311,8 +321,9 @@ var prometheusMetrics func() (metric.MeterProvider, http.Handler, func(context.C
 
 // newMailer returns the mailer -mail names: the development LogMailer on
 // stdout, or SMTP delivery through package mail, whose notices link to
-// revertURL unless the URL names another undo page (?revert_url=).
-func newMailer(flag string, stdout io.Writer, revertURL string) (selfservice.Mailer, error) {
+// the URL's undo page (?revert_url=), else to revertURL, else to none and
+// only advise contacting support, which logger warns of.
+func newMailer(flag string, stdout io.Writer, revertURL string, logger *slog.Logger) (selfservice.Mailer, error) {
 	if flag == "" || flag == "log" {
 		return selfservice.NewLogMailer(stdout), nil
 	}
@@ -323,17 +334,25 @@ func newMailer(flag string, stdout io.Writer, revertURL string) (selfservice.Mai
 	if opts.RevertURL == "" {
 		opts.RevertURL = revertURL
 	}
+	if opts.RevertURL == "" {
+		logger.Warn("-mail: notices carry no undo link, only the advice to contact support; " +
+			"add ?revert_url= (your undo page, https, URL-encoded) to -mail")
+	}
 	return mail.New(opts)
 }
 
-// undoPage is the demo page's URL for the notices' undo links: on this
-// machine, since the example listens for development, by name when it
-// listens on every address.
+// undoPage is the demo page's URL for the notices' undo links, or "" when
+// a mail may not link to it: http is for a loopback host only (see
+// mail.Options.RevertURL). The example listens for development, so when
+// it listens on every address the page is linked on this machine, by name.
 func undoPage(addr net.Addr) string {
 	ap, err := netip.ParseAddrPort(addr.String())
-	if err != nil || ap.Addr().IsUnspecified() {
+	switch {
+	case err != nil || ap.Addr().IsUnspecified():
 		_, port, _ := net.SplitHostPort(addr.String())
 		return "http://localhost:" + port + "/"
+	case !ap.Addr().Unmap().IsLoopback():
+		return ""
 	}
 	return "http://" + ap.String() + "/"
 }

@@ -8,7 +8,11 @@ import (
 	"flag"
 	"fmt"
 	"io"
+	"log/slog"
+	"net"
 	"net/http"
+	"net/http/httptest"
+	"net/netip"
 	"net/url"
 	"os"
 	"path/filepath"
@@ -18,9 +22,12 @@ import (
 	"testing"
 	"time"
 
+	"github.com/ciamkit/selfservice"
+	"github.com/ciamkit/selfservice/internal/devissuer"
 	"github.com/ciamkit/selfservice/internal/openapitest"
 	"github.com/ciamkit/selfservice/internal/testenv"
 	"github.com/ciamkit/selfservice/internal/testkit"
+	"github.com/ciamkit/selfservice/mail"
 )
 
 var (
@@ -338,6 +345,25 @@ var undoLink = regexp.MustCompile(`(http://[^\s"<>]+)/#revert_token=([A-Za-z0-9_
 // the undo token of its link, which must lead to base's demo page.
 func mailpitUndoToken(t *testing.T, api, addr, base string) string {
 	t.Helper()
+	text := mailpitNotice(t, api, addr)
+	link := undoLink.FindStringSubmatch(text)
+	if link == nil {
+		t.Fatalf("the notice to %s has no undo link:\n%s", addr, text)
+	}
+	if link[1] != base {
+		t.Errorf("the undo link leads to %s, want the demo page at %s", link[1], base)
+	}
+	token, err := url.QueryUnescape(link[2])
+	if err != nil {
+		t.Fatal(err)
+	}
+	return token
+}
+
+// mailpitNotice polls Mailpit for the notice sent to addr and returns its
+// text.
+func mailpitNotice(t *testing.T, api, addr string) string {
+	t.Helper()
 	deadline := time.Now().Add(10 * time.Second)
 	for time.Now().Before(deadline) {
 		resp, err := http.Get(api + "/api/v1/search?query=" + url.QueryEscape(`to:"`+addr+`"`))
@@ -358,18 +384,7 @@ func mailpitUndoToken(t *testing.T, api, addr, base string) string {
 				var msg struct{ Text string }
 				_ = json.NewDecoder(resp.Body).Decode(&msg)
 				resp.Body.Close()
-				link := undoLink.FindStringSubmatch(msg.Text)
-				if link == nil {
-					t.Fatalf("the notice to %s has no undo link:\n%s", addr, msg.Text)
-				}
-				if link[1] != base {
-					t.Errorf("the undo link leads to %s, want the demo page at %s", link[1], base)
-				}
-				token, err := url.QueryUnescape(link[2])
-				if err != nil {
-					t.Fatal(err)
-				}
-				return token
+				return msg.Text
 			}
 		}
 		time.Sleep(50 * time.Millisecond)
@@ -405,4 +420,160 @@ func mailpitCode(t *testing.T, api, addr string) string {
 	}
 	t.Fatalf("no mail with a code reached %s", addr)
 	return ""
+}
+
+// TestNoticeUndoLink: a notice sent by SMTP links to the undo page the mail
+// URL names, else to the demo page when the example serves it where a mail
+// may link (http only to a loopback host), else to none, and then advises
+// contacting support; none of these stops the example from starting.
+func TestNoticeUndoLink(t *testing.T) {
+	t.Parallel()
+	const mailURL = "smtp://127.0.0.1:2525?tls=none&from=no-reply@example.com"
+	tcp := func(s string) net.Addr { return net.TCPAddrFromAddrPort(netip.MustParseAddrPort(s)) }
+	for _, c := range []struct {
+		name    string
+		demo    bool // the built-in issuer's demo page is served
+		addr    net.Addr
+		mail    string
+		want    string // the link's page; "" for no link
+		warning bool   // the start-up log warns that notices have no link
+	}{
+		{"demo page on loopback", true, tcp("127.0.0.1:8080"), mailURL, "http://127.0.0.1:8080/", false},
+		{"demo page on IPv6 loopback", true, tcp("[::1]:8080"), mailURL, "http://[::1]:8080/", false},
+		{"demo page on every address", true, tcp("0.0.0.0:8080"), mailURL, "http://localhost:8080/", false},
+		{"demo page on another address", true, tcp("192.0.2.1:8080"), mailURL, "", true},
+		{"external issuer", false, tcp("127.0.0.1:8080"), mailURL, "", true},
+		{"external issuer on another address", false, tcp("192.0.2.1:8080"), mailURL, "", true},
+		{"external issuer, the operator's undo page", false, tcp("192.0.2.1:8080"),
+			mailURL + "&revert_url=" + url.QueryEscape("https://app.example.com/undo"), "https://app.example.com/undo", false},
+		{"demo page, the operator's undo page", true, tcp("127.0.0.1:8080"),
+			mailURL + "&revert_url=" + url.QueryEscape("https://app.example.com/undo"), "https://app.example.com/undo", false},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			t.Parallel()
+			var revertURL string
+			if c.demo {
+				revertURL = undoPage(c.addr)
+			}
+			var logs bytes.Buffer
+			m, err := newMailer(c.mail, io.Discard, revertURL, slog.New(slog.NewTextHandler(&logs, nil)))
+			if err != nil {
+				t.Fatalf("the example would not start: %v", err)
+			}
+			smtp, ok := m.(*mail.SMTPMailer)
+			if !ok {
+				t.Fatalf("newMailer returned a %T", m)
+			}
+			content, err := smtp.Render(selfservice.Message{Kind: selfservice.MailEmailChanged, To: "old@example.com",
+				NewEmail: "n***@example.com", ChangedAt: time.Now(), RevertToken: "tok"})
+			if err != nil {
+				t.Fatal(err)
+			}
+			link := c.want + "#revert_token=tok"
+			switch {
+			case c.want != "" && !strings.Contains(content.Text, link):
+				t.Errorf("the notice does not link to %s:\n%s", link, content.Text)
+			case c.want == "" && strings.Contains(content.Text, "revert_token"):
+				t.Errorf("the notice links to a page nobody serves:\n%s", content.Text)
+			case c.want == "" && !strings.Contains(content.Text, "contact support"):
+				t.Errorf("the notice without a link does not advise contacting support:\n%s", content.Text)
+			}
+			if got := strings.Contains(logs.String(), "no undo link"); got != c.warning {
+				t.Errorf("warned of no undo link: %v, want %v\n%s", got, c.warning, logs.String())
+			}
+		})
+	}
+}
+
+var listeningLine = regexp.MustCompile(`msg=listening addr=(\S+)`)
+
+// startExternal runs the example with -issuer, trusting a test issuer whose
+// JWKS an httptest server serves, and -mail mailURL; it returns the base
+// URL, the issuer and the example's stderr.
+func startExternal(t *testing.T, mailURL string) (string, *devissuer.Issuer, *testkit.SyncBuffer) {
+	t.Helper()
+	iss, err := devissuer.New("https://issuer.example")
+	if err != nil {
+		t.Fatal(err)
+	}
+	jwks := httptest.NewServer(iss)
+	t.Cleanup(jwks.Close)
+	ctx, cancel := context.WithCancel(context.Background())
+	stderr := &testkit.SyncBuffer{}
+	done := make(chan error, 1)
+	go func() {
+		done <- run(ctx, []string{"-addr", "127.0.0.1:0", "-issuer", iss.URL(), "-jwks-url", jwks.URL, "-mail", mailURL}, io.Discard, stderr)
+	}()
+	t.Cleanup(func() {
+		cancel()
+		select {
+		case err := <-done:
+			if err != nil {
+				t.Errorf("run returned %v after shutdown", err)
+			}
+		case <-time.After(15 * time.Second):
+			t.Error("server did not shut down within 15s")
+		}
+	})
+	deadline := time.Now().Add(20 * time.Second)
+	for time.Now().Before(deadline) {
+		if m := listeningLine.FindStringSubmatch(stderr.String()); m != nil {
+			return "http://" + m[1], iss, stderr
+		}
+		select {
+		case err := <-done:
+			done <- err // for the cleanup
+			t.Fatalf("run ended early: %v\n%s", err, stderr.String())
+		case <-time.After(20 * time.Millisecond):
+		}
+	}
+	t.Fatalf("the example did not start listening:\n%s", stderr.String())
+	return "", nil, nil
+}
+
+// TestExternalIssuerNoDemoUndoLink: with -issuer there is no demo page, so
+// notices do not link to it, and the operator is told at start-up.
+func TestExternalIssuerNoDemoUndoLink(t *testing.T) {
+	t.Parallel()
+	base, _, stderr := startExternal(t, "smtp://127.0.0.1:2525?tls=none&from=no-reply@example.com")
+	if resp, _ := get(t, base+"/", nil); resp.StatusCode != http.StatusNotFound {
+		t.Fatalf("GET / with -issuer: %d, want 404: no demo page", resp.StatusCode)
+	}
+	if !strings.Contains(stderr.String(), "no undo link") {
+		t.Errorf("no warning that notices carry no undo link:\n%s", stderr.String())
+	}
+}
+
+// TestExternalIssuerNotice changes an address with -issuer and -mail
+// pointing at Mailpit: the notice to the old address links to no page of
+// the example's and advises contacting support.
+func TestExternalIssuerNotice(t *testing.T) {
+	smtpAddr := testenv.Lookup(t, testenv.MailpitSMTP)
+	api := testenv.Lookup(t, testenv.MailpitAPI)
+	t.Parallel()
+	base, iss, _ := startExternal(t, "smtp://"+smtpAddr+"?tls=none&from=no-reply@example.com")
+	client := defaultSeed.Clients[0].ClientID
+	token, err := iss.IDToken(defaultSeed.Users[0].ID, client, time.Hour)
+	if err != nil {
+		t.Fatal(err)
+	}
+	s := started{base: base, token: token, client: client}
+	// Two changes: the notice of the second goes to an address of this
+	// test's own, not to the demo user's, which other runs share.
+	to := fmt.Sprintf("external-%d@example.com", time.Now().UnixNano())
+	for _, next := range []string{to, "2nd-" + to} {
+		if st, body := s.post(t, "/api/v2/sdk/email/send", "", `{"email":"`+next+`","type":"UPDATE_EMAIL_EMS","captcha_token":"dev"}`); st != 200 {
+			t.Fatalf("send: %d %s", st, body)
+		}
+		if st, body := s.post(t, "/api/v2/sdk/profile/update-email", s.token, `{"email":"`+next+`","verify_code":"`+mailpitCode(t, api, next)+`"}`); st != 200 {
+			t.Fatalf("update: %d %s", st, body)
+		}
+	}
+	text := mailpitNotice(t, api, to)
+	if strings.Contains(text, "revert_token") || strings.Contains(text, base) {
+		t.Errorf("the notice links to a page the example does not serve:\n%s", text)
+	}
+	if !strings.Contains(text, "contact support") {
+		t.Errorf("the notice does not advise contacting support:\n%s", text)
+	}
 }
