@@ -9,6 +9,9 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
+	"net/netip"
+	"slices"
+	"strings"
 
 	"github.com/ciamkit/selfservice"
 	"github.com/ciamkit/selfservice/i18n"
@@ -26,7 +29,10 @@ type demoPage struct {
 	UserID   string // the token's sub
 	ClientID string
 	Token    string
-	Logger   *slog.Logger
+	// Hosts are the names the page and GET /demo/user answer to besides
+	// loopback addresses and localhost: the listener's own host.
+	Hosts  []string
+	Logger *slog.Logger
 }
 
 // The paths the demo adds to the example's mux.
@@ -131,10 +137,63 @@ func mountDemo(mux *http.ServeMux, d demoPage) {
 	if d.Logger == nil {
 		d.Logger = slog.Default()
 	}
-	mux.HandleFunc("GET /{$}", d.servePage)
-	mux.HandleFunc("GET "+demoUserPath, d.serveUser)
+	mux.Handle("GET /{$}", d.onOwnHost(d.servePage))
+	mux.Handle("GET "+demoUserPath, d.onOwnHost(d.serveUser))
 	mux.Handle("GET "+demoJSPath, asset("web/demo.js", "text/javascript; charset=utf-8"))
 	mux.Handle("GET "+demoCSSPath, asset("web/demo.css", "text/css; charset=utf-8"))
+}
+
+// onOwnHost answers 421 Misdirected Request unless the request names this
+// server in its Host: a loopback address, localhost or one of d.Hosts.
+// A web page that rebinds its own name to 127.0.0.1 is same-origin with
+// what it fetches under that name, so without this check it could read
+// the demo user's id_token off the page; its requests carry its name.
+func (d demoPage) onOwnHost(next http.HandlerFunc) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if !d.ownHost(r.Host) {
+			http.Error(w, "misdirected request: the demo page answers on localhost or the address it listens on", http.StatusMisdirectedRequest)
+			return
+		}
+		next(w, r)
+	})
+}
+
+func (d demoPage) ownHost(hostport string) bool {
+	host := hostport
+	if h, _, err := net.SplitHostPort(hostport); err == nil {
+		host = h
+	} else {
+		// No port: only brackets to take off an IPv6 address.
+		host = strings.TrimSuffix(strings.TrimPrefix(host, "["), "]")
+	}
+	if ip, err := netip.ParseAddr(host); err == nil && ip.Unmap().IsLoopback() {
+		return true
+	}
+	if strings.EqualFold(host, "localhost") {
+		return true
+	}
+	for _, h := range d.Hosts {
+		if strings.EqualFold(host, h) {
+			return true
+		}
+	}
+	return false
+}
+
+// listenHosts are the hosts a browser may name the example by besides
+// loopback addresses and localhost: the host -addr names and the address
+// it listens on, unless that is every address.
+func listenHosts(flag string, addr net.Addr) []string {
+	var hosts []string
+	if h, _, err := net.SplitHostPort(flag); err == nil && h != "" {
+		if ip, err := netip.ParseAddr(h); err != nil || !ip.IsUnspecified() {
+			hosts = append(hosts, h)
+		}
+	}
+	if ap, err := netip.ParseAddrPort(addr.String()); err == nil && !ap.Addr().IsUnspecified() && !slices.Contains(hosts, ap.Addr().String()) {
+		hosts = append(hosts, ap.Addr().String())
+	}
+	return hosts
 }
 
 // pageLanguage picks the page's language as the API picks an answer's:

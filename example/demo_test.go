@@ -4,9 +4,13 @@ import (
 	"context"
 	"encoding/json"
 	"io"
+	"net"
 	"net/http"
 	"net/http/httptest"
+	"net/netip"
 	"regexp"
+	"slices"
+	"strconv"
 	"strings"
 	"testing"
 
@@ -382,5 +386,88 @@ func TestDemoUserMissing(t *testing.T) {
 	defer srv.Close()
 	if resp, _ := get(t, srv.URL+demoUserPath, nil); resp.StatusCode != http.StatusNotFound {
 		t.Fatalf("a missing demo user: %d", resp.StatusCode)
+	}
+}
+
+// TestDemoRebindingHost: the page and GET /demo/user, which hand out the
+// demo user's token and address, answer only requests that name this
+// server in their Host. A page whose name was rebound to 127.0.0.1 reaches
+// the listener, but its requests carry its own name: 421.
+func TestDemoRebindingHost(t *testing.T) {
+	t.Parallel()
+	users := memstore.NewUserStore(store.User{ID: "demo-user", Email: "15201657312@163.com"})
+	mux := http.NewServeMux()
+	mountDemo(mux, demoPage{Users: users, UserID: "demo-user", ClientID: "demo-client", Token: demoToken, Hosts: []string{"demo.internal"}})
+	srv := httptest.NewServer(mux)
+	t.Cleanup(srv.Close)
+	port := srv.Listener.Addr().(*net.TCPAddr).Port
+	withPort := func(host string) string { return net.JoinHostPort(host, strconv.Itoa(port)) }
+	for _, c := range []struct {
+		host string
+		want int
+	}{
+		{withPort("rebind.attacker.example"), http.StatusMisdirectedRequest},
+		{"rebind.attacker.example", http.StatusMisdirectedRequest},
+		{withPort("localhost.attacker.example"), http.StatusMisdirectedRequest},
+		{withPort("127.0.0.1.nip.io"), http.StatusMisdirectedRequest},
+		{withPort("localhost."), http.StatusMisdirectedRequest},
+		{withPort("demo.internal.attacker.example"), http.StatusMisdirectedRequest},
+		{withPort("192.0.2.1"), http.StatusMisdirectedRequest},
+		{withPort("127.0.0.1"), http.StatusOK},
+		{withPort("127.0.0.2"), http.StatusOK},
+		{"127.0.0.1", http.StatusOK},
+		{withPort("localhost"), http.StatusOK},
+		{"LocalHost", http.StatusOK},
+		{withPort("::1"), http.StatusOK},
+		{"[::1]", http.StatusOK},
+		{withPort("demo.internal"), http.StatusOK},
+	} {
+		for _, path := range []string{"/", demoUserPath} {
+			t.Run("Host "+c.host+" GET "+path, func(t *testing.T) {
+				req, err := http.NewRequest(http.MethodGet, srv.URL+path, nil)
+				if err != nil {
+					t.Fatal(err)
+				}
+				req.Host = c.host
+				resp, err := http.DefaultClient.Do(req)
+				if err != nil {
+					t.Fatal(err)
+				}
+				defer resp.Body.Close()
+				b, _ := io.ReadAll(resp.Body)
+				if resp.StatusCode != c.want {
+					t.Fatalf("Host %s: %d, want %d", c.host, resp.StatusCode, c.want)
+				}
+				if c.want != http.StatusMisdirectedRequest {
+					return
+				}
+				if ct := resp.Header.Get("Content-Type"); !strings.HasPrefix(ct, "text/plain") {
+					t.Errorf("Content-Type %q, want plain text", ct)
+				}
+				if body := string(b); strings.Contains(body, demoToken) || strings.Contains(body, "15201657312") {
+					t.Errorf("the refusal gives the demo user away: %s", body)
+				}
+			})
+		}
+	}
+}
+
+func TestListenHosts(t *testing.T) {
+	t.Parallel()
+	tcp := func(s string) net.Addr { return net.TCPAddrFromAddrPort(netip.MustParseAddrPort(s)) }
+	for _, c := range []struct {
+		flag string
+		addr net.Addr
+		want []string
+	}{
+		{"127.0.0.1:0", tcp("127.0.0.1:41234"), []string{"127.0.0.1"}},
+		{"192.0.2.1:8080", tcp("192.0.2.1:8080"), []string{"192.0.2.1"}},
+		{"demo.internal:8080", tcp("192.0.2.1:8080"), []string{"demo.internal", "192.0.2.1"}},
+		{"0.0.0.0:8080", tcp("0.0.0.0:8080"), nil},
+		{":8080", tcp("[::]:8080"), nil},
+	} {
+		if got := listenHosts(c.flag, c.addr); !slices.Equal(got, c.want) {
+			t.Errorf("listenHosts(%q, %v) = %q, want %q", c.flag, c.addr, got, c.want)
+		}
 	}
 }

@@ -279,7 +279,8 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 		if err != nil {
 			return err
 		}
-		mountDemo(mux, demoPage{Users: st.users, UserID: seed.Users[0].ID, ClientID: seed.Clients[0].ClientID, Token: token, Logger: logger})
+		mountDemo(mux, demoPage{Users: st.users, UserID: seed.Users[0].ID, ClientID: seed.Clients[0].ClientID, Token: token,
+			Hosts: listenHosts(f.addr, ln.Addr()), Logger: logger})
 		printWalkthrough(stderr, base, seed.Clients[0].ClientID, token)
 	}
 	if second != nil && len(seed.Users) > 0 {
