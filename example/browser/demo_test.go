@@ -291,3 +291,31 @@ func TestDemoPageWrongCodeChinese(t *testing.T) {
 		t.Errorf("after the change, the page says %q", got)
 	}
 }
+
+// TestDemoPageDollarAddress: an address holding $&, $' and $` (valid in a
+// local part) is shown as typed, not read as a replacement pattern, after
+// the send and after the change.
+func TestDemoPageDollarAddress(t *testing.T) {
+	t.Parallel()
+	chromiumPath(t)
+	ex := startExample(t)
+	ctx := newBrowser(t, 2*time.Minute)
+	openDemo(t, ctx, ex.base+"/")
+
+	const newEmail = "a$&b$'c$`d@example.com"
+	if err := chromedp.Do(ctx, chromedp.SendKeys(chromedp.ID("email"), newEmail+kb.Enter)); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, ctx, "the code to be sent", `document.getElementById("status").dataset.state === "sent"`)
+	if got, want := text(t, ctx, "status"), "A code was sent to "+newEmail+"."; !strings.HasPrefix(got, want) {
+		t.Errorf("after sending, the page says %q, want it to start with %q", got, want)
+	}
+	press(t, ctx, ex.mailedCode(t, newEmail)+kb.Enter)
+	waitFor(t, ctx, "the change", `document.getElementById("status").dataset.state === "changed"`)
+	if got, want := text(t, ctx, "status"), "Done: your email is now "+newEmail+"."; got != want {
+		t.Errorf("after the change, the page says %q, want %q", got, want)
+	}
+	if got := text(t, ctx, "user-email"); got != newEmail {
+		t.Errorf("the current email shown is %q, want %q", got, newEmail)
+	}
+}

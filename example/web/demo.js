@@ -83,7 +83,14 @@
     if (e && typeof e.error_msg === "string") {
       return { ok: false, msg: e.error_msg, code: e.error_code };
     }
-    return { ok: false, msg: cfg.msgUnexpected.replace("{status}", "HTTP " + resp.status) };
+    return { ok: false, msg: fill(cfg.msgUnexpected, "status", "HTTP " + resp.status) };
+  }
+
+  // fill puts value in place of {key} in one of the page's texts. The
+  // replacement is a function: a string one would read $&, $` and $' in
+  // value as patterns, and they are valid in an address (a$&b@example.com).
+  function fill(text, key, value) {
+    return text.replace("{" + key + "}", () => value);
   }
 
   function sayError(r) {
@@ -113,7 +120,7 @@
       sayError(r);
       return;
     }
-    say(cfg.msgSent.replace("{email}", email), "sent");
+    say(fill(cfg.msgSent, "email", email), "sent");
     codeInput.focus();
   });
 
@@ -130,9 +137,9 @@
     try {
       const u = await loadUser();
       codeInput.value = "";
-      say(cfg.msgChanged.replace("{email}", u.email), "changed");
+      say(fill(cfg.msgChanged, "email", u.email), "changed");
     } catch (e) {
-      say(cfg.msgUnexpected.replace("{status}", e.message), "error");
+      say(fill(cfg.msgUnexpected, "status", e.message), "error");
     }
     busy(changeForm, false);
   });
@@ -150,9 +157,9 @@
     try {
       const u = await loadUser();
       revertInput.value = "";
-      say(cfg.msgUndone.replace("{email}", u.email), "reverted");
+      say(fill(cfg.msgUndone, "email", u.email), "reverted");
     } catch (e) {
-      say(cfg.msgUnexpected.replace("{status}", e.message), "error");
+      say(fill(cfg.msgUnexpected, "status", e.message), "error");
     }
     busy(revertForm, false);
   });
@@ -166,5 +173,5 @@
     revertInput.focus();
   }
 
-  loadUser().catch((e) => say(cfg.msgUnexpected.replace("{status}", e.message), "error"));
+  loadUser().catch((e) => say(fill(cfg.msgUnexpected, "status", e.message), "error"));
 })();
