@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"io"
 	"io/fs"
+	"net/url"
 	"os"
 	"slices"
 	"strings"
@@ -66,12 +67,13 @@ func (s *stores) openUsers(ctx context.Context, flag string, dbConns int) error 
 		driver, dsn string
 		dialect     sqlstore.Dialect
 	)
+	scheme := schemeOf(flag)
 	switch {
 	case flag == "" || flag == "memory":
 		s.users, s.clients = memstore.NewUserStore(), memstore.NewClientRegistry()
 		return nil
-	case strings.HasPrefix(flag, "sqlite:"):
-		path := strings.TrimPrefix(flag, "sqlite:")
+	case scheme == "sqlite":
+		path := flag[len("sqlite:"):]
 		if path == "" {
 			return errors.New("-store sqlite:PATH needs a path")
 		}
@@ -85,10 +87,14 @@ func (s *stores) openUsers(ctx context.Context, flag string, dbConns int) error 
 		driver, dialect = "sqlite", sqlstore.SQLite
 		// No journal_mode(WAL) here: see switchToWAL.
 		dsn = fmt.Sprintf("file:%s?_pragma=busy_timeout(%d)", path, sqliteBusyTimeout.Milliseconds())
-	case strings.HasPrefix(flag, "postgres://"), strings.HasPrefix(flag, "postgresql://"):
-		driver, dsn, dialect = "pgx", flag, sqlstore.Postgres
+	case (scheme == "postgres" || scheme == "postgresql") && isURL(flag):
+		if _, err := url.Parse(flag); err != nil {
+			return errors.New("-store: the postgres:// URL does not parse") // url's error quotes it
+		}
+		// pgx reads a connection string as a URL only when its scheme is lower-case.
+		driver, dsn, dialect = "pgx", scheme+flag[len(scheme):], sqlstore.Postgres
 	default:
-		return fmt.Errorf("-store %q: want memory, sqlite:PATH or a postgres:// URL", flag)
+		return fmt.Errorf("-store: want memory, sqlite:PATH or a postgres:// URL%s", notQuoted(flag))
 	}
 	db, err := sql.Open(driver, dsn)
 	if err != nil {
@@ -165,13 +171,17 @@ func createPrivate(path string) error {
 var openRedis func(ctx context.Context, url string) (store.CodeStore, store.Limiter, io.Closer, error)
 
 func (s *stores) openCodes(ctx context.Context, flag string) error {
-	switch {
+	switch scheme := schemeOf(flag); {
 	case flag == "" || flag == "memory":
 		s.codes, s.limiter = memstore.NewCodeStore(), memstore.NewLimiter()
 		return nil
-	case strings.HasPrefix(flag, "redis://"), strings.HasPrefix(flag, "rediss://"):
+	case (scheme == "redis" || scheme == "rediss") && isURL(flag):
+		if _, err := url.Parse(flag); err != nil {
+			return errors.New("-codes: the redis:// URL does not parse") // url's error quotes it
+		}
+		flag = scheme + flag[len(scheme):]
 	default:
-		return fmt.Errorf("-codes %q: want memory or a redis:// URL", flag)
+		return fmt.Errorf("-codes: want memory or a redis:// URL%s", notQuoted(flag))
 	}
 	if openRedis == nil {
 		return errors.New("-codes redis://... needs the Redis client: build with -tags redis (go run -tags redis ./example)")
@@ -183,4 +193,40 @@ func (s *stores) openCodes(ctx context.Context, flag string) error {
 	s.closers = append(s.closers, closer)
 	s.codes, s.limiter = codes, limiter
 	return nil
+}
+
+// schemeOf returns the scheme v starts with, such as postgres in
+// postgres://... or sqlite in sqlite:PATH, lower-cased since schemes are
+// case-insensitive (RFC 3986, 3.1; url.Parse lower-cases them too), or ""
+// when v has none.
+func schemeOf(v string) string {
+	i := strings.IndexByte(v, ':')
+	if i < 1 {
+		return ""
+	}
+	for j, c := range v[:i] {
+		letter := 'a' <= c && c <= 'z' || 'A' <= c && c <= 'Z'
+		if !letter && (j == 0 || !('0' <= c && c <= '9' || c == '+' || c == '-' || c == '.')) {
+			return ""
+		}
+	}
+	return strings.ToLower(v[:i])
+}
+
+// isURL reports whether v is scheme://..., with an authority.
+func isURL(v string) bool {
+	s := schemeOf(v)
+	return s != "" && strings.HasPrefix(v[len(s)+1:], "//")
+}
+
+// notQuoted describes a store flag's value that the example does not open
+// without repeating it, since it may hold a password
+// (postgres://app:PASSWORD@..., ?password=, host=db password=...): by its
+// scheme at most.
+func notQuoted(v string) string {
+	const why = " (the value is not repeated here: it may hold a password)"
+	if isURL(v) {
+		return ", not a " + schemeOf(v) + ":// one" + why
+	}
+	return why
 }
