@@ -175,18 +175,26 @@ func TestRevertAfterSecretRotation(t *testing.T) {
 	}
 }
 
+// changedWithUndoBudget returns a fixture whose user "u" changed
+// owner@example.com to new@example.com, with an undo budget of n failures
+// an hour, and the undo token of the change.
+func changedWithUndoBudget(t *testing.T, n int) (*fixture, string) {
+	t.Helper()
+	f := newFixtureWith(t, func(c *selfservice.Config) {
+		b := testkit.LooseBudgets()
+		b.RevertsPerIP = []store.Limit{{N: n, Window: time.Hour}}
+		c.Budgets = b
+	}, mustUser(t, "u", "owner@example.com"))
+	f.changeTo(t, token(t, "u", nil), "new@example.com")
+	return f, f.revertToken(t, "owner@example.com")
+}
+
 // TestRevertBudgetCountsFailures: failed undo attempts from one address
 // are budgeted (429 with Retry-After once spent); a working token gives
 // its slot back.
 func TestRevertBudgetCountsFailures(t *testing.T) {
 	t.Parallel()
-	f := newFixtureWith(t, func(c *selfservice.Config) {
-		b := testkit.LooseBudgets()
-		b.RevertsPerIP = []store.Limit{{N: 3, Window: time.Hour}}
-		c.Budgets = b
-	}, mustUser(t, "u", "owner@example.com"))
-	f.changeTo(t, token(t, "u", nil), "new@example.com")
-	tok := f.revertToken(t, "owner@example.com")
+	f, tok := changedWithUndoBudget(t, 3)
 	if r := f.revert(t, tok); r.Status != http.StatusOK {
 		t.Fatalf("undo: %s", r.Raw)
 	}
@@ -206,13 +214,7 @@ func TestRevertBudgetCountsFailures(t *testing.T) {
 // still works; a failing token past the budget is the refusal.
 func TestRevertLiveTokenPastBudget(t *testing.T) {
 	t.Parallel()
-	f := newFixtureWith(t, func(c *selfservice.Config) {
-		b := testkit.LooseBudgets()
-		b.RevertsPerIP = []store.Limit{{N: 3, Window: time.Hour}}
-		c.Budgets = b
-	}, mustUser(t, "u", "owner@example.com"))
-	f.changeTo(t, token(t, "u", nil), "thief@example.com")
-	tok := f.revertToken(t, "owner@example.com")
+	f, tok := changedWithUndoBudget(t, 3)
 	for i, junk := range []string{"x", "guess-1", strings.Repeat("A", 43), "x"} {
 		want := i18n.CodeRevertTokenInvalid
 		if i == 3 {

@@ -1,13 +1,9 @@
 package main
 
 import (
-	"context"
 	"regexp"
 	"strings"
 	"testing"
-	"time"
-
-	"github.com/ciamkit/selfservice/internal/testkit"
 )
 
 var secondTokenLine = regexp.MustCompile(`export SECOND_TOKEN=(\S+)`)
@@ -15,41 +11,13 @@ var secondTokenLine = regexp.MustCompile(`export SECOND_TOKEN=(\S+)`)
 // TestSecondIssuer: with -second-issuer the example verifies tokens of two
 // issuers, each for its own application only.
 func TestSecondIssuer(t *testing.T) {
-	ctx, cancel := context.WithCancel(context.Background())
-	stdout, stderr := &testkit.SyncBuffer{}, &testkit.SyncBuffer{}
-	done := make(chan error, 1)
-	go func() {
-		done <- run(ctx, []string{"-addr", "127.0.0.1:0", "-second-issuer"}, stdout, stderr)
-	}()
-	t.Cleanup(func() {
-		cancel()
-		select {
-		case err := <-done:
-			if err != nil {
-				t.Errorf("run returned %v after shutdown", err)
-			}
-		case <-time.After(15 * time.Second):
-			t.Error("server did not shut down within 15s")
-		}
-	})
-	var out string
-	deadline := time.Now().Add(20 * time.Second)
-	for !secondTokenLine.MatchString(out) {
-		if time.Now().After(deadline) {
-			t.Fatalf("no second token printed:\n%s", out)
-		}
-		select {
-		case err := <-done:
-			t.Fatalf("run ended early: %v\n%s", err, out)
-		case <-time.After(20 * time.Millisecond):
-		}
-		out = stderr.String()
-	}
+	r := runExample(t, secondTokenLine, "-second-issuer")
+	out := r.stderr.String()
 	demo := started{
 		base:   sendLine.FindStringSubmatch(out)[1],
 		token:  tokenLine.FindStringSubmatch(out)[1],
 		client: clientHdr.FindStringSubmatch(out)[1],
-		stdout: stdout,
+		stdout: r.stdout,
 	}
 	second := demo
 	second.client, second.token = secondClientID, secondTokenLine.FindStringSubmatch(out)[1]

@@ -46,12 +46,36 @@ type started struct {
 
 func start(t *testing.T, args ...string) started {
 	t.Helper()
+	r := runExample(t, tokenLine, args...)
+	out := r.stderr.String()
+	return started{
+		base:   sendLine.FindStringSubmatch(out)[1],
+		token:  tokenLine.FindStringSubmatch(out)[1],
+		client: clientHdr.FindStringSubmatch(out)[1],
+		stdout: r.stdout,
+		stop:   r.stop,
+	}
+}
+
+// running is the example run in this test's process.
+type running struct {
+	stdout, stderr *testkit.SyncBuffer
+	// stop cancels run and checks that it ended cleanly; it also runs
+	// when the test ends, and only once.
+	stop func(t *testing.T)
+}
+
+// runExample runs the example with -addr 127.0.0.1:0 and args until the
+// test ends, and returns once its stderr matches ready: the test fails if
+// run ends first, or after 20 s.
+func runExample(t *testing.T, ready *regexp.Regexp, args ...string) running {
+	t.Helper()
 	ctx, cancel := context.WithCancel(context.Background())
-	stdout, stderr := &testkit.SyncBuffer{}, &testkit.SyncBuffer{}
+	r := running{stdout: &testkit.SyncBuffer{}, stderr: &testkit.SyncBuffer{}}
 	done := make(chan error, 1)
-	go func() { done <- run(ctx, append([]string{"-addr", "127.0.0.1:0"}, args...), stdout, stderr) }()
+	go func() { done <- run(ctx, append([]string{"-addr", "127.0.0.1:0"}, args...), r.stdout, r.stderr) }()
 	var once sync.Once
-	stop := func(t *testing.T) {
+	r.stop = func(t *testing.T) {
 		once.Do(func() {
 			cancel()
 			select {
@@ -64,27 +88,20 @@ func start(t *testing.T, args ...string) started {
 			}
 		})
 	}
-	t.Cleanup(func() { stop(t) })
+	t.Cleanup(func() { r.stop(t) })
 	deadline := time.Now().Add(20 * time.Second)
-	for time.Now().Before(deadline) {
-		out := stderr.String()
-		if tok := tokenLine.FindStringSubmatch(out); tok != nil {
-			return started{
-				base:   sendLine.FindStringSubmatch(out)[1],
-				token:  tok[1],
-				client: clientHdr.FindStringSubmatch(out)[1],
-				stdout: stdout,
-				stop:   stop,
-			}
+	for !ready.MatchString(r.stderr.String()) {
+		if time.Now().After(deadline) {
+			t.Fatalf("the example printed no %q:\n%s", ready, r.stderr.String())
 		}
 		select {
 		case err := <-done:
-			t.Fatalf("run ended early: %v\n%s", err, out)
+			done <- err // for stop
+			t.Fatalf("run ended early: %v\n%s", err, r.stderr.String())
 		case <-time.After(20 * time.Millisecond):
 		}
 	}
-	t.Fatalf("no walkthrough printed:\n%s", stderr.String())
-	return started{}
+	return r
 }
 
 func (s started) post(t *testing.T, path, token, body string) (int, string) {
@@ -498,37 +515,8 @@ func startExternal(t *testing.T, mailURL string) (string, *devissuer.Issuer, *te
 	}
 	jwks := httptest.NewServer(iss)
 	t.Cleanup(jwks.Close)
-	ctx, cancel := context.WithCancel(context.Background())
-	stderr := &testkit.SyncBuffer{}
-	done := make(chan error, 1)
-	go func() {
-		done <- run(ctx, []string{"-addr", "127.0.0.1:0", "-issuer", iss.URL(), "-jwks-url", jwks.URL, "-mail", mailURL}, io.Discard, stderr)
-	}()
-	t.Cleanup(func() {
-		cancel()
-		select {
-		case err := <-done:
-			if err != nil {
-				t.Errorf("run returned %v after shutdown", err)
-			}
-		case <-time.After(15 * time.Second):
-			t.Error("server did not shut down within 15s")
-		}
-	})
-	deadline := time.Now().Add(20 * time.Second)
-	for time.Now().Before(deadline) {
-		if m := listeningLine.FindStringSubmatch(stderr.String()); m != nil {
-			return "http://" + m[1], iss, stderr
-		}
-		select {
-		case err := <-done:
-			done <- err // for the cleanup
-			t.Fatalf("run ended early: %v\n%s", err, stderr.String())
-		case <-time.After(20 * time.Millisecond):
-		}
-	}
-	t.Fatalf("the example did not start listening:\n%s", stderr.String())
-	return "", nil, nil
+	r := runExample(t, listeningLine, "-issuer", iss.URL(), "-jwks-url", jwks.URL, "-mail", mailURL)
+	return "http://" + listeningLine.FindStringSubmatch(r.stderr.String())[1], iss, r.stderr
 }
 
 // TestExternalIssuerNoDemoUndoLink: with -issuer there is no demo page, so
