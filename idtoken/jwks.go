@@ -333,7 +333,9 @@ func (k *jwksKeys) refetch(ctx context.Context, t *jwt.Token, done chan struct{}
 	case r := <-res:
 		return r.key, r.err
 	case <-ctx.Done():
-		return nil, ctx.Err()
+		// Undecided, as for the tokens waiting on this fetch: the kid
+		// may be a rotated key's.
+		return nil, errors.Join(ErrKeysUnavailable, ctx.Err())
 	}
 }
 
