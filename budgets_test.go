@@ -572,3 +572,52 @@ func TestWithdrawingFailedCodeIsLogged(t *testing.T) {
 		t.Errorf("log shows the address unmasked:\n%s", out)
 	}
 }
+
+// gatedFailMailer holds its first send until gate closes, then fails it;
+// every later send goes to next.
+type gatedFailMailer struct {
+	next    selfservice.Mailer
+	entered chan struct{}
+	gate    chan struct{}
+	first   sync.Once
+}
+
+func (m *gatedFailMailer) Send(ctx context.Context, msg selfservice.Message) error {
+	first := false
+	m.first.Do(func() { first = true })
+	if !first {
+		return m.next.Send(ctx, msg)
+	}
+	close(m.entered)
+	<-m.gate
+	return errors.New("smtp: 451 try again later")
+}
+
+// TestFailedSendKeepsANewerCode: a send whose mail fails withdraws its own
+// code only. A second send to the same address stored and mailed a newer
+// code meanwhile; that code, the one the user received, still works.
+func TestFailedSendKeepsANewerCode(t *testing.T) {
+	t.Parallel()
+	mailer := &gatedFailMailer{entered: make(chan struct{}), gate: make(chan struct{})}
+	f := newFixtureWith(t, func(c *selfservice.Config) {
+		c.Budgets = testkit.LooseBudgets()
+		c.Mailer = mailer
+	}, mustUser(t, "u", "old@example.com"))
+	mailer.next = f.mail
+	first := make(chan error, 1)
+	go func() {
+		first <- f.svc.SendCode(context.Background(), selfservice.SendCodeRequest{
+			Caller: selfservice.Caller{ClientID: testClient, Backend: "test", IP: netip.MustParseAddr("192.0.2.10")},
+			Email:  "new@example.com", Type: selfservice.PurposeUpdateEmail, CaptchaToken: "ok",
+		})
+	}()
+	<-mailer.entered // the first code is stored, its mail under way
+	code := f.sendCode(t, "new@example.com")
+	close(mailer.gate)
+	if err := <-first; !errors.Is(err, i18n.CodeSendFailed) {
+		t.Fatalf("the first send: %v, want %s", err, i18n.CodeSendFailed)
+	}
+	if r := f.update(t, token(t, "u", nil), "en", "new@example.com", code); r.Status != http.StatusOK {
+		t.Errorf("the code the user received, after the other send failed: %s, want 200", r.Raw)
+	}
+}

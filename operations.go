@@ -2,10 +2,9 @@ package selfservice
 
 import (
 	"context"
-	"crypto/rand"
-	"crypto/sha256"
 	"errors"
 	"fmt"
+	"math"
 	"net/netip"
 	"regexp"
 	"strings"
@@ -171,6 +170,13 @@ func (s *Service) checkAuthAge(id middleware.Identity) error {
 // sendCode runs SendCode's checks after the caller's. It serves
 // PurposeUpdateEmail only: the family's other send types (REGISTER_EMS,
 // LOGIN_EMS, ...) get IDAAS.SDK.PARAM.9203 like unknown ones.
+// withdraw spends the code stored as hash under key, if it is still the
+// live one; otherwise it leaves the live code, charged one try. The try
+// limit given is no limit, so that this try never ends another code.
+func (s *Service) withdraw(ctx context.Context, key store.CodeKey, hash []byte) error {
+	return s.cfg.Codes.Verify(context.WithoutCancel(ctx), key, [][]byte{hash}, math.MaxInt32, s.cfg.Now())
+}
+
 func (s *Service) sendCode(ctx context.Context, c caller, req SendCodeRequest) error {
 	if req.Type != PurposeUpdateEmail {
 		return i18n.CodeTypeUnsupported
@@ -208,7 +214,8 @@ func (s *Service) sendCode(ctx context.Context, c caller, req SendCodeRequest) e
 	now := s.cfg.Now()
 	code := newCode()
 	key := store.CodeKey{Purpose: req.Type, Email: canonical}
-	if err := s.cfg.Codes.Put(ctx, key, s.codes.hash(req.Type, canonical, code), now.Add(s.cfg.CodeTTL)); err != nil {
+	hash := s.codes.hash(req.Type, canonical, code)
+	if err := s.cfg.Codes.Put(ctx, key, hash, now.Add(s.cfg.CodeTTL)); err != nil {
 		// Nothing was mailed: the send costs no budget, so that an
 		// outage or a full store does not lock honest users out.
 		s.cancel(ctx, taken)
@@ -216,20 +223,22 @@ func (s *Service) sendCode(ctx context.Context, c caller, req SendCodeRequest) e
 	}
 	msg := Message{Kind: MailCode, Purpose: req.Type, To: email, Code: code, ExpiresIn: s.cfg.CodeTTL, Language: c.language}
 	if err := s.mail.send(ctx, msg); err != nil {
+		// The mail may have left or not: either way the code must not
+		// stay usable, since it may now sit in a log or a bounce. It is
+		// withdrawn by spending it, which removes this code only: a
+		// newer code that a concurrent send stored and mailed meanwhile
+		// stays (charged one try, never more than maxTries in all).
+		if werr := s.withdraw(ctx, key, hash); werr != nil && !errors.Is(werr, store.ErrCodeInvalid) {
+			s.cfg.Logger.ErrorContext(ctx, "selfservice: the code of a failed send could not be withdrawn; it stays valid until it expires",
+				"to", MaskEmail(email), "expires_in", s.cfg.CodeTTL, "error", redact(werr, []string{email, canonical}, code))
+		}
 		if errors.Is(err, errMailUnavailable) || errors.Is(err, ErrNotSent) {
 			// Refused before the mailer saw it, or given up by the
 			// mailer before it tried the server: nothing left, nothing
 			// spent. A refused recipient stays charged: the server was
-			// asked.
+			// asked. Given back after the withdrawal, so that the send
+			// it lets through finds this code gone.
 			s.cancel(ctx, taken)
-		}
-		// The mail may have left or not: either way the code must not
-		// stay usable, since it may now sit in a log or a bounce.
-		dead := make([]byte, sha256.Size)
-		_, _ = rand.Read(dead)
-		if err := s.cfg.Codes.Put(context.WithoutCancel(ctx), key, dead, now); err != nil {
-			s.cfg.Logger.ErrorContext(ctx, "selfservice: the code of a failed send could not be withdrawn; it stays valid until it expires",
-				"to", MaskEmail(email), "expires_in", s.cfg.CodeTTL, "error", redact(err, []string{email, canonical}, code))
 		}
 		return i18n.Wrap(i18n.CodeSendFailed, errors.New(redact(err, []string{email, canonical}, code)))
 	}

@@ -21,8 +21,10 @@ import (
 // (skipping t when it is unset), returns a pool whose search_path is that
 // schema, and drops the schema when t ends. With via set (host:port, e.g. a
 // proxy in front of the server), the pool connects there instead; the
-// schema is managed over a direct connection.
-func Open(t testing.TB, via string) *sql.DB {
+// schema is managed over a direct connection. params are run-time
+// parameters every connection of the pool sets, as name, value pairs
+// (e.g. "default_transaction_isolation", "serializable").
+func Open(t testing.TB, via string, params ...string) *sql.DB {
 	t.Helper()
 	url := testenv.Lookup(t, testenv.Postgres)
 	config := func() *pgx.ConnConfig {
@@ -44,6 +46,9 @@ func Open(t testing.TB, via string) *sql.DB {
 	}
 	c := config()
 	c.RuntimeParams["search_path"] = schema
+	for i := 0; i+1 < len(params); i += 2 {
+		c.RuntimeParams[params[i]] = params[i+1]
+	}
 	if via != "" {
 		host, port, err := net.SplitHostPort(via)
 		p, perr := strconv.ParseUint(port, 10, 16)

@@ -43,7 +43,11 @@ var errRevertHashTaken = errors.New("undo token hash already recorded")
 //     a unique violation being store.ErrEmailExists; commit. Any error:
 //     roll back, and the undo record stays live.
 //
-// On PostgreSQL an ordinary (READ COMMITTED) transaction does. On SQLite,
+// On PostgreSQL a READ COMMITTED transaction does: begin it with
+// &sql.TxOptions{Isolation: sql.LevelReadCommitted} (or BEGIN ISOLATION
+// LEVEL READ COMMITTED) when the server's default may be stricter, since
+// under REPEATABLE READ or SERIALIZABLE the loser of a race fails with a
+// serialization error instead of seeing the winner's row. On SQLite,
 // which has no row locks, the transaction must take the write lock at
 // BEGIN: open the database with _txlock=immediate (modernc.org/sqlite),
 // e.g. "file:app.db?_txlock=immediate&_pragma=busy_timeout(5000)&_pragma=journal_mode(WAL)".

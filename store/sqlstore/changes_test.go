@@ -16,6 +16,7 @@ import (
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/stdlib"
 
+	"github.com/ciamkit/selfservice/internal/pgtest"
 	"github.com/ciamkit/selfservice/internal/testenv"
 	"github.com/ciamkit/selfservice/store"
 	"github.com/ciamkit/selfservice/store/sqlstore"
@@ -500,4 +501,62 @@ func TestMigrateFromVersion1(t *testing.T) {
 			t.Errorf("NoticeBacklog after the upgrade = %d, %v; want 1", n, err)
 		}
 	})
+}
+
+// TestStricterDefaultIsolation: on a PostgreSQL whose default isolation is
+// SERIALIZABLE, racing operations on one account still end as the
+// contract says, never in a serialization failure: of concurrent undos of
+// one token one wins and the others find it spent; of two users taking
+// one address one wins and the other gets ErrEmailExists.
+func TestStricterDefaultIsolation(t *testing.T) {
+	t.Parallel()
+	db := pgtest.Open(t, "", "default_transaction_isolation", "serializable")
+	if err := sqlstore.Migrate(t.Context(), db, sqlstore.Postgres); err != nil {
+		t.Fatalf("Migrate: %v", err)
+	}
+	var seed []store.User
+	for _, id := range []string{"a", "b", "c"} {
+		seed = append(seed, store.User{ID: id, Email: id + "@example.com", CanonicalEmail: id + "@example.com"})
+	}
+	s := newSeededStore(t, db, engine{dialect: sqlstore.Postgres}, seed)
+	ca := change("a", "A.New@Example.org", base, "a")
+	if err := s.ChangeEmail(t.Context(), ca); err != nil {
+		t.Fatalf("ChangeEmail: %v", err)
+	}
+	const n = 8
+	var wg sync.WaitGroup
+	errs := make(chan error, n+2)
+	start := make(chan struct{})
+	for range n {
+		wg.Go(func() {
+			<-start
+			_, err := s.RevertEmail(context.Background(), store.EmailRevert{TokenHash: ca.RevertHash, Now: base.Add(time.Minute), LockUntil: base.Add(time.Hour)})
+			errs <- err
+		})
+	}
+	for _, id := range []string{"b", "c"} {
+		wg.Go(func() {
+			<-start
+			errs <- s.ChangeEmail(context.Background(), change(id, "Taken@Example.org", base.Add(time.Second), id))
+		})
+	}
+	close(start)
+	wg.Wait()
+	close(errs)
+	counts := map[string]int{}
+	for err := range errs {
+		switch {
+		case err == nil:
+			counts["ok"]++
+		case errors.Is(err, store.ErrRevertInvalid):
+			counts["spent"]++
+		case errors.Is(err, store.ErrEmailExists):
+			counts["taken"]++
+		default:
+			t.Errorf("an operation failed: %v", err)
+		}
+	}
+	if counts["ok"] != 2 || counts["spent"] != n-1 || counts["taken"] != 1 {
+		t.Errorf("outcomes %v, want 2 ok (one undo, one change), %d spent, 1 taken", counts, n-1)
+	}
 }

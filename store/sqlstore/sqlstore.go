@@ -93,8 +93,13 @@ type execQuerier interface {
 // inTx runs f in one transaction on db and commits it when f returns nil;
 // otherwise, or if f panics, it rolls it back.
 //
-// On PostgreSQL it is an ordinary transaction (READ COMMITTED unless the
-// server says otherwise): f serialises with its rivals by the rows it locks.
+// On PostgreSQL it is a READ COMMITTED transaction, whatever the server's
+// default_transaction_isolation: f serialises with its rivals by the rows
+// it locks, and under REPEATABLE READ or SERIALIZABLE a rival that waited
+// for those locks would fail with a serialization error (SQLSTATE 40001,
+// answered as an internal failure) instead of seeing the winner's commit
+// (two undos of one token: REVERT.9302 for the second; two users taking
+// one address: USER.0036 for the loser).
 // On SQLite it is BEGIN IMMEDIATE on a connection of its own. database/sql
 // begins SQLite transactions DEFERRED (unless the DSN says _txlock), and a
 // deferred transaction that reads and then writes fails with SQLITE_BUSY at
@@ -105,7 +110,7 @@ func (d Dialect) inTx(ctx context.Context, db *sql.DB, f func(q execQuerier) err
 	if d == SQLite {
 		return inImmediateTx(ctx, db, f)
 	}
-	tx, err := db.BeginTx(ctx, nil)
+	tx, err := db.BeginTx(ctx, &sql.TxOptions{Isolation: sql.LevelReadCommitted})
 	if err != nil {
 		return err
 	}
