@@ -167,9 +167,6 @@ func (s *Service) checkAuthAge(id middleware.Identity) error {
 	return nil
 }
 
-// sendCode runs SendCode's checks after the caller's. It serves
-// PurposeUpdateEmail only: the family's other send types (REGISTER_EMS,
-// LOGIN_EMS, ...) get IDAAS.SDK.PARAM.9203 like unknown ones.
 // withdraw spends the code stored as hash under key, if it is still the
 // live one; otherwise it leaves the live code, charged one try. The try
 // limit given is no limit, so that this try never ends another code.
@@ -177,6 +174,9 @@ func (s *Service) withdraw(ctx context.Context, key store.CodeKey, hash []byte) 
 	return s.cfg.Codes.Verify(context.WithoutCancel(ctx), key, [][]byte{hash}, math.MaxInt32, s.cfg.Now())
 }
 
+// sendCode runs SendCode's checks after the caller's. It serves
+// PurposeUpdateEmail only: the family's other send types (REGISTER_EMS,
+// LOGIN_EMS, ...) get IDAAS.SDK.PARAM.9203 like unknown ones.
 func (s *Service) sendCode(ctx context.Context, c caller, req SendCodeRequest) error {
 	if req.Type != PurposeUpdateEmail {
 		return i18n.CodeTypeUnsupported
