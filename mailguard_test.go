@@ -62,10 +62,6 @@ func TestHungMailServer(t *testing.T) {
 		b.SendsPerEmail = nil // the default: 1 a minute
 		c.Budgets = b
 	}, mustUser(t, "u", "old@example.com"))
-	send := func(to string) reply {
-		return f.do(t, http.MethodPost, selfservice.SendCodePath, baseHeaders("en"),
-			`{"email":`+quote(to)+`,"type":"UPDATE_EMAIL_EMS","captcha_token":"ok"}`)
-	}
 	failed := func(what string, r reply) {
 		t.Helper()
 		if r.Status != http.StatusInternalServerError || r.Code != string(i18n.CodeSendFailed) {
@@ -79,13 +75,13 @@ func TestHungMailServer(t *testing.T) {
 	// not reach the mailer while the three hold them.
 	var wg sync.WaitGroup
 	for i := range 3 {
-		wg.Go(func() { failed("a held send", send(fmt.Sprintf("held%d@example.com", i))) })
+		wg.Go(func() { failed("a held send", f.send(t, fmt.Sprintf("held%d@example.com", i))) })
 	}
 	for range 3 {
 		<-mailer.entered
 	}
 	for i := range 3 {
-		wg.Go(func() { failed("a send that waited for a slot", send(fmt.Sprintf("busy%d@example.com", i))) })
+		wg.Go(func() { failed("a send that waited for a slot", f.send(t, fmt.Sprintf("busy%d@example.com", i))) })
 	}
 	time.Sleep(50 * time.Millisecond) // time for a wrong send to reach the mailer
 	if got := mailer.calls.Load(); got != 4 {
@@ -105,7 +101,7 @@ func TestHungMailServer(t *testing.T) {
 	mailer.hung.Store(false)
 	mailer.failing.Store(true)
 	before := mailer.calls.Load()
-	failed("a send with the circuit open", send("again@example.com"))
+	failed("a send with the circuit open", f.send(t, "again@example.com"))
 	if got := mailer.calls.Load(); got != before {
 		t.Errorf("the mailer was tried with the circuit open")
 	}
@@ -116,7 +112,7 @@ func TestHungMailServer(t *testing.T) {
 	mailer.failing.Store(false)
 	waitFor(t, "the circuit closes after the server is back", func() bool {
 		time.Sleep(coolDown / 4)
-		r := send("again@example.com")
+		r := f.send(t, "again@example.com")
 		if r.Status == http.StatusTooManyRequests {
 			t.Fatalf("a send refused with the circuit open was charged: %s", r.Raw)
 		}
@@ -170,19 +166,15 @@ func TestMailWaitersBounded(t *testing.T) {
 		c.Mailer, c.MailTimeout, c.MailConcurrency = mailer, time.Minute, 1
 		c.Budgets = testkit.LooseBudgets()
 	})
-	send := func(to string) reply {
-		return f.do(t, http.MethodPost, selfservice.SendCodePath, baseHeaders("en"),
-			`{"email":`+quote(to)+`,"type":"UPDATE_EMAIL_EMS","captcha_token":"ok"}`)
-	}
 	var wg sync.WaitGroup
-	wg.Go(func() { send("held@example.com") })
+	wg.Go(func() { f.send(t, "held@example.com") })
 	<-mailer.entered
 	for i := range 4 {
-		wg.Go(func() { send(fmt.Sprintf("waiting%d@example.com", i)) })
+		wg.Go(func() { f.send(t, fmt.Sprintf("waiting%d@example.com", i)) })
 	}
 	waitFor(t, "four sends wait for the slot", func() bool { return f.svc.MailWaiting() == 4 })
 	start := time.Now()
-	r := send("beyond@example.com")
+	r := f.send(t, "beyond@example.com")
 	if r.Status != http.StatusInternalServerError || r.Code != string(i18n.CodeSendFailed) {
 		t.Errorf("a send beyond the waiters: %d %s, want 500 %s", r.Status, r.Raw, i18n.CodeSendFailed)
 	}
@@ -215,15 +207,11 @@ func TestMailWaitIsNotTheSendsTime(t *testing.T) {
 		c.Mailer, c.MailTimeout, c.MailConcurrency = mailer, timeout, 1
 		c.Budgets = testkit.LooseBudgets()
 	})
-	send := func(to string) reply {
-		return f.do(t, http.MethodPost, selfservice.SendCodePath, baseHeaders("en"),
-			`{"email":`+quote(to)+`,"type":"UPDATE_EMAIL_EMS","captcha_token":"ok"}`)
-	}
 	var wg sync.WaitGroup
-	wg.Go(func() { send("first@example.com") })
+	wg.Go(func() { f.send(t, "first@example.com") })
 	<-left
 	<-entered
-	if r := send("second@example.com"); r.Status != http.StatusOK {
+	if r := f.send(t, "second@example.com"); r.Status != http.StatusOK {
 		t.Errorf("the send that waited for the slot: %d %s", r.Status, r.Raw)
 	}
 	// It waited about 0.6 s: had the wait come out of its MailTimeout, it

@@ -131,18 +131,26 @@ type jwksServer struct {
 	drop    atomic.Bool // close the connection without an answer
 	fetches atomic.Int32
 	release chan struct{}
+	// hold makes each fetch report on entered and wait for unhold, then
+	// answer as usual (hang never answers).
+	hold    atomic.Bool
+	entered chan struct{}
+	held    chan struct{}
+	unhold  func()
 }
 
 func newJWKSServer(t testing.TB, body []byte) *jwksServer {
 	t.Helper()
-	s := &jwksServer{release: make(chan struct{})}
+	s := &jwksServer{release: make(chan struct{}), entered: make(chan struct{}, 16), held: make(chan struct{})}
+	s.unhold = sync.OnceFunc(func() { close(s.held) })
 	s.setBody(body)
 	s.status.Store(http.StatusOK)
 	s.Server = httptest.NewServer(http.HandlerFunc(s.serve))
-	// Cleanups run last-registered first: hanging handlers are released
-	// before Close waits for them.
+	// Cleanups run last-registered first: hanging and held handlers are
+	// released before Close waits for them.
 	t.Cleanup(s.Close)
 	t.Cleanup(func() { close(s.release) })
+	t.Cleanup(s.unhold)
 	return s
 }
 
@@ -150,6 +158,14 @@ func (s *jwksServer) setBody(b []byte) { s.body.Store(&b) }
 
 func (s *jwksServer) serve(w http.ResponseWriter, r *http.Request) {
 	s.fetches.Add(1)
+	if s.hold.Load() {
+		s.entered <- struct{}{}
+		select {
+		case <-s.held:
+		case <-r.Context().Done():
+			return
+		}
+	}
 	if s.hang.Load() {
 		select {
 		case <-s.release:

@@ -76,49 +76,6 @@ func TestJWKSRefetchSurvivesHangUp(t *testing.T) {
 	}
 }
 
-// blockingJWKS serves a JWK Set whose fetches a test can hold: while block
-// is set, each fetch reports on entered and waits for release.
-type blockingJWKS struct {
-	*httptest.Server
-	body    atomic.Pointer[[]byte]
-	status  atomic.Int32
-	block   atomic.Bool
-	fetches atomic.Int32
-	entered chan struct{}
-	release func()
-}
-
-func newBlockingJWKS(t *testing.T, body []byte) *blockingJWKS {
-	t.Helper()
-	s := &blockingJWKS{entered: make(chan struct{}, 16)}
-	s.body.Store(&body)
-	s.status.Store(http.StatusOK)
-	released := make(chan struct{})
-	s.release = sync.OnceFunc(func() { close(released) })
-	s.Server = httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		s.fetches.Add(1)
-		if s.block.Load() {
-			s.entered <- struct{}{}
-			select {
-			case <-released:
-			case <-r.Context().Done():
-				return
-			}
-		}
-		if st := int(s.status.Load()); st != http.StatusOK {
-			http.Error(w, "unavailable", st)
-			return
-		}
-		w.Header().Set("Content-Type", "application/json")
-		_, _ = w.Write(*s.body.Load())
-	}))
-	// Cleanups run last-registered first: a held fetch is released
-	// before Close waits for it.
-	t.Cleanup(s.Close)
-	t.Cleanup(s.release)
-	return s
-}
-
 // waitingContext tells when Done is first asked for: verifying a token,
 // the Verifier asks only to wait for the refetch under way.
 type waitingContext struct {
@@ -200,15 +157,15 @@ func TestJWKSHeldBackTokenWaitsForRefetch(t *testing.T) {
 		t.Run(tt.name, func(t *testing.T) {
 			t.Parallel()
 			oldKey, newKey := newECKey(t), newECKey(t)
-			srv := newBlockingJWKS(t, jwksJSON(t, published{&oldKey.PublicKey, "old", jwkset.AlgES256, jwkset.UseSig}))
+			srv := newJWKSServer(t, jwksJSON(t, published{&oldKey.PublicKey, "old", jwkset.AlgES256, jwkset.UseSig}))
 			v := newVerifier(t, func(o *idtoken.Options) {
 				o.JWKSURL = srv.URL
 				o.UnknownKIDInterval = time.Hour // one refetch for the whole test
 			})
 			rotated := jwksJSON(t, published{&newKey.PublicKey, "new", jwkset.AlgES256, jwkset.UseSig})
-			srv.body.Store(&rotated)
+			srv.setBody(rotated)
 			srv.status.Store(int32(tt.status))
-			srv.block.Store(true)
+			srv.hold.Store(true)
 
 			first := verifyAsync(context.Background(), v, signer{jwt.SigningMethodES256, newKey, "new"}.sign(t, claims()))
 			select {
@@ -227,7 +184,7 @@ func TestJWKSHeldBackTokenWaitsForRefetch(t *testing.T) {
 					t.Fatalf("held-back token whose context ended: %s, want %s", got, tt.second)
 				}
 			}
-			srv.release()
+			srv.unhold()
 			if got := outcomeOf(t, <-first); got != tt.first {
 				t.Errorf("token that refetched: %s, want %s", got, tt.first)
 			}
@@ -259,14 +216,14 @@ func TestJWKSHeldBackTokenWaitsForRefetch(t *testing.T) {
 func TestJWKSHeldBackFlood(t *testing.T) {
 	t.Parallel()
 	oldKey, newKey := newECKey(t), newECKey(t)
-	srv := newBlockingJWKS(t, jwksJSON(t, published{&oldKey.PublicKey, "old", jwkset.AlgES256, jwkset.UseSig}))
+	srv := newJWKSServer(t, jwksJSON(t, published{&oldKey.PublicKey, "old", jwkset.AlgES256, jwkset.UseSig}))
 	v := newVerifier(t, func(o *idtoken.Options) {
 		o.JWKSURL = srv.URL
 		o.UnknownKIDInterval = time.Millisecond // the limiter would allow many
 	})
 	rotated := jwksJSON(t, published{&newKey.PublicKey, "new", jwkset.AlgES256, jwkset.UseSig})
-	srv.body.Store(&rotated)
-	srv.block.Store(true)
+	srv.setBody(rotated)
+	srv.hold.Store(true)
 
 	bogus := verifyAsync(context.Background(), v, signer{jwt.SigningMethodES256, oldKey, "made-up"}.sign(t, claims()))
 	<-srv.entered
@@ -287,7 +244,7 @@ func TestJWKSHeldBackFlood(t *testing.T) {
 		waiters[i] = waiter{genuine, verifyAsync(ctx, v, s.sign(t, claims(setClaim("jti", strconv.Itoa(i)))))}
 		awaitWaiting(t, ctx, waiters[i].res)
 	}
-	srv.release()
+	srv.unhold()
 	if got := outcomeOf(t, <-bogus); got != refused {
 		t.Errorf("made-up kid that refetched: %s, want refused", got)
 	}
